@@ -1,0 +1,57 @@
+# The two commands: `make run` and `make test`. Everything else is what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+export CMS_DATA_DIR ?= $(CURDIR)/var
+export DJANGO_SETTINGS_MODULE ?= cms.settings.base
+export WAGTAILADMIN_BASE_URL ?= http://$(HOST):$(PORT)
+
+SYSTEM_DEPS := nginx:nginx-light ffmpeg:ffmpeg ffprobe:ffmpeg node:nodejs npm:npm
+TEST_SYSTEM_DEPS := chromium:chromium
+
+.PHONY: run test setup system-deps test-system-deps prepare frontend bench-serve clean
+
+run: setup prepare
+	@echo "Starting nginx, gunicorn and the task worker on http://$(HOST):$(PORT)/ (Ctrl-C stops them)"
+	exec $(BIN)/honcho --no-colour -f Procfile start
+
+test: setup test-system-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+setup: system-deps $(VENV)/.installed frontend
+
+system-deps:
+	@deploy/scripts/ensure-system-packages $(SYSTEM_DEPS)
+
+test-system-deps:
+	@deploy/scripts/ensure-system-packages $(TEST_SYSTEM_DEPS)
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+frontend: frontend/static/frontend/.built
+
+frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
+
+frontend/static/frontend/.built: frontend/node_modules/.package-lock.json frontend/build.mjs $(wildcard frontend/src/*)
+	cd frontend && node build.mjs
+	touch $@
+
+prepare:
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py render_nginx_config --listen $(HOST):$(PORT) --output $(CMS_DATA_DIR)/nginx/nginx.conf
+	$(BIN)/python manage.py bootstrap_site --base-url http://$(HOST):$(PORT)
+
+clean:
+	rm -rf $(VENV) frontend/node_modules frontend/static/frontend test-output

@@ -1,0 +1,21 @@
+"""Settings for the test suite: the production settings, pointed at a
+throwaway data folder, with a SQLite test database in a file so that the
+gunicorn and nginx started by integration tests see what tests create."""
+
+import os
+import tempfile
+from pathlib import Path
+
+_test_data = Path(os.environ.setdefault("CMS_DATA_DIR", tempfile.mkdtemp(prefix="pv-test-")))
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{_test_data / 'db.sqlite3'}")
+
+from .base import *  # noqa: E402,F403
+from .base import DATABASES, STORAGES  # noqa: E402
+
+DATABASES["default"]["TEST"] = {"NAME": str(_test_data / "test-db.sqlite3")}
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.MD5PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}

@@ -1,0 +1,48 @@
+"""Upload validation: a video is what ffprobe says it is, not what its name says."""
+
+import os
+import tempfile
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.template.defaultfilters import filesizeformat
+
+from transcoding.probe import ProbeError, probe_video
+
+
+def max_upload_size():
+    return getattr(settings, "CMS_VIDEO_MAX_UPLOAD_SIZE", 8 * 1024**3)
+
+
+def _probe_uploaded(uploaded):
+    if hasattr(uploaded, "temporary_file_path"):
+        return probe_video(uploaded.temporary_file_path())
+    # In-memory uploads (small files, or a custom upload handler): ffprobe
+    # needs a seekable file, so spool to disk first.
+    suffix = os.path.splitext(uploaded.name or "")[1][:10]
+    with tempfile.NamedTemporaryFile(suffix=suffix) as spool:
+        for chunk in uploaded.chunks():
+            spool.write(chunk)
+        spool.flush()
+        return probe_video(spool.name)
+
+
+def validate_video_upload(uploaded):
+    """Refuse empty, oversized and non-video files. Returns the probe result."""
+    if not uploaded.size:
+        raise ValidationError("The file is empty.", code="empty")
+    limit = max_upload_size()
+    if uploaded.size > limit:
+        raise ValidationError(
+            "This file is %(size)s; the largest video you can upload is %(limit)s.",
+            code="file_too_large",
+            params={"size": filesizeformat(uploaded.size), "limit": filesizeformat(limit)},
+        )
+    try:
+        return _probe_uploaded(uploaded)
+    except ProbeError as exc:
+        raise ValidationError(
+            "“%(name)s” is not a video we can read: %(reason)s",
+            code="not_video",
+            params={"name": uploaded.name, "reason": str(exc)},
+        ) from None

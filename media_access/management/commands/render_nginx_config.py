@@ -1,0 +1,38 @@
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from media_access.nginx import render_nginx_config
+
+
+class Command(BaseCommand):
+    help = "Render the bundled nginx config (deploy/nginx/site.conf.template) from settings."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--output", "-o", help="Write here instead of standard output.")
+        parser.add_argument("--listen", default="127.0.0.1:8000", help="host:port for nginx.")
+        parser.add_argument("--upstream", help="gunicorn address (default: the unix socket in the data folder).")
+        parser.add_argument("--runtime-dir", help="nginx pid and temp files (default: DATA_DIR/nginx).")
+        parser.add_argument(
+            "--server-block-only",
+            action="store_true",
+            help="Only the upstream and server blocks, to include from an existing nginx.conf.",
+        )
+
+    def handle(self, *args, **options):
+        overrides = {"listen": options["listen"], "standalone": not options["server_block_only"]}
+        if options["upstream"]:
+            overrides["upstream"] = options["upstream"]
+        runtime_dir = Path(options["runtime_dir"] or Path(settings.DATA_DIR) / "nginx")
+        overrides["runtime_dir"] = runtime_dir
+        config = render_nginx_config(**overrides)
+        if options["output"]:
+            path = Path(options["output"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(config)
+            if overrides["standalone"]:
+                runtime_dir.mkdir(parents=True, exist_ok=True)
+                (Path(settings.DATA_DIR) / "run").mkdir(parents=True, exist_ok=True)
+        else:
+            self.stdout.write(config)

@@ -1,0 +1,48 @@
+"""Rendering the bundled nginx config from settings.
+
+The same template serves `make run`, the integration tests and production,
+so what is tested is what is shipped.
+"""
+
+import getpass
+import os
+from pathlib import Path
+
+from django.conf import settings
+from django.template import Context, Engine
+
+TEMPLATE_PATH = Path(settings.BASE_DIR) / "deploy" / "nginx" / "site.conf.template"
+# Multipart envelope and form fields on top of the largest allowed file.
+_UPLOAD_OVERHEAD = 16 * 1024 * 1024
+
+
+def nginx_context(**overrides):
+    data_dir = Path(settings.DATA_DIR)
+    runtime_dir = Path(overrides.pop("runtime_dir", data_dir / "nginx"))
+    context = {
+        "standalone": True,
+        "worker_processes": "auto",
+        "runtime_dir": runtime_dir,
+        "error_log": "stderr",
+        "access_log": "/dev/stdout",
+        # Running as root (make run in a container): keep workers as this
+        # user so they can read the private files gunicorn wrote.
+        "user": getpass.getuser() if os.geteuid() == 0 else "",
+        "mime_types": "/etc/nginx/mime.types",
+        "listen": "127.0.0.1:8000",
+        "server_name": "_",
+        "upstream_name": "django_app",
+        "upstream": f"unix:{data_dir / 'run' / 'gunicorn.sock'}",
+        "static_root": Path(settings.STATIC_ROOT),
+        "media_root": Path(settings.MEDIA_ROOT),
+        "private_root": Path(settings.PRIVATE_MEDIA_ROOT),
+        "client_max_body_size": settings.CMS_VIDEO_MAX_UPLOAD_SIZE + _UPLOAD_OVERHEAD,
+    }
+    context.update(overrides)
+    return context
+
+
+def render_nginx_config(**overrides):
+    engine = Engine(autoescape=False)
+    template = engine.from_string(TEMPLATE_PATH.read_text())
+    return template.render(Context(nginx_context(**overrides)))

@@ -1,0 +1,77 @@
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from transcoding.testmedia import make_test_video
+
+from .stack import REPO, Stack
+
+OUTPUT_DIR = REPO / "test-output"
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def sample_video(media_dir):
+    """A real 4 s H.264/AAC MP4, made with ffmpeg's lavfi sources."""
+    return make_test_video(media_dir / "sample.mp4", duration=4)
+
+
+@pytest.fixture(scope="session")
+def static_root(tmp_path_factory):
+    """collectstatic once per run, for stacks (the production storage needs its manifest)."""
+    root = tmp_path_factory.mktemp("static")
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    storages = {**settings.STORAGES, "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"}}
+    with override_settings(STATIC_ROOT=str(root), STORAGES=storages):
+        call_command("collectstatic", interactive=False, verbosity=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def stack_database_url(django_db_setup):
+    name = settings.DATABASES["default"]["NAME"]
+    assert str(name).endswith(".sqlite3") and os.path.exists(name), name
+    return f"sqlite:///{name}"
+
+
+def _start_stack(tmp_path_factory, stack_database_url, static_root, **kwargs):
+    stack = Stack(
+        tmp_path_factory.mktemp("stack"),
+        database_url=stack_database_url,
+        env={"STATIC_ROOT": str(static_root)},
+        **kwargs,
+    )
+    try:
+        stack.start()
+    except Exception:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory, stack_database_url, static_root):
+    """nginx + gunicorn as `make run` starts them, on a free loopback port,
+    sharing the test database file and data folder with this process."""
+    stack = _start_stack(tmp_path_factory, stack_database_url, static_root)
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def output_dir(request):
+    """Where a test leaves artefacts (screenshots on failure)."""
+    path = OUTPUT_DIR / request.node.name.replace("/", "_")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

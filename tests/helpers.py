@@ -1,0 +1,70 @@
+"""Small factories shared by the tests."""
+
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from django.core.files import File
+from wagtail.models import Page, Site
+
+from cms.models import IndexPage, Video, VideoPage
+from transcoding.probe import probe_video
+
+
+def make_user(username, password="correct horse battery", *, superuser=False, groups=()):
+    # PBKDF2 explicitly: gunicorn in integration tests runs the production
+    # hasher list, which has no MD5.
+    User = get_user_model()
+    user = User.objects.create(
+        username=username,
+        email=f"{username}@example.com",
+        password=make_password(password, hasher="pbkdf2_sha256"),
+        is_superuser=superuser,
+        is_staff=superuser,
+    )
+    for group in groups:
+        user.groups.add(group)
+    return user
+
+
+def make_video(path, *, title="Sample", collection=None, user=None):
+    path = Path(path)
+    info = probe_video(path)
+    video = Video(
+        title=title,
+        original_filename=path.name,
+        file_size=path.stat().st_size,
+        uploaded_by_user=user,
+    )
+    if collection is not None:
+        video.collection = collection
+    video.apply_probe(info)
+    with path.open("rb") as handle:
+        video.file.save(path.name, File(handle), save=False)
+    video.save()
+    return video
+
+
+def home_page():
+    """The site's home page (an IndexPage), created under the tree root if missing."""
+    site = Site.objects.filter(is_default_site=True).first()
+    if site and site.root_page.specific_class is IndexPage:
+        return site.root_page.specific
+    root = Page.get_first_root_node()
+    home = IndexPage(title="Home", slug=f"home-{root.numchild + 1}")
+    root.add_child(instance=home)
+    if site:
+        site.root_page = home
+        site.save()
+    else:
+        Site.objects.create(hostname="localhost", port=80, root_page=home, is_default_site=True)
+    return home
+
+
+def make_video_page(video, *, title="Watch", parent=None, live=True, **fields):
+    parent = parent or home_page()
+    page = VideoPage(title=title, video=video, live=live, **fields)
+    parent.add_child(instance=page)
+    if live:
+        page.save_revision().publish()
+    return page

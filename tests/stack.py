@@ -1,0 +1,121 @@
+"""The stack `make run` starts (nginx in front of gunicorn, optionally the
+task worker), started for tests on free loopback ports with the shipped
+config, and stopped afterwards."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _nginx_binary():
+    for candidate in ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"):
+        if os.path.exists(candidate):
+            return candidate
+    return "nginx"
+
+
+class Stack:
+    def __init__(self, root, *, database_url, env=None, with_worker=False, workers=2):
+        self.root = Path(root)
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "cms.settings.base",
+            "DATABASE_URL": database_url,
+            "WEB_CONCURRENCY": str(workers),
+            "GUNICORN_BIND": f"unix:{self.root / 'gunicorn.sock'}",
+            "GUNICORN_ACCESS_LOG": str(self.root / "gunicorn-access.log"),
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
+        self.with_worker = with_worker
+        self.processes = {}
+        self.logs = {}
+
+    def manage(self, *args, check=True):
+        return subprocess.run(
+            [str(VENV_BIN / "python"), "manage.py", *args],
+            cwd=REPO, env=self.env, check=check, capture_output=True, text=True, timeout=300,
+        )
+
+    def _spawn(self, name, cmd):
+        log = open(self.root / f"{name}.log", "w")
+        self.logs[name] = log
+        self.processes[name] = subprocess.Popen(
+            cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start(self, timeout=60):
+        self.root.mkdir(parents=True, exist_ok=True)
+        conf = self.root / "nginx" / "nginx.conf"
+        self.manage(
+            "render_nginx_config",
+            "--listen", f"127.0.0.1:{self.port}",
+            "--upstream", f"unix:{self.root / 'gunicorn.sock'}",
+            "--runtime-dir", str(self.root / "nginx"),
+            "--output", str(conf),
+        )
+        self.nginx_conf = conf
+        self._spawn("gunicorn", [str(VENV_BIN / "gunicorn"), "--config", "deploy/gunicorn.conf.py"])
+        self._spawn("nginx", [
+            _nginx_binary(), "-p", str(self.root / "nginx"), "-e", "stderr",
+            "-c", str(conf), "-g", "daemon off;",
+        ])
+        if self.with_worker:
+            self._spawn("worker", [
+                str(VENV_BIN / "python"), "manage.py", "db_worker",
+                "--queue-name", "*", "--interval", "0.2", "--no-startup-delay",
+            ])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.processes.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited early:\n{self.log_text(name)}")
+            try:
+                if requests.get(self.base_url + "/login/", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"stack did not answer in {timeout}s:\n{self.log_text('gunicorn')}")
+
+    def log_text(self, name):
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self):
+        for name, proc in reversed(list(self.processes.items())):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        for log in self.logs.values():
+            log.close()
+        self.processes.clear()
+
+    def url(self, path):
+        return self.base_url + path
