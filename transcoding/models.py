@@ -1,0 +1,87 @@
+"""Renditions of a video and the jobs that make them."""
+
+import posixpath
+
+from django.db import models
+from django.utils import timezone
+
+from cms.storage import private_storage
+
+
+def rendition_upload_to(instance, filename):
+    # Names are set by the publisher (see ``transcoding.publish``); this is
+    # only the fallback for a file saved through the field directly.
+    hex_key = instance.video.key.hex
+    return f"videos/{hex_key[:2]}/{hex_key}/renditions/{posixpath.basename(filename)}"
+
+
+class Rendition(models.Model):
+    """One published output of a video, served by ``media_access`` by name.
+
+    Names: ``mp4-<h>p`` (progressive MP4), ``hls-master`` (master playlist),
+    ``hls-<h>p`` (a rung's media playlist), ``hls-<h>p-media`` (that rung's
+    single fMP4 file, addressed by byte ranges), ``poster``, ``storyboard``
+    and ``storyboard-vtt``. Playlists and the storyboard index refer to their
+    siblings by rendition name, relative to their own URL, so they work under
+    any ``.../<rendition name>`` URL scheme.
+    """
+
+    video = models.ForeignKey("cms.Video", related_name="renditions", on_delete=models.CASCADE)
+    name = models.SlugField(max_length=64)
+    file = models.FileField(storage=private_storage, upload_to=rendition_upload_to, max_length=255)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField(default=0)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    bitrate = models.PositiveIntegerField(null=True, blank=True, help_text="bits per second")
+    codecs = models.CharField(max_length=100, blank=True, help_text="RFC 6381, e.g. avc1.64001f,mp4a.40.2")
+    duration = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["video", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["video", "name"], name="transcoding_rendition_unique_name")
+        ]
+
+    def __str__(self):
+        return f"{self.video_id}/{self.name}"
+
+
+class TranscodeJob(models.Model):
+    """One run of the pipeline for one original. The latest job per video is its status."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+        SUPERSEDED = "superseded", "Superseded"
+
+    video = models.ForeignKey("cms.Video", related_name="transcode_jobs", on_delete=models.CASCADE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # The original this job was made for and the ladder it used: either
+    # changing makes the job outdated.
+    source_name = models.CharField(max_length=255)
+    ladder_signature = models.CharField(max_length=64, blank=True)
+    stage = models.CharField(max_length=32, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    eta_seconds = models.PositiveIntegerField(null=True, blank=True)
+    playable = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    stderr_tail = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=128, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    playable_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        get_latest_by = "created_at"
+
+    def __str__(self):
+        return f"job {self.pk} for video {self.video_id}: {self.status}"
