@@ -83,6 +83,11 @@ class Stack:
                 str(VENV_BIN / "python"), "manage.py", "db_worker",
                 "--queue-name", "*", "--interval", "0.2", "--no-startup-delay",
             ])
+            # Transcode jobs have their own task backend and worker (Procfile "transcoder").
+            self._spawn("transcoder", [
+                str(VENV_BIN / "python"), "manage.py", "transcoding_worker",
+                "--interval", "0.2", "--no-startup-delay",
+            ])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self.processes.items():

@@ -68,6 +68,9 @@ class TranscodeJob(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     eta_seconds = models.PositiveIntegerField(null=True, blank=True)
     playable = models.BooleanField(default=False)
+    # What ffprobe found beyond the Video's own fields: rotation, frame
+    # rate, bit rate, pixel format, profile, audio presence.
+    source_info = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     stderr_tail = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -82,6 +85,17 @@ class TranscodeJob(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         get_latest_by = "created_at"
+
+    @property
+    def is_active(self):
+        return self.status in (self.Status.QUEUED, self.Status.PROCESSING)
+
+    def is_outdated(self, video=None):
+        """Made from another original, or with another ladder than today's."""
+        from .profiles import ladder_signature
+
+        video = video or self.video
+        return self.source_name != video.file.name or self.ladder_signature != ladder_signature()
 
     def __str__(self):
         return f"job {self.pk} for video {self.video_id}: {self.status}"

@@ -9,8 +9,37 @@ class VideoStatus:
     label: str
     progress: int | None = None
     error: str = ""
+    eta_seconds: int | None = None
+    playable: bool = False
+    outdated: bool = False
+
+    @property
+    def can_rerun(self):
+        return self.code in ("failed", "uploaded") or (self.code == "ready" and self.outdated)
+
+
+def latest_job(video):
+    # Sliced from .all() so a prefetch of transcode_jobs serves the listing.
+    jobs = list(video.transcode_jobs.all()[:1]) if video.pk else []
+    return jobs[0] if jobs else None
 
 
 def video_status(video):
-    # Until a transcode job exists the original is all there is.
-    return VideoStatus("uploaded", "Uploaded")
+    job = latest_job(video)
+    if job is None:
+        # No job yet: the original is all there is.
+        return VideoStatus("uploaded", "Uploaded")
+    outdated = job.is_outdated(video)
+    if job.status == job.Status.QUEUED:
+        return VideoStatus("queued", "Queued", progress=0, outdated=outdated)
+    if job.status == job.Status.PROCESSING:
+        label = "Processing, playable" if job.playable else "Processing"
+        return VideoStatus(
+            "processing", label, progress=job.progress, eta_seconds=job.eta_seconds,
+            playable=job.playable, outdated=outdated,
+        )
+    if job.status == job.Status.READY:
+        return VideoStatus("ready", "Ready (outdated)" if outdated else "Ready", outdated=outdated, playable=True)
+    if job.status == job.Status.FAILED:
+        return VideoStatus("failed", "Failed", error=job.error or "Processing failed.", outdated=outdated)
+    return VideoStatus("uploaded", "Uploaded", outdated=True)

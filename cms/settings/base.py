@@ -7,6 +7,7 @@ configuration table in README.md.
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -198,3 +199,32 @@ LOGGING = {
         "wagtail": {"level": "WARNING"},
     },
 }
+
+# media_access
+# How authorised media is answered: "xaccel" (nginx sends the file; production,
+# `make run`) or "django" (Python streams it with Range support; runserver or
+# no nginx in front). MEDIA_ACCESS_RESPONSE_BUILDER may name any builder class.
+MEDIA_ACCESS_SERVE_MODE = os.environ.get("MEDIA_ACCESS_SERVE_MODE") or (
+    "django" if sys.argv[1:2] == ["runserver"] else "xaccel"
+)
+MEDIA_ACCESS_RESPONSE_BUILDER = os.environ.get("MEDIA_ACCESS_RESPONSE_BUILDER", "")
+# The nginx internal location the X-Accel-Redirect points into (rendered into
+# the bundled nginx config too).
+MEDIA_ACCESS_ACCEL_PREFIX = os.environ.get("MEDIA_ACCESS_ACCEL_PREFIX", "/_private/")
+# A viewer's playback is logged once per session, page and video in this many seconds.
+MEDIA_ACCESS_LOG_WINDOW = int(os.environ.get("MEDIA_ACCESS_LOG_WINDOW", str(30 * 60)))
+
+# transcoding
+# Transcode jobs have their own task backend so transcoder workers
+# (`manage.py transcoding_worker`, the Procfile's "transcoder") can be run
+# and scaled apart from the default queue.
+TASKS["transcoding"] = {
+    "BACKEND": os.environ.get("TRANSCODING_TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
+    "QUEUES": [],
+}
+TRANSCODING_AUTO_ENQUEUE = env_bool("TRANSCODING_AUTO_ENQUEUE", True)
+TRANSCODING_MAX_FFMPEG_PROCESSES = int(os.environ.get("TRANSCODING_MAX_FFMPEG_PROCESSES", "1"))
+TRANSCODING_LEASE_SECONDS = int(os.environ.get("TRANSCODING_LEASE_SECONDS", "120"))
+TRANSCODING_X264_PRESET = os.environ.get("TRANSCODING_X264_PRESET", "veryfast")
+if os.environ.get("TRANSCODING_TEMP_DIR"):
+    TRANSCODING_TEMP_DIR = os.environ["TRANSCODING_TEMP_DIR"]

@@ -19,3 +19,10 @@ PASSWORD_HASHERS = [
 ]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
+# transcoding
+# Uploads in the unit tests don't start transcodes; transcoding tests opt
+# in with TRANSCODING_AUTO_ENQUEUE or call the pipeline directly, and run
+# jobs in-process.
+TASKS["transcoding"] = {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}
+TRANSCODING_AUTO_ENQUEUE = False

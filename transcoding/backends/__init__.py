@@ -1,0 +1,73 @@
+"""The transcoder backend: the one place that knows ffmpeg's command line.
+
+A backend turns a plan (source, probe info, planned rungs, output folder)
+into argument lists; ``transcoding.runner`` runs them. The default builds its
+graphs with ffmpeg-python; ``TRANSCODING_BACKEND`` names another class.
+"""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+DEFAULT_BACKEND = "transcoding.backends.ffmpeg_python.FFmpegPythonBackend"
+
+
+def hls_playlist_name(label):
+    return f"hls-{label}.m3u8"
+
+
+def hls_media_name(label):
+    # ffmpeg names the single fMP4 file after its playlist.
+    return f"hls-{label}.m4s"
+
+
+def mp4_name(label):
+    return f"mp4-{label}.mp4"
+
+
+POSTER_NAME = "poster.jpg"
+STORYBOARD_NAME = "storyboard.jpg"
+
+
+@dataclass(frozen=True)
+class StoryboardPlan:
+    interval: float
+    count: int
+    columns: int
+    tile_width: int
+    tile_height: int
+
+    @property
+    def rows(self):
+        return -(-self.count // self.columns)
+
+
+class TranscoderBackend:
+    """What the pipeline needs from a backend. Every method returns argv;
+    ffmpeg must be told to write ``-progress pipe:1`` so progress can be read."""
+
+    def remux_command(self, source, info, label, outdir):
+        """Copy the streams unchanged into a faststart MP4 and an HLS fMP4 rung."""
+        raise NotImplementedError
+
+    def ladder_command(self, source, info, planned, outdir, *, storyboard=None, preset=None):
+        """Every planned rung (and the storyboard) from one decode."""
+        raise NotImplementedError
+
+    def progressive_command(self, rung_media, output):
+        """A faststart MP4 from an already encoded rung, without re-encoding."""
+        raise NotImplementedError
+
+    def poster_command(self, source, info, output, *, seek, width, height):
+        raise NotImplementedError
+
+
+def get_backend():
+    path = getattr(settings, "TRANSCODING_BACKEND", DEFAULT_BACKEND)
+    try:
+        backend_class = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"TRANSCODING_BACKEND {path!r} cannot be imported: {exc}") from None
+    return backend_class()

@@ -1,0 +1,47 @@
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save, pre_save
+
+from .profiles import setting
+
+
+def remember_previous_file(sender, instance, raw=False, **kwargs):
+    instance._transcoding_previous_file = None
+    if instance.pk and not raw:
+        instance._transcoding_previous_file = (
+            sender.objects.filter(pk=instance.pk).values_list("file", flat=True).first()
+        )
+
+
+def transcode_new_original(sender, instance, created, raw=False, **kwargs):
+    if raw or not instance.file.name:
+        return
+    previous = getattr(instance, "_transcoding_previous_file", None)
+    if not created and previous == instance.file.name:
+        return
+    if not created:
+        # The renditions show the old original: they go with it.
+        instance.renditions.all().delete()
+    if setting("AUTO_ENQUEUE", True):
+        from .tasks import enqueue_transcode
+
+        enqueue_transcode(instance)
+
+
+def delete_rendition_file_on_commit(sender, instance, **kwargs):
+    # After commit only: a rolled-back delete must not lose the file.
+    name = instance.file.name
+    if name:
+        storage = instance.file.storage
+        transaction.on_commit(lambda: storage.delete(name))
+
+
+def register_signal_handlers():
+    from cms.models import Video
+
+    from .models import Rendition
+
+    pre_save.connect(remember_previous_file, sender=Video, dispatch_uid="transcoding_previous_file")
+    post_save.connect(transcode_new_original, sender=Video, dispatch_uid="transcoding_enqueue")
+    post_delete.connect(
+        delete_rendition_file_on_commit, sender=Rendition, dispatch_uid="transcoding_rendition_file"
+    )
