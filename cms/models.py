@@ -11,7 +11,7 @@ from modelcluster.contrib.taggit import ClusterTaggableManager
 from modelcluster.fields import ParentalKey
 from modelcluster.models import ClusterableModel
 from taggit.models import TaggedItemBase
-from wagtail.admin.panels import FieldPanel
+from wagtail.admin.panels import FieldPanel, InlinePanel, ObjectList, TabbedInterface
 from wagtail.blocks import RichTextBlock
 from wagtail.fields import RichTextField, StreamField
 from wagtail.models import CollectionMember, Page
@@ -153,6 +153,26 @@ class VideoPage(Page):
         FieldPanel("intro"),
         FieldPanel("body"),
     ]
+    # Who may watch this page's videos (media_access); empty means anyone who passes page privacy.
+    viewer_panels = [
+        InlinePanel(
+            "viewer_grants",
+            heading=_("Viewers"),
+            label=_("Viewer"),
+            help_text=_(
+                "Once a page has viewers, only these users and groups may watch its videos. "
+                "Changes apply when the page is published."
+            ),
+        ),
+    ]
+    edit_handler = TabbedInterface(
+        [
+            ObjectList(content_panels, heading=_("Content")),
+            ObjectList(Page.promote_panels, heading=_("Promote")),
+            ObjectList(Page.settings_panels, heading=_("Settings")),
+            ObjectList(viewer_panels, heading=_("Viewers")),
+        ]
+    )
 
     template = "cms/video_page.html"
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.template import Context, Engine
 
 TEMPLATE_PATH = Path(settings.BASE_DIR) / "deploy" / "nginx" / "site.conf.template"
@@ -36,6 +37,7 @@ def nginx_context(**overrides):
         "static_root": Path(settings.STATIC_ROOT),
         "media_root": Path(settings.MEDIA_ROOT),
         "private_root": Path(settings.PRIVATE_MEDIA_ROOT),
+        "private_location": _accel_prefix(),
         "client_max_body_size": settings.CMS_VIDEO_MAX_UPLOAD_SIZE + _UPLOAD_OVERHEAD,
     }
     context.update(overrides)
@@ -46,3 +48,12 @@ def render_nginx_config(**overrides):
     engine = Engine(autoescape=False)
     template = engine.from_string(TEMPLATE_PATH.read_text())
     return template.render(Context(nginx_context(**overrides)))
+
+
+def _accel_prefix():
+    prefix = getattr(settings, "MEDIA_ACCESS_ACCEL_PREFIX", "/_private/")
+    if not (prefix.startswith("/") and prefix.endswith("/")) or any(c in prefix for c in " ;{}\"'"):
+        raise ImproperlyConfigured(
+            "MEDIA_ACCESS_ACCEL_PREFIX must be a plain path that starts and ends with '/'."
+        )
+    return prefix

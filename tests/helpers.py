@@ -68,3 +68,16 @@ def make_video_page(video, *, title="Watch", parent=None, live=True, **fields):
     if live:
         page.save_revision().publish()
     return page
+
+
+def stack_session(user):
+    """A requests session signed in as ``user`` against a test stack (same DB and SECRET_KEY)."""
+    import requests
+    from django.test import Client
+
+    session = requests.Session()
+    if user is not None:
+        client = Client()
+        client.force_login(user)
+        session.cookies.set("sessionid", client.cookies["sessionid"].value)
+    return session

@@ -1,0 +1,88 @@
+"""The playback log: one record per viewing session, not per range request.
+
+A player fetches a video in many range requests; recording each would cost a
+database write per request. A record is written the first time a session asks
+for a video on a page (per outcome) within ``MEDIA_ACCESS_LOG_WINDOW`` seconds;
+later requests in the window cost a memory lookup, or one indexed read in
+another worker process.
+"""
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from datetime import timedelta
+
+from django.db import DatabaseError
+from django.utils import timezone
+
+from .models import PlaybackLogEntry
+from .responses import setting
+
+logger = logging.getLogger(__name__)
+
+_recent = OrderedDict()
+_recent_lock = threading.Lock()
+_RECENT_MAX = 10_000
+
+
+def log_window():
+    return int(setting("LOG_WINDOW", 30 * 60))
+
+
+def session_id(request):
+    """A stable, non-reversible id for the viewing session."""
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if session_key:
+        source = f"s:{session_key}"
+    else:
+        source = f"a:{request.META.get('REMOTE_ADDR', '')}:{request.headers.get('User-Agent', '')}"
+    return hashlib.sha256(source.encode()).hexdigest()[:40]
+
+
+def record_playback(request, page, video, rendition, decision):
+    window = log_window()
+    session = session_id(request)
+    key = (session, page.pk, video.pk, decision.allowed)
+    now = time.monotonic()
+    with _recent_lock:
+        seen = _recent.get(key)
+        if seen is not None and now - seen < window:
+            return None
+    try:
+        since = timezone.now() - timedelta(seconds=window)
+        exists = PlaybackLogEntry.objects.filter(
+            session=session, page=page, video=video, allowed=decision.allowed, started_at__gte=since
+        ).exists()
+        entry = None
+        if not exists:
+            user = request.user if request.user.is_authenticated else None
+            entry = PlaybackLogEntry.objects.create(
+                session=session,
+                user=user,
+                username=user.get_username() if user else "",
+                page=page,
+                page_title=page.title[:255],
+                video=video,
+                video_title=video.title[:255],
+                rendition=rendition[:64],
+                allowed=decision.allowed,
+                reason=decision.reason[:32],
+            )
+    except DatabaseError:
+        # Playback must not fail because the log could not be written.
+        logger.exception("Could not record playback of video %s on page %s", video.pk, page.pk)
+        return None
+    with _recent_lock:
+        _recent[key] = now
+        _recent.move_to_end(key)
+        while len(_recent) > _RECENT_MAX:
+            _recent.popitem(last=False)
+    return entry
+
+
+def forget_recent():
+    """Tests: start from an empty in-memory window."""
+    with _recent_lock:
+        _recent.clear()

@@ -1,0 +1,60 @@
+"""Which stored file a watch URL names: "original" (the uploaded file) or a
+ready rendition by name. Paths come from the database, never the request."""
+
+from django.apps import apps
+
+from .responses import ServedFile, content_type_for
+
+ORIGINAL = "original"
+
+
+def rendition_model():
+    # transcoding provides Rendition; until it exists only originals are served.
+    try:
+        return apps.get_model("transcoding", "Rendition")
+    except LookupError:
+        return None
+
+
+def ready_renditions(video):
+    Rendition = rendition_model()
+    if Rendition is None:
+        return []
+    renditions = Rendition.objects.filter(video=video).exclude(file="")
+    return [r for r in renditions if getattr(r, "is_ready", True)]
+
+
+def resolve_file(video, name, *, attachment=False):
+    """The ServedFile for ``name`` on ``video``, or None if there is no such ready file."""
+    if name == ORIGINAL:
+        if not video.file:
+            return None
+        return ServedFile(
+            storage=video.file.storage,
+            name=video.file.name,
+            filename=video.original_filename or f"{video.title}.mp4",
+            content_type=content_type_for(video.file.name),
+            attachment=attachment,
+        )
+    Rendition = rendition_model()
+    if Rendition is None:
+        return None
+    rendition = Rendition.objects.filter(video=video, name=name).exclude(file="").first()
+    if rendition is None or not getattr(rendition, "is_ready", True):
+        return None
+    stem = (video.original_filename or video.title).rsplit(".", 1)[0]
+    extension = rendition.file.name.rsplit(".", 1)[-1] if "." in rendition.file.name else ""
+    return ServedFile(
+        storage=rendition.file.storage,
+        name=rendition.file.name,
+        filename=f"{stem}-{rendition.name}.{extension}" if extension else f"{stem}-{rendition.name}",
+        content_type=content_type_for(rendition.file.name, getattr(rendition, "content_type", "")),
+        attachment=attachment,
+    )
+
+
+def best_playback_name(video):
+    """The rendition the simple player loads. The original for now: it is
+    always there and transcoding keeps it browser-playable; the HLS player
+    (a later issue) chooses among renditions itself."""
+    return ORIGINAL

@@ -1,0 +1,229 @@
+"""How an authorised media request is answered.
+
+A response builder is a tiny interface, ``build(request, served) -> HttpResponse``,
+chosen by ``MEDIA_ACCESS_RESPONSE_BUILDER`` (a dotted path) or, failing that,
+by ``MEDIA_ACCESS_SERVE_MODE``: "xaccel" hands the bytes to nginx, "django"
+serves them from Python with correct Range support (runserver, no proxy).
+Builders run only after the policy has allowed the request.
+"""
+
+import email.utils
+import posixpath
+import re
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.http import HttpResponse, StreamingHttpResponse
+from django.utils.http import http_date
+from django.utils.module_loading import import_string
+
+DEFAULT_CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".webm": "video/webm",
+    ".mkv": "video/x-matroska",
+    ".m3u8": "application/vnd.apple.mpegurl",
+    ".m4s": "video/iso.segment",
+    ".ts": "video/mp2t",
+    ".m4a": "audio/mp4",
+    ".mp3": "audio/mpeg",
+    ".vtt": "text/vtt",
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+}
+FALLBACK_CONTENT_TYPE = "application/octet-stream"
+BUILDERS_BY_MODE = {
+    "xaccel": "media_access.responses.XAccelResponseBuilder",
+    "django": "media_access.responses.RangeFileResponseBuilder",
+}
+_CHUNK_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ServedFile:
+    """One private file, as the database describes it (never as the request does)."""
+
+    storage: object
+    name: str
+    filename: str
+    content_type: str
+    attachment: bool = False
+
+
+def setting(name, default=None):
+    return getattr(settings, f"MEDIA_ACCESS_{name}", default)
+
+
+def content_types():
+    return {**DEFAULT_CONTENT_TYPES, **setting("CONTENT_TYPES", {})}
+
+
+def content_type_for(name, declared=""):
+    """A Content-Type from the server-side allow-list; never anything a browser renders as a page."""
+    allowed = content_types()
+    if declared and declared in allowed.values():
+        return declared
+    return allowed.get(posixpath.splitext(name)[1].lower(), FALLBACK_CONTENT_TYPE)
+
+
+def content_disposition(filename, *, attachment=False):
+    """RFC 6266: an ASCII fallback and the exact name in ``filename*``."""
+    # CR, LF and other controls would split or smuggle headers.
+    cleaned = "".join(ch for ch in filename if ch.isprintable()) or "video"
+    fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\;%' else "_" for ch in cleaned)
+    kind = "attachment" if attachment else "inline"
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(cleaned, safe='')}"
+
+
+def accel_redirect_path(name):
+    """The X-Accel-Redirect value for a stored file: the internal prefix plus
+    the percent-encoded storage name. The one place this is built."""
+    normalised = posixpath.normpath(name)
+    if (
+        not name
+        or name.startswith("/")
+        or normalised != name
+        or normalised.startswith("..")
+        or any(ord(ch) < 32 for ch in name)
+    ):
+        raise SuspiciousFileOperation(f"Refusing to hand nginx the path {name!r}")
+    prefix = setting("ACCEL_PREFIX", "/_private/")
+    return prefix + quote(name, safe="/")
+
+
+def private_headers(response, served):
+    response["Content-Type"] = served.content_type
+    response["Content-Disposition"] = content_disposition(served.filename, attachment=served.attachment)
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+class XAccelResponseBuilder:
+    """An empty response that tells nginx which internal file to send; nginx
+    then does Range, If-Range, HEAD and sendfile."""
+
+    def build(self, request, served):
+        response = HttpResponse(b"")
+        private_headers(response, served)
+        response["X-Accel-Redirect"] = accel_redirect_path(served.name)
+        # Nothing to buffer here, and nginx must not hold the file in proxy buffers.
+        response["X-Accel-Buffering"] = "no"
+        del response["Content-Length"]
+        return response
+
+
+class RangeFileResponseBuilder:
+    """Serves the file from Python, streamed in chunks, with single-range
+    support (200, 206, 416, If-Range, HEAD). For runserver and setups without
+    the bundled nginx; still behind the same policy."""
+
+    def build(self, request, served):
+        size = served.storage.size(served.name)
+        modified = served.storage.get_modified_time(served.name)
+        last_modified = http_date(modified.timestamp())
+        etag = f'"{int(modified.timestamp()):x}-{size:x}"'
+
+        byte_range = parse_range(request.headers.get("Range"), size)
+        if byte_range is not None and not if_range_matches(
+            request.headers.get("If-Range"), etag, last_modified
+        ):
+            byte_range = None
+
+        if byte_range == "unsatisfiable":
+            response = HttpResponse(b"", status=416)
+            private_headers(response, served)
+            response["Content-Range"] = f"bytes */{size}"
+            response["Content-Type"] = "text/plain"
+            return response
+
+        start, end = byte_range or (0, size - 1)
+        length = max(end - start + 1, 0)
+        if request.method == "HEAD":
+            response = HttpResponse(b"")
+        else:
+            response = StreamingHttpResponse(_read_range(served, start, length))
+        response.status_code = 206 if byte_range else 200
+        private_headers(response, served)
+        response["Content-Length"] = str(length)
+        response["Accept-Ranges"] = "bytes"
+        response["Last-Modified"] = last_modified
+        response["ETag"] = etag
+        if byte_range:
+            response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        return response
+
+
+def _read_range(served, start, length):
+    with served.storage.open(served.name, "rb") as handle:
+        handle.seek(start)
+        remaining = length
+        while remaining > 0:
+            chunk = handle.read(min(_CHUNK_SIZE, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            yield chunk
+
+
+_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def parse_range(header, size):
+    """One byte range as (first, last) inclusive, "unsatisfiable", or None to send it all.
+
+    Several ranges are answered with the whole file, which RFC 9110 allows.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    match = _RANGE.match(spec)
+    if not match or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.groups()
+    if first == "":
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            return "unsatisfiable"
+        return max(size - suffix, 0), size - 1
+    first = int(first)
+    last = int(last) if last else size - 1
+    if last < first:
+        return None
+    if first >= size:
+        return "unsatisfiable"
+    return first, min(last, size - 1)
+
+
+def if_range_matches(header, etag, last_modified):
+    if not header:
+        return True
+    header = header.strip()
+    if header.startswith(("W/", '"')):
+        # Only a strong, exact ETag can validate a range.
+        return header == etag
+    try:
+        parsed = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return False
+    return http_date(parsed.timestamp()) == last_modified
+
+
+def get_response_builder():
+    path = setting("RESPONSE_BUILDER")
+    if not path:
+        mode = setting("SERVE_MODE", "xaccel")
+        if mode not in BUILDERS_BY_MODE:
+            raise ImproperlyConfigured(
+                f"MEDIA_ACCESS_SERVE_MODE must be one of {sorted(BUILDERS_BY_MODE)}, not {mode!r}."
+            )
+        path = BUILDERS_BY_MODE[mode]
+    try:
+        return import_string(path)()
+    except ImportError as error:
+        raise ImproperlyConfigured(f"MEDIA_ACCESS_RESPONSE_BUILDER {path!r} cannot be imported: {error}")

@@ -1,0 +1,38 @@
+from django import template
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.urls import reverse
+
+from ..files import best_playback_name, resolve_file
+from ..policy import Outcome, can_watch
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def video_player_state(context, page, video):
+    """What the player may show for this viewer: a source, or why not."""
+    request = context.get("request")
+    if request is None or page is None or video is None or not page.pk:
+        return {"allowed": False, "reason": "unavailable"}
+    decision = can_watch(request, page, video)
+    if not decision.allowed:
+        login_url = getattr(settings, "WAGTAIL_FRONTEND_LOGIN_URL", None) or settings.LOGIN_URL
+        return {
+            "allowed": False,
+            "reason": decision.outcome.value,
+            "login_url": redirect_to_login(request.get_full_path(), login_url)["Location"]
+            if decision.outcome is Outcome.LOGIN_REQUIRED
+            else "",
+        }
+    name = best_playback_name(video)
+    served = resolve_file(video, name)
+    if served is None:
+        return {"allowed": False, "reason": "unavailable"}
+    args = [page.pk, video.pk, name]
+    return {
+        "allowed": True,
+        "src": reverse("media_access:watch", args=args),
+        "type": served.content_type,
+        "download_url": reverse("media_access:download", args=args) if decision.can_download else "",
+    }

@@ -1,0 +1,76 @@
+"""The only views that answer with private media.
+
+They read top to bottom as the policy: look the objects up by id → ask
+``can_watch`` → record the playback → hand the file to the response builder.
+Nothing about the file (ETag, Last-Modified, Range) is looked at before the
+policy has allowed the request, so conditional headers cannot probe it.
+"""
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpResponseForbidden, HttpResponseNotFound
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
+from wagtail.models import Page
+
+from cms.models import Video
+
+from ..access_log import record_playback
+from ..files import resolve_file
+from ..policy import Outcome, can_watch
+from ..responses import get_response_builder
+
+NOT_FOUND_BODY = b"Not found.\n"
+FORBIDDEN_BODY = b"You do not have access to this video.\n"
+
+
+# Exempt from CSRF only so that other methods get an honest 405: the views
+# accept nothing but GET and HEAD and change no state.
+@csrf_exempt
+@require_safe
+def watch(request, page_id, video_id, rendition):
+    return _serve(request, page_id, video_id, rendition, attachment=False)
+
+
+@csrf_exempt
+@require_safe
+def download(request, page_id, video_id, rendition):
+    return _serve(request, page_id, video_id, rendition, attachment=True)
+
+
+def _serve(request, page_id, video_id, rendition, *, attachment):
+    response = _decide_and_build(request, page_id, video_id, rendition, attachment=attachment)
+    # Denials too: a shared cache must not keep a login redirect or a 403 for someone else.
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
+    page = Page.objects.filter(pk=page_id).first()
+    video = Video.objects.filter(pk=video_id).first()
+    if page is None or video is None:
+        return not_found()
+    page = page.specific
+
+    decision = can_watch(request, page, video)
+    if decision.outcome is Outcome.NOT_FOUND:
+        return not_found()
+    record_playback(request, page, video, rendition, decision)
+    if decision.outcome is Outcome.LOGIN_REQUIRED:
+        return redirect_to_login(request.get_full_path(), login_url=frontend_login_url())
+    if decision.outcome is Outcome.FORBIDDEN or (attachment and not decision.can_download):
+        return HttpResponseForbidden(FORBIDDEN_BODY, content_type="text/plain; charset=utf-8")
+
+    served = resolve_file(video, rendition, attachment=attachment)
+    if served is None:
+        return not_found()
+    return get_response_builder().build(request, served)
+
+
+def not_found():
+    return HttpResponseNotFound(NOT_FOUND_BODY, content_type="text/plain; charset=utf-8")
+
+
+def frontend_login_url():
+    from django.conf import settings
+
+    return getattr(settings, "WAGTAIL_FRONTEND_LOGIN_URL", None) or settings.LOGIN_URL
