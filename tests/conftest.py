@@ -44,11 +44,11 @@ def stack_database_url(django_db_setup):
     return f"sqlite:///{name}"
 
 
-def _start_stack(tmp_path_factory, stack_database_url, static_root, **kwargs):
+def _start_stack(tmp_path_factory, stack_database_url, static_root, extra_env=None, **kwargs):
     stack = Stack(
         tmp_path_factory.mktemp("stack"),
         database_url=stack_database_url,
-        env={"STATIC_ROOT": str(static_root)},
+        env={"STATIC_ROOT": str(static_root), **(extra_env or {})},
         **kwargs,
     )
     try:

@@ -91,7 +91,9 @@ def probe(path, timeout=60):
         data = ffmpeg.probe(str(path), timeout=timeout)
     except ffmpeg.Error as exc:
         detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-        raise ProbeError(detail[-1] if detail else "ffprobe could not read the file") from None
+        reason = detail[-1] if detail else "ffprobe could not read the file"
+        # ffprobe prefixes the path; a server's temp path means nothing to users.
+        raise ProbeError(reason.removeprefix(f"{path}: ")) from None
     except Exception as exc:  # timeout or ffprobe missing
         raise ProbeError(f"ffprobe failed: {exc}") from None
 
