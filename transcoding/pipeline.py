@@ -22,6 +22,7 @@ from .models import TranscodeJob
 from .probe import ProbeError, probe, probe_video
 from .profiles import (
     display_aspect,
+    even,
     lowest_rung,
     plan_ladder,
     progressive_rung,
@@ -43,9 +44,9 @@ class JobReporter:
     """Writes progress, ETA and the heartbeat (the job's lease) to the
     database, throttled, and notices when the job was taken away."""
 
-    def __init__(self, job, min_interval=1.0):
+    def __init__(self, job):
         self.job = job
-        self.min_interval = min_interval
+        self.min_interval = float(setting("PROGRESS_INTERVAL", 1.0))
         self.last_write = 0.0
         self.stage_name = ""
         self.stage_started = time.monotonic()
@@ -202,7 +203,7 @@ def transcode(job, reporter, workdir):
         fast_dir.mkdir()
         planned = plan_ladder(info)
         if is_web_playable(info):
-            label = f"{_even(info.display_size[1])}p"
+            label = f"{even(info.display_size[1])}p"
             cmd = backend.remux_command(source, info, label, fast_dir)
             try:
                 _run(cmd, info, reporter)
@@ -270,10 +271,6 @@ def _record_probe(job, video, info):
         "web_playable": is_web_playable(info),
     }
     TranscodeJob.objects.filter(pk=job.pk).update(source_info=job.source_info)
-
-
-def _even(value):
-    return max(2, int(round(value / 2.0)) * 2)
 
 
 def _codecs(path, has_audio):
@@ -348,8 +345,8 @@ def _master(playlists, folder):
 
 
 def _display_size_for_height(info, height):
-    height = _even(min(height, info.display_size[1]))
-    return _even(height * display_aspect(info)), height
+    height = even(min(height, info.display_size[1]))
+    return even(height * display_aspect(info)), height
 
 
 def _poster(backend, source, info, folder):
@@ -366,7 +363,7 @@ def plan_storyboard(info):
     interval = max(float(setting("STORYBOARD_INTERVAL", 2)), info.duration / max_tiles)
     count = max(1, math.ceil(info.duration / interval))
     tile_width = setting("STORYBOARD_TILE_WIDTH", 160)
-    tile_height = _even(tile_width / display_aspect(info))
+    tile_height = even(tile_width / display_aspect(info))
     return StoryboardPlan(interval, count, min(10, count), tile_width, tile_height)
 
 

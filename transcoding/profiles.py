@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
@@ -92,8 +93,9 @@ class PlannedRung:
         return f"{self.height}p"
 
 
-def _even(value):
-    return max(2, int(round(value / 2.0)) * 2)
+def even(value):
+    """Nearest even number (halves round up): 4:2:0 needs even sizes."""
+    return max(2, int(math.floor(value / 2.0 + 0.5)) * 2)
 
 
 def display_aspect(info):
@@ -124,14 +126,14 @@ def plan_ladder(info, ladder=None):
     aspect = display_aspect(info)
     shown_height = info.display_size[1] if info.display_size else info.height
     heights = [rung for rung in ladder if rung.height <= shown_height]
-    if shown_height < ladder[0].height and all(r.height != _even(shown_height) for r in heights):
+    if shown_height < ladder[0].height and all(r.height != even(shown_height) for r in heights):
         # Borrow the caps of the next rung up for the source-height rung.
         above = [rung for rung in ladder if rung.height > shown_height][-1]
-        heights.insert(0, Rung(_even(shown_height), above.maxrate_kbps, above.crf, above.audio_kbps))
+        heights.insert(0, Rung(even(shown_height), above.maxrate_kbps, above.crf, above.audio_kbps))
     planned = []
     for rung in heights:
-        height = _even(rung.height)
-        planned.append(PlannedRung(rung, _even(height * aspect), height))
+        height = even(rung.height)
+        planned.append(PlannedRung(rung, even(height * aspect), height))
     return planned
 
 

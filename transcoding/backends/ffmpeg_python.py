@@ -13,6 +13,10 @@ from . import (
 _GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-progress", "pipe:1")
 
 
+def _global_args():
+    return (*_GLOBAL_ARGS, "-stats_period", f"{float(setting('STATS_PERIOD', 0.5)):g}")
+
+
 def _hls_options():
     return {
         "f": "hls",
@@ -27,7 +31,7 @@ def _hls_options():
 
 def _compile(outputs):
     stream = outputs[0] if len(outputs) == 1 else ffmpeg.merge_outputs(*outputs)
-    return stream.global_args(*_GLOBAL_ARGS).overwrite_output().compile(cmd="ffmpeg")
+    return stream.global_args(*_global_args()).overwrite_output().compile(cmd="ffmpeg")
 
 
 class FFmpegPythonBackend(TranscoderBackend):
