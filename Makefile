@@ -14,7 +14,7 @@ export WAGTAILADMIN_BASE_URL ?= http://$(HOST):$(PORT)
 SYSTEM_DEPS := nginx:nginx-light ffmpeg:ffmpeg ffprobe:ffmpeg node:nodejs npm:npm
 TEST_SYSTEM_DEPS := chromium:chromium
 
-.PHONY: run test setup system-deps test-system-deps prepare frontend bench-serve clean
+.PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend bench-serve clean
 
 run: setup prepare
 	@echo "Starting nginx, gunicorn and the task worker on http://$(HOST):$(PORT)/ (Ctrl-C stops them)"
@@ -22,6 +22,10 @@ run: setup prepare
 
 test: setup test-system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The stack-level tests again, on a throwaway PostgreSQL server (CI runs both).
+test-postgres: setup test-system-deps
+	deploy/scripts/with-test-postgres $(BIN)/pytest -m "integration or browser" $(PYTEST_ARGS)
 
 setup: system-deps $(VENV)/.installed frontend
 

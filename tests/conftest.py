@@ -39,9 +39,16 @@ def static_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stack_database_url(django_db_setup):
-    name = settings.DATABASES["default"]["NAME"]
-    assert str(name).endswith(".sqlite3") and os.path.exists(name), name
-    return f"sqlite:///{name}"
+    """The test database (after pytest-django created it), as a URL for gunicorn."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        assert os.path.exists(db["NAME"]), db["NAME"]
+        return f"sqlite:///{db['NAME']}"
+    from urllib.parse import quote
+
+    scheme = {"django.db.backends.postgresql": "postgres"}[db["ENGINE"]]
+    auth = quote(db["USER"] or "", safe="") + (":" + quote(db["PASSWORD"], safe="") if db["PASSWORD"] else "")
+    return f"{scheme}://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 def _start_stack(tmp_path_factory, stack_database_url, static_root, extra_env=None, **kwargs):

@@ -12,7 +12,9 @@ os.environ.setdefault("DATABASE_URL", f"sqlite:///{_test_data / 'db.sqlite3'}")
 from .base import *  # noqa: E402,F403
 from .base import DATABASES, STORAGES  # noqa: E402
 
-DATABASES["default"]["TEST"] = {"NAME": str(_test_data / "test-db.sqlite3")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not memory: gunicorn in integration tests opens the same database.
+    DATABASES["default"]["TEST"] = {"NAME": str(_test_data / "test-db.sqlite3")}
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.MD5PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
