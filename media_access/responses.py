@@ -192,11 +192,11 @@ def parse_range(header, size):
             return "unsatisfiable"
         return max(size - suffix, 0), size - 1
     first = int(first)
-    last = int(last) if last else size - 1
-    if last < first:
+    if last and int(last) < first:
         return None
     if first >= size:
         return "unsatisfiable"
+    last = int(last) if last else size - 1
     return first, min(last, size - 1)
 
 
