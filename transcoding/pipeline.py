@@ -119,7 +119,7 @@ def run_job(job_id):
         logger.info("transcode job %s was superseded", job.pk)
         return "superseded"
     except ProbeError as exc:
-        _fail(job, str(exc))
+        _fail(job, readable_probe_error(exc))
     except FFmpegError as exc:
         _fail(job, readable_ffmpeg_error(exc), exc.stderr_tail)
     except Exception as exc:  # noqa: BLE001 - the worker must survive anything
@@ -150,6 +150,40 @@ _KNOWN_FAILURES = (
     ("Output file #0 does not contain any stream", "The file contains no usable video stream."),
     ("No space left on device", "The server ran out of disk space while processing."),
 )
+
+
+def readable_probe_error(exc):
+    detail = getattr(exc, "detail", "") or str(exc)
+    for needle, readable in _KNOWN_FAILURES:
+        if needle in detail:
+            return readable
+    return str(exc)
+
+
+_MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot", b"uuid"}
+
+
+def _probe_source(source):
+    try:
+        return probe_video(source)
+    except ProbeError as exc:
+        # ffprobe picks the demuxer by the name: a text file called .mp4 and
+        # an MP4 cut short both say "moov atom not found". The first box tells.
+        with open(source, "rb") as handle:
+            head = handle.read(8)
+        if "moov atom not found" in exc.detail and head[4:8] not in _MP4_BOXES:
+            raise ProbeError("This file is not a video; its content is not a format ffmpeg knows.") from None
+        raise
+
+
+def check_source_size(info):
+    """Refuse pictures no rung needs and ffmpeg may not have memory for."""
+    limit = int(setting("MAX_SOURCE_PIXELS", 8192 * 8192))
+    if info.width * info.height > limit:
+        raise ProbeError(
+            f"The video is {info.width}×{info.height} pixels; the largest this site processes "
+            f"is {limit:,} pixels per frame."
+        )
 
 
 def readable_ffmpeg_error(exc):
@@ -195,8 +229,9 @@ def transcode(job, reporter, workdir):
     backend = get_backend()
     reporter.stage("probe")
     with local_source(job.source_name, workdir, reporter) as source:
-        info = probe_video(source)
+        info = _probe_source(source)
         _record_probe(job, video, info)
+        check_source_size(info)
 
         reporter.stage("playable")
         fast_dir = workdir / "playable"

@@ -15,7 +15,12 @@ _STILL_IMAGE_CODECS = {"mjpeg", "png", "gif", "bmp", "tiff", "webp", "ansi"}
 
 
 class ProbeError(Exception):
-    """The file could not be read as media; the message is for humans."""
+    """The file could not be read as media; the message is for humans,
+    ``detail`` keeps everything ffprobe said."""
+
+    def __init__(self, message, detail=""):
+        super().__init__(message)
+        self.detail = detail or message
 
 
 @dataclass
@@ -93,7 +98,7 @@ def probe(path, timeout=60):
         detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
         reason = detail[-1] if detail else "ffprobe could not read the file"
         # ffprobe prefixes the path; a server's temp path means nothing to users.
-        raise ProbeError(reason.removeprefix(f"{path}: ")) from None
+        raise ProbeError(reason.removeprefix(f"{path}: "), "\n".join(detail)) from None
     except Exception as exc:  # timeout or ffprobe missing
         raise ProbeError(f"ffprobe failed: {exc}") from None
 

@@ -19,6 +19,7 @@ def make_test_video(
     video=True,
     acodec="aac",
     preset="veryfast",
+    faststart=True,
     video_args=(),
     extra_args=(),
 ):
@@ -38,7 +39,7 @@ def make_test_video(
         cmd += ["-c:a", acodec]
         if acodec == "aac":
             cmd += ["-b:a", "96k"]
-    if path.suffix.lower() in {".mp4", ".mov", ".m4v"}:
+    if faststart and path.suffix.lower() in {".mp4", ".mov", ".m4v"}:
         cmd += ["-movflags", "+faststart"]
     cmd += [*extra_args, "-shortest", str(path)]
     subprocess.run(cmd, check=True, timeout=300)
