@@ -3,11 +3,14 @@
 import json
 
 import django_filters
+from django.urls import path
 from wagtail.admin.filters import WagtailFilterSet
 from wagtail.admin.ui.tables import Column, DateColumn, TitleColumn
 from wagtail.admin.views import generic
 from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.models import Collection
+
+from transcoding.views import processing_context, rerun_transcode
 
 from ..forms import VideoForm
 from ..models import Video
@@ -44,8 +47,19 @@ class VideoIndexView(generic.IndexView):
             super()
             .get_base_queryset()
             .select_related("collection")
-            .prefetch_related("tags")
+            .prefetch_related("tags", "transcode_jobs")
         )
+
+
+class VideoEditView(generic.EditView):
+    """The edit form, with processing status, renditions and re-run above it."""
+
+    template_name = "cms/videos/edit.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["processing"] = processing_context(self.request, self.object)
+        return context
 
 
 class VideoUploadView(generic.CreateView):
@@ -86,6 +100,7 @@ class VideoViewSet(ModelViewSet):
     name = "cms_videos"
     add_view_class = VideoUploadView
     index_view_class = VideoIndexView
+    edit_view_class = VideoEditView
     copy_view_enabled = False
     inspect_view_enabled = False
     form_fields = ["title", "file", "collection", "tags"]
@@ -107,6 +122,11 @@ class VideoViewSet(ModelViewSet):
 
     def get_form_class(self, for_update=False):
         return VideoForm
+
+    def get_urlpatterns(self):
+        return super().get_urlpatterns() + [
+            path("<int:pk>/rerun/", rerun_transcode, name="rerun_transcode"),
+        ]
 
 
 video_viewset = VideoViewSet()

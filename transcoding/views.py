@@ -1,0 +1,43 @@
+"""Admin actions on transcoding; mounted by the video viewset."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from wagtail.log_actions import log
+from wagtail.permissions import policy_registry
+
+from cms.models import Video
+
+from .status import video_status
+from .tasks import rerun
+
+
+def user_can_rerun(user, video):
+    return policy_registry.get_by_type(Video).user_has_permission_for_instance(user, "change", video)
+
+
+def processing_context(request, video):
+    status = video_status(video)
+    return {
+        "status": status,
+        "job": video.transcode_jobs.first(),
+        "renditions": list(video.renditions.order_by("content_type", "-height", "name")),
+        "can_rerun": status.can_rerun and user_can_rerun(request.user, video),
+        "rerun_url": reverse("cms_videos:rerun_transcode", args=[video.pk]),
+    }
+
+
+@require_POST
+def rerun_transcode(request, pk):
+    video = get_object_or_404(Video, pk=pk)
+    if not user_can_rerun(request.user, video):
+        raise PermissionDenied
+    if not video_status(video).can_rerun:
+        messages.warning(request, f"“{video.title}” is already being processed or is up to date.")
+    else:
+        rerun(video)
+        log(video, "transcoding.rerun", user=request.user)
+        messages.success(request, f"Processing of “{video.title}” was queued again.")
+    return redirect("cms_videos:edit", video.pk)
