@@ -14,7 +14,7 @@ export WAGTAILADMIN_BASE_URL ?= http://$(HOST):$(PORT)
 SYSTEM_DEPS := nginx:nginx-light ffmpeg:ffmpeg ffprobe:ffmpeg node:nodejs npm:npm
 TEST_SYSTEM_DEPS := chromium:chromium
 
-.PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend bench-serve clean
+.PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend bench-serve bench-transcode clean
 
 run: setup prepare
 	@echo "Starting nginx, gunicorn and the task worker on http://$(HOST):$(PORT)/ (Ctrl-C stops them)"
@@ -56,6 +56,14 @@ prepare:
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py render_nginx_config --listen $(HOST):$(PORT) --output $(CMS_DATA_DIR)/nginx/nginx.conf
 	$(BIN)/python manage.py bootstrap_site --base-url http://$(HOST):$(PORT)
+
+# Serving benchmark (docs/benchmarks.md): nginx static vs X-Accel vs FileResponse vs a bare view.
+bench-serve:
+	$(BIN)/python bench/serve.py
+
+# Transcoding benchmark (docs/benchmarks.md): ladder speed, one decode vs per rung, time to playable, storage.
+bench-transcode: setup
+	$(BIN)/python bench/transcode.py
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/static/frontend test-output

@@ -4,13 +4,17 @@ Every media response (watch, download, the player's choice of message) asks
 ``can_watch(request, page, video)``; nothing else grants access. Decisions are
 never cached beyond the request, so a revoked grant or a removed group
 membership takes effect on the next request.
+
+The checks run cheapest and most common first: a viewer with a grant on a live
+page costs a handful of small queries; whether the user may edit the page
+(several queries) is asked only when it can change the answer.
 """
 
 import enum
 from dataclasses import dataclass
+from functools import cached_property
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Q
 from django.utils import timezone
 from wagtail.models import BaseViewRestriction, Page, ReferenceIndex
 
@@ -29,6 +33,7 @@ class Outcome(enum.Enum):
 class Decision:
     outcome: Outcome
     reason: str
+    # Only meaningful when can_watch was asked with download=True.
     can_download: bool = False
 
     @property
@@ -36,21 +41,48 @@ class Decision:
         return self.outcome is Outcome.ALLOWED
 
 
-def can_watch(request, page, video):
+class _Viewer:
+    """The request's user, with the facts the policy may need, each looked up at most once."""
+
+    def __init__(self, request, page):
+        self.request = request
+        self.user = request.user
+        self.page = page
+
+    @cached_property
+    def may_edit(self):
+        if not self.user.is_authenticated or not self.user.is_active:
+            return False
+        return self.page.permissions_for_user(self.user).can_edit()
+
+    @cached_property
+    def group_ids(self):
+        return set(self.user.groups.values_list("pk", flat=True))
+
+    def named_by(self, grant):
+        if grant.user_id is not None:
+            return grant.user_id == self.user.pk
+        return grant.group_id in self.group_ids
+
+
+def can_watch(request, page, video, *, download=False):
     """Decide whether this request may receive the bytes of ``video`` as shown on ``page``.
 
     All of these must hold: the page is live (or the user may edit it, for
     previews); the video is used on that page; Wagtail's page privacy on the
     page and every ancestor accepts the request; and, if the page has viewer
-    grants, one that has not expired names the user or one of their groups.
+    grants, one that has not expired names the user or one of their groups
+    (editors of the page need none). With ``download=True`` the decision also
+    says whether the original may be downloaded (a grant's own flag, or editor).
     """
-    user = request.user
-    page_permissions = page.permissions_for_user(user) if user.is_authenticated else None
-    may_edit = bool(page_permissions and page_permissions.can_edit())
+    viewer = _Viewer(request, page)
+    user = viewer.user
 
-    if not page.live and not may_edit:
+    if not page.live and not viewer.may_edit:
         return Decision(Outcome.NOT_FOUND, "unpublished")
-    if not video_is_on_page(video, page, include_draft=may_edit):
+    if not video_is_on_page(video, page) and not (
+        viewer.may_edit and video_is_on_page(video, page, draft=True)
+    ):
         return Decision(Outcome.NOT_FOUND, "not_on_page")
 
     for restriction in page.get_view_restrictions():
@@ -61,46 +93,40 @@ def can_watch(request, page, video):
                 return Decision(Outcome.LOGIN_REQUIRED, "privacy")
             return Decision(Outcome.FORBIDDEN, "privacy")
 
-    grants = list(page.viewer_grants.all()) if not may_edit else []
-    if may_edit:
-        return Decision(Outcome.ALLOWED, "editor", can_download=True)
+    grants = list(page.viewer_grants.all())
     if not grants:
-        return Decision(Outcome.ALLOWED, "open")
+        return Decision(Outcome.ALLOWED, "open", can_download=download and viewer.may_edit)
     if not user.is_authenticated or not user.is_active:
         return Decision(Outcome.LOGIN_REQUIRED, "grants")
     now = timezone.now()
-    matching = [grant for grant in grants if grant.is_active(now) and _names_user(grant, user)]
-    if not matching:
-        return Decision(Outcome.FORBIDDEN, "no_grant")
-    return Decision(Outcome.ALLOWED, "grant", can_download=any(g.can_download for g in matching))
+    matching = [grant for grant in grants if grant.is_active(now) and viewer.named_by(grant)]
+    if matching:
+        granted_download = any(grant.can_download for grant in matching)
+        return Decision(
+            Outcome.ALLOWED,
+            "grant",
+            can_download=download and (granted_download or viewer.may_edit),
+        )
+    if viewer.may_edit:
+        return Decision(Outcome.ALLOWED, "editor", can_download=download)
+    return Decision(Outcome.FORBIDDEN, "no_grant")
 
 
-def _names_user(grant, user):
-    if grant.user_id is not None:
-        return grant.user_id == user.pk
-    return grant.group_id in _group_ids(user)
-
-
-def _group_ids(user):
-    # Memoised on the user object, which lives for one request only.
-    if not hasattr(user, "_media_access_group_ids"):
-        user._media_access_group_ids = set(user.groups.values_list("pk", flat=True))
-    return user._media_access_group_ids
-
-
-def video_is_on_page(video, page, *, include_draft=False):
-    """The video is used on the page: its main field or its body (or, for
-    other page types, anything the reference index records)."""
-    specific = page.specific
+def video_is_on_page(video, page, *, draft=False):
+    """The video is used on the page: its main field or its body, in the live
+    content (or, with ``draft``, the latest revision), or for other page
+    types anything Wagtail's reference index records."""
+    if draft:
+        if not page.has_unpublished_changes:
+            return False
+        specific = page.get_latest_revision_as_object()
+    else:
+        # Deferred: only the fields actually read are loaded.
+        specific = page if type(page) is not Page else page.specific_deferred
     if getattr(specific, "video_id", None) == video.pk:
         return True
     if hasattr(specific, "videos"):
-        if video.pk in {v.pk for v in specific.videos()}:
-            return True
-        if include_draft and page.has_unpublished_changes:
-            draft = page.get_latest_revision_as_object()
-            return video.pk in {v.pk for v in draft.videos()}
-        return False
+        return video.pk in {v.pk for v in specific.videos()}
     return ReferenceIndex.get_references_to(video).filter(
         base_content_type=ContentType.objects.get_for_model(Page),
         object_id=str(page.pk),

@@ -15,7 +15,7 @@ def video_player_state(context, page, video):
     request = context.get("request")
     if request is None or page is None or video is None or not page.pk:
         return {"allowed": False, "reason": "unavailable"}
-    decision = can_watch(request, page, video)
+    decision = can_watch(request, page, video, download=True)
     if not decision.allowed:
         login_url = getattr(settings, "WAGTAIL_FRONTEND_LOGIN_URL", None) or settings.LOGIN_URL
         return {

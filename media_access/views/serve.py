@@ -19,6 +19,8 @@ from ..files import resolve_file
 from ..policy import Outcome, can_watch
 from ..responses import get_response_builder
 
+# What the policy, the log and the resolver read of a video's wide row.
+VIDEO_FIELDS = ("id", "title", "file", "original_filename")
 NOT_FOUND_BODY = b"Not found.\n"
 FORBIDDEN_BODY = b"You do not have access to this video.\n"
 
@@ -46,12 +48,11 @@ def _serve(request, page_id, video_id, rendition, *, attachment):
 
 def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
     page = Page.objects.filter(pk=page_id).first()
-    video = Video.objects.filter(pk=video_id).first()
+    video = Video.objects.filter(pk=video_id).only(*VIDEO_FIELDS).first()
     if page is None or video is None:
         return not_found()
-    page = page.specific
 
-    decision = can_watch(request, page, video)
+    decision = can_watch(request, page, video, download=attachment)
     if decision.outcome is Outcome.NOT_FOUND:
         return not_found()
     record_playback(request, page, video, rendition, decision)

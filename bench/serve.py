@@ -1,0 +1,232 @@
+"""`make bench-serve`: how media_access's X-Accel path compares, on loopback.
+
+One run, one nginx (the shipped template) in front of one gunicorn with a
+fixed worker count, one data folder under bench/media/ (gitignored):
+
+1. raw nginx static serving of the file (the ceiling),
+2. the authorised X-Accel path (/watch/..., policy + nginx sendfile),
+3. the same file through Django's FileResponse (same policy, Python moves bytes),
+4. a bare Django view returning an empty response (the floor for any Python answer).
+
+The last line is key=value pairs for CI logs.
+"""
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DATA_DIR = REPO / "bench" / "media" / "serve-data"
+os.environ["CMS_DATA_DIR"] = str(DATA_DIR)
+os.environ["DJANGO_SETTINGS_MODULE"] = "bench.serve_settings"
+os.environ.pop("DATABASE_URL", None)
+
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+WHOLE_MB = int(os.environ.get("BENCH_WHOLE_MB", "256"))
+BIG_GB = float(os.environ.get("BENCH_BIG_GB", "4"))
+SLOW_VIEWERS = int(os.environ.get("BENCH_SLOW_VIEWERS", "200"))
+SLOW_RATE = 2_000_000 // 8  # ~2 Mbit/s, a modest video bitrate
+SLOW_SECONDS = float(os.environ.get("BENCH_SLOW_SECONDS", "6"))
+SLOW_RAMP = float(os.environ.get("BENCH_SLOW_RAMP", "3"))
+
+
+def setup_django():
+    import django
+
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def make_file(path, size, *, sparse):
+    if path.exists() and path.stat().st_size == size:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if sparse:
+        with path.open("wb") as handle:
+            handle.truncate(size)
+    else:
+        block = os.urandom(1024 * 1024)
+        with path.open("wb") as handle:
+            for _ in range(size // len(block)):
+                handle.write(block)
+    return path
+
+
+def make_fixtures():
+    """A user in a granted group, a live VideoPage per file, and the static copy."""
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.test import Client
+    from wagtail.models import Page, Site
+
+    from cms.models import Video, VideoPage
+    from media_access.models import ViewerGrant
+
+    private = Path(settings.PRIVATE_MEDIA_ROOT)
+    whole = make_file(private / "videos/bench/whole.mp4", WHOLE_MB * 1024 * 1024, sparse=False)
+    big = make_file(private / "videos/bench/big.mp4", int(BIG_GB * 1024**3), sparse=True)
+    static_copy = Path(settings.STATIC_ROOT) / "bench" / "whole.mp4"
+    static_copy.parent.mkdir(parents=True, exist_ok=True)
+    if not static_copy.exists():
+        os.link(whole, static_copy)
+
+    group, _ = Group.objects.get_or_create(name="Bench viewers")
+    user, created = get_user_model().objects.get_or_create(username="bench-viewer")
+    user.groups.add(group)
+    root = Site.objects.get(is_default_site=True).root_page
+    pages = {}
+    for name, path in (("whole", whole), ("big", big)):
+        video, _ = Video.objects.get_or_create(
+            title=f"bench {name}",
+            defaults={"file": f"videos/bench/{path.name}", "original_filename": path.name,
+                      "file_size": path.stat().st_size},
+        )
+        page = VideoPage.objects.filter(slug=f"bench-{name}").first()
+        if page is None:
+            page = root.add_child(instance=VideoPage(title=f"Bench {name}", slug=f"bench-{name}", video=video))
+            page.save_revision().publish()
+            ViewerGrant.objects.create(page=page, group=group)
+        pages[name] = (page.pk, video.pk)
+    client = Client()
+    client.force_login(user)
+    return pages, client.cookies["sessionid"].value
+
+
+def worker_pids(master_pid):
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master_pid:
+                pids.append(int(entry.name))
+    return pids
+
+
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def median_of(runs, fn):
+    return statistics.median(fn() for _ in range(runs))
+
+
+def main():
+    began = time.perf_counter()
+    setup_django()
+    pages, session = make_fixtures()
+
+    from bench.serve_client import Connection, requests_per_second, slow_viewers, throughput
+    from django.conf import settings
+    from tests.stack import Stack
+
+    stack = Stack(
+        DATA_DIR / "stack",
+        database_url=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        env={
+            "DJANGO_SETTINGS_MODULE": "bench.serve_settings",
+            "CMS_DATA_DIR": str(DATA_DIR),
+            "STATIC_ROOT": str(settings.STATIC_ROOT),
+            "GUNICORN_ACCESS_LOG": "/dev/null",
+            # Persistent database connections, as recommended for production;
+            # the same for every path measured.
+            "DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "60"),
+        },
+        workers=WORKERS,
+    )
+    stack.start()
+    try:
+        port = stack.port
+        cookie = {"Cookie": f"sessionid={session}"}
+        whole_page, whole_video = pages["whole"]
+        big_page, big_video = pages["big"]
+        paths = {
+            "static": "/static/bench/whole.mp4",
+            "xaccel": f"/watch/{whole_page}/{whole_video}/original/",
+            "fileresponse": f"/bench/file/{whole_page}/{whole_video}/",
+            "bare": "/bench/bare/",
+            "bare_user": "/bench/bare-user/",
+        }
+        # Sanity and warm-up: every path answers as expected before timing.
+        conn = Connection(port)
+        for name, path in paths.items():
+            status, _ = conn.get(path, {**cookie, "Range": "bytes=0-1"})
+            assert status in (200, 206), (name, status)
+        conn.close()
+        print(f"# nginx + gunicorn ({WORKERS} sync workers) on 127.0.0.1:{port}; "
+              f"whole file {WHOLE_MB} MiB, big file {BIG_GB:g} GiB (sparse)")
+
+        # 1 vs 2 (vs 3): whole-file throughput.
+        whole = {}
+        for name in ("static", "xaccel", "fileresponse"):
+            whole[name] = median_of(3, lambda: throughput(
+                port, paths[name], cookie, connections=2, repeats=2))
+            print(f"whole-file throughput {name:13s} {whole[name] / 1e9:6.2f} GB/s")
+        xaccel_vs_static = whole["xaccel"] / whole["static"]
+
+        # 2 vs 4: small range requests per second.
+        rps = {}
+        small = {**cookie, "Range": "bytes=0-1"}
+        rounds = (("bare", 200), ("bare_user", 200), ("xaccel", 206)) * 2
+        for name, expect in rounds:
+            value = requests_per_second(port, paths[name], small, connections=4, seconds=2.5, expect=expect)
+            rps[name] = max(rps.get(name, 0), value)
+        print(f"small requests/s       bare Django {rps['bare']:7.0f}   bare + session user "
+              f"{rps['bare_user']:7.0f}   X-Accel (policy) {rps['xaccel']:7.0f}")
+        policy_vs_bare = rps["xaccel"] / rps["bare"]
+
+        # Concurrent slow viewers with the fixed worker count.
+        slow = slow_viewers(port, paths["xaccel"], cookie, viewers=SLOW_VIEWERS, rate=SLOW_RATE,
+                            seconds=SLOW_SECONDS, ramp=SLOW_RAMP)
+        xaccel_ok = slow["ok"] == SLOW_VIEWERS and not slow["errors"] and slow["ttfb_p95"] < 0.1
+        print(f"slow viewers X-Accel      {slow['ok']}/{SLOW_VIEWERS} ok, "
+              f"TTFB p95 {slow['ttfb_p95'] * 1000:.0f} ms, errors {len(slow['errors'])}")
+        stalls_at = None
+        for viewers in (WORKERS, WORKERS + 1, WORKERS * 4, WORKERS * 8):
+            result = slow_viewers(port, paths["fileresponse"], cookie, viewers=viewers, rate=SLOW_RATE,
+                                  seconds=2.0, ramp=0.2, ttfb_timeout=3)
+            print(f"slow viewers FileResponse {result['ok']}/{viewers} ok, "
+                  f"TTFB p95 {result['ttfb_p95'] * 1000:.0f} ms, errors {len(result['errors'])}")
+            if stalls_at is None and (result["errors"] or result["ttfb_p95"] >= 0.1):
+                stalls_at = viewers
+                break
+
+        # Worker memory while nginx sends a multi-GB file.
+        workers = worker_pids(stack.processes["gunicorn"].pid)
+        before = {pid: rss_mb(pid) for pid in workers}
+        big_path = f"/watch/{big_page}/{big_video}/original/"
+        big_rate = throughput(port, big_path, cookie, connections=1, repeats=1)
+        requests_per_second(port, big_path, {**cookie, "Range": "bytes=3000000000-3000999999"},
+                            connections=2, seconds=1, expect=206)
+        after = {pid: rss_mb(pid) for pid in workers if Path(f"/proc/{pid}").exists()}
+        growth = max(after[pid] - before[pid] for pid in after)
+        print(f"big file via X-Accel     {BIG_GB:g} GiB at {big_rate / 1e9:.2f} GB/s; "
+              f"worker RSS {', '.join(f'{before[p]:.1f}->{after[p]:.1f} MB' for p in after)}")
+    finally:
+        stack.stop()
+
+    print(f"# {time.perf_counter() - began:.0f} s; FileResponse stalls at "
+          f"{stalls_at or 'n/a'} slow viewers with {WORKERS} workers")
+    print(
+        f"xaccel_vs_static_whole={xaccel_vs_static:.2f} policy_vs_bare_django={policy_vs_bare:.2f} "
+        f"xaccel_slow_viewers_ok={str(xaccel_ok).lower()} worker_rss_growth_mb={growth:.1f} "
+        f"fileresponse_stalls_at={stalls_at or 'none'} slow_viewers={slow['ok']}/{SLOW_VIEWERS} "
+        f"slow_ttfb_p95_ms={slow['ttfb_p95'] * 1000:.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
