@@ -55,6 +55,9 @@ class _Viewer:
             return False
         return self.page.permissions_for_user(self.user).can_edit()
 
+    def grants(self):
+        return list(self.page.viewer_grants.all())
+
     @cached_property
     def group_ids(self):
         return set(self.user.groups.values_list("pk", flat=True))
@@ -93,7 +96,7 @@ def can_watch(request, page, video, *, download=False):
                 return Decision(Outcome.LOGIN_REQUIRED, "privacy")
             return Decision(Outcome.FORBIDDEN, "privacy")
 
-    grants = list(page.viewer_grants.all())
+    grants = viewer.grants()
     if not grants:
         return Decision(Outcome.ALLOWED, "open", can_download=download and viewer.may_edit)
     if not user.is_authenticated or not user.is_active:
@@ -116,18 +119,35 @@ def video_is_on_page(video, page, *, draft=False):
     """The video is used on the page: its main field or its body, in the live
     content (or, with ``draft``, the latest revision), or for other page
     types anything Wagtail's reference index records."""
+    model = page.specific_class or type(page)
     if draft:
         if not page.has_unpublished_changes:
             return False
         specific = page.get_latest_revision_as_object()
+    elif isinstance(page, model):
+        specific = page
     else:
-        # Deferred: only the fields actually read are loaded.
-        specific = page if type(page) is not Page else page.specific_deferred
-    if getattr(specific, "video_id", None) == video.pk:
-        return True
-    if hasattr(specific, "videos"):
-        return video.pk in {v.pk for v in specific.videos()}
+        # A base Page from the media views: one small query answers the
+        # common case (the page's main video) without loading the page's content.
+        if _has_field(model, "video") and model._default_manager.filter(
+            pk=page.pk, video_id=video.pk
+        ).exists():
+            return True
+        specific = model._default_manager.filter(pk=page.pk).first() if hasattr(model, "videos") else None
+    if specific is not None:
+        if getattr(specific, "video_id", None) == video.pk:
+            return True
+        if hasattr(specific, "videos"):
+            return video.pk in {v.pk for v in specific.videos()}
     return ReferenceIndex.get_references_to(video).filter(
         base_content_type=ContentType.objects.get_for_model(Page),
         object_id=str(page.pk),
     ).exists()
+
+
+def _has_field(model, name):
+    try:
+        model._meta.get_field(name)
+    except Exception:
+        return False
+    return True

@@ -19,7 +19,11 @@ from ..files import resolve_file
 from ..policy import Outcome, can_watch
 from ..responses import get_response_builder
 
-# What the policy, the log and the resolver read of a video's wide row.
+# What the policy, the log and the resolver read of two wide rows; anything
+# else (an editor's permission check) loads on access.
+PAGE_FIELDS = (
+    "id", "path", "depth", "title", "live", "has_unpublished_changes", "alias_of", "content_type",
+)
 VIDEO_FIELDS = ("id", "title", "file", "original_filename")
 NOT_FOUND_BODY = b"Not found.\n"
 FORBIDDEN_BODY = b"You do not have access to this video.\n"
@@ -47,7 +51,7 @@ def _serve(request, page_id, video_id, rendition, *, attachment):
 
 
 def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
-    page = Page.objects.filter(pk=page_id).first()
+    page = Page.objects.filter(pk=page_id).only(*PAGE_FIELDS).first()
     video = Video.objects.filter(pk=video_id).only(*VIDEO_FIELDS).first()
     if page is None or video is None:
         return not_found()
