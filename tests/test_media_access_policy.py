@@ -230,3 +230,28 @@ def test_content_disposition_is_rfc6266():
     assert content_disposition("a b.mp4") == "inline; filename=\"a b.mp4\"; filename*=UTF-8''a%20b.mp4"
     assert content_disposition("x.mp4", attachment=True).startswith("attachment; ")
     assert "\n" not in content_disposition("a\r\nb.mp4")
+
+
+def test_editor_publishes_a_grant_and_the_page_history_says_who(client, page, video):
+    from wagtail.test.utils.form_data import inline_formset, nested_form_data, rich_text, streamfield
+
+    admin = make_user("boss", superuser=True)
+    members = Group.objects.create(name="Members")
+    client.force_login(admin)
+    data = nested_form_data({
+        "title": page.title,
+        "slug": page.slug,
+        "video": video.pk,
+        "intro": rich_text(""),
+        "body": streamfield([]),
+        "viewer_grants": inline_formset([{"group": members.pk, "user": "", "expires_at": "", "can_download": ""}]),
+        "comments": inline_formset([]),
+        "action-publish": "publish",
+    })
+    response = client.post(reverse("wagtailadmin_pages:edit", args=[page.pk]), data)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    grant = ViewerGrant.objects.get(page=page)
+    assert grant.group == members and grant.user is None
+    entry = PageLogEntry.objects.get(page=page, action="media_access.grant_add")
+    assert entry.user == admin
+    assert decide(make_user("outsider"), page, video).outcome is Outcome.FORBIDDEN
