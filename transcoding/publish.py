@@ -57,17 +57,28 @@ def _rewrite_references(output):
     output.path.write_text(text)
 
 
+class _FinishedFile(File):
+    """A finished output on local disk: FileSystemStorage moves it into
+    place (a rename on the same filesystem) instead of copying the bytes;
+    other storages upload it as usual."""
+
+    def temporary_file_path(self):
+        return self.name
+
+
 def publish(job, video, outputs, *, replace_all, on_upload=None):
     """Store ``outputs`` and make them the video's renditions. With
     ``replace_all`` every other rendition goes, else only same-named ones."""
     storage = private_storage()
     prefix = rendition_prefix(video, job)
-    stored = {}
+    stored, sizes = {}, {}
     try:
         for output in sorted(outputs, key=Output.upload_order):
             _rewrite_references(output)
+            sizes[output.name] = output.path.stat().st_size
             with output.path.open("rb") as handle:
-                stored[output.name] = storage.save(prefix + output.path.name, File(handle))
+                upload = _FinishedFile(handle, name=str(output.path))
+                stored[output.name] = storage.save(prefix + output.path.name, upload)
             if on_upload:
                 on_upload()
         with transaction.atomic():
@@ -88,7 +99,7 @@ def publish(job, video, outputs, *, replace_all, on_upload=None):
                     name=output.name,
                     file=stored[output.name],
                     content_type=output.content_type,
-                    size=output.path.stat().st_size,
+                    size=sizes[output.name],
                     width=output.width,
                     height=output.height,
                     bitrate=output.bitrate,

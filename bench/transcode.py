@@ -1,0 +1,162 @@
+"""Transcoding benchmark (`make bench-transcode`, docs/benchmarks.md).
+
+On a generated 1080p30 clip (60 s unless BENCH_SECONDS says otherwise;
+kept under bench/media/, which git ignores) it measures, in one run:
+
+* the full ladder (default profiles, one decode, one ffmpeg process) as a
+  realtime factor;
+* the same rungs made by one ffmpeg process each, for the one-decode ratio;
+* time-to-playable of a standard H.264/AAC upload and of a non-standard one
+  (H.264 4:2:2, as cameras write), through the real pipeline (``run_job``)
+  on a throwaway database and data folder;
+* all renditions of the standard upload as a multiple of the original.
+
+The last line is key=value for machines.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MEDIA = REPO / "bench" / "media"
+SECONDS = int(os.environ.get("BENCH_SECONDS", "60"))
+
+
+def setup_django(data_dir):
+    os.environ["CMS_DATA_DIR"] = str(data_dir)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "cms.settings.base"
+    os.environ["DATABASE_URL"] = f"sqlite:///{data_dir / 'bench.sqlite3'}"
+    # Jobs run in this process, on purpose: this measures the pipeline, not the queue.
+    os.environ["TRANSCODING_TASKS_BACKEND"] = "django_tasks.backends.immediate.ImmediateBackend"
+    os.environ["TRANSCODING_AUTO_ENQUEUE"] = "0"
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def make_sources():
+    from transcoding.testmedia import make_test_video
+
+    # Phone-like: 1080p30 H.264 at ~16 Mbit/s with AAC stereo. A lavfi
+    # pattern at a default CRF would be a few hundred kbit/s and make every
+    # storage ratio meaningless.
+    common = dict(duration=SECONDS, width=1920, height=1080, fps=30, preset="ultrafast")
+    rate = ("-b:v", "16M", "-maxrate", "16M", "-bufsize", "32M")
+    standard = MEDIA / f"bench-1080p30-{SECONDS}s.mp4"
+    other = MEDIA / f"bench-1080p30-{SECONDS}s-422.mp4"
+    if not standard.exists():
+        print(f"generating {standard.name} …", flush=True)
+        make_test_video(standard.with_suffix(".tmp.mp4"), video_args=rate, extra_args=("-ac", "2", "-b:a", "128k"), **common)
+        standard.with_suffix(".tmp.mp4").rename(standard)
+    if not other.exists():
+        print(f"generating {other.name} …", flush=True)
+        make_test_video(other.with_suffix(".tmp.mp4"), pix_fmt="yuv422p", video_args=rate, **common)
+        other.with_suffix(".tmp.mp4").rename(other)
+    return standard, other
+
+
+def timed(cmd):
+    from transcoding.runner import run_ffmpeg
+
+    started = time.monotonic()
+    run_ffmpeg(cmd)
+    return time.monotonic() - started
+
+
+def ladder_timings(source, workdir):
+    """One decode for every rung vs one ffmpeg process per rung, same rungs."""
+    from transcoding.backends import get_backend
+    from transcoding.probe import probe_video
+    from transcoding.profiles import plan_ladder
+
+    info = probe_video(source)
+    planned = plan_ladder(info)
+    backend = get_backend()
+    one_dir, each_dir = workdir / "one", workdir / "each"
+    one_dir.mkdir()
+    each_dir.mkdir()
+    one = timed(backend.ladder_command(source, info, planned, one_dir))
+    each = sum(timed(backend.ladder_command(source, info, [rung], each_dir)) for rung in planned)
+    return info, planned, one, each
+
+
+def run_pipeline(source, title, **settings_overrides):
+    from django.core.files import File
+    from django.test import override_settings
+
+    from cms.models import Video
+    from transcoding.probe import probe_video
+    from transcoding.tasks import enqueue_transcode
+
+    with override_settings(**settings_overrides):
+        video = Video(title=title, original_filename=source.name, file_size=source.stat().st_size)
+        video.apply_probe(probe_video(source))
+        with source.open("rb") as handle:
+            video.file.save(source.name, File(handle), save=False)
+        video.save()
+        job = enqueue_transcode(video)
+    job.refresh_from_db()
+    if job.status != "ready":
+        raise SystemExit(f"{title}: job {job.status}: {job.error}\n{job.stderr_tail}")
+    return video, job
+
+
+def main():
+    MEDIA.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-transcode-") as tmp:
+        tmp = Path(tmp)
+        setup_django(tmp)
+        standard, other = make_sources()
+        from django.db.models import Sum
+
+        from transcoding.profiles import Rung
+
+        cores = os.cpu_count()
+        print(f"source: {standard.name} ({standard.stat().st_size / 1e6:.1f} MB), {cores} cores", flush=True)
+
+        info, planned, one, each = ladder_timings(standard, tmp)
+        duration = info.duration
+        print(f"rungs: {', '.join(f'{p.width}x{p.height}' for p in planned)}")
+        print(f"one decode, one process: {one:.1f} s; one process per rung: {each:.1f} s", flush=True)
+
+        video, job = run_pipeline(standard, "standard")
+        ttp_standard = (job.playable_at - job.started_at).total_seconds()
+        total_standard = (job.finished_at - job.started_at).total_seconds()
+        stored = video.renditions.aggregate(total=Sum("size"))["total"]
+        storage_multiple = stored / standard.stat().st_size
+        print(f"standard upload: playable after {ttp_standard:.2f} s, all renditions after {total_standard:.1f} s; "
+              f"renditions {stored / 1e6:.1f} MB", flush=True)
+
+        # Only the playable step matters here: a one-rung ladder keeps the
+        # lowest rung (360p) and skips the long part.
+        _, job_other = run_pipeline(other, "non-standard", TRANSCODING_LADDER=[Rung(360, 800, crf=24)])
+        ttp_other = (job_other.playable_at - job_other.started_at).total_seconds()
+        print(f"non-standard (H.264 4:2:2) upload: playable after {ttp_other:.2f} s", flush=True)
+
+    minutes = duration / 60
+    figures = {
+        "source_seconds": f"{duration:.0f}",
+        "cores": cores,
+        "ladder_realtime_factor": f"{duration / one:.2f}",
+        "one_decode_s": f"{one:.1f}",
+        "per_rung_s": f"{each:.1f}",
+        "one_decode_speedup": f"{each / one:.2f}",
+        "ttp_standard_s": f"{ttp_standard:.2f}",
+        "ttp_standard_s_per_min": f"{ttp_standard / minutes:.2f}",
+        "ttp_nonstandard_s": f"{ttp_other:.2f}",
+        "storage_multiple": f"{storage_multiple:.2f}",
+    }
+    print(" ".join(f"{key}={value}" for key, value in figures.items()))
+
+
+if __name__ == "__main__":
+    main()
