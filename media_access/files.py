@@ -53,8 +53,17 @@ def resolve_file(video, name, *, attachment=False):
     )
 
 
+# Originals a browser's <video> element plays as they are.
+_BROWSER_PLAYABLE = {"video/mp4", "video/webm"}
+
+
 def best_playback_name(video):
-    """The rendition the simple player loads. The original for now: it is
-    always there and transcoding keeps it browser-playable; the HLS player
-    (a later issue) chooses among renditions itself."""
+    """The file the simple player loads: the original when browsers play its
+    container, else the tallest ready progressive MP4 rendition. (The HLS
+    player of a later issue chooses among renditions itself.)"""
+    if video.file and content_type_for(video.file.name) in _BROWSER_PLAYABLE:
+        return ORIGINAL
+    mp4s = [r for r in ready_renditions(video) if r.name.startswith("mp4-")]
+    if mp4s:
+        return max(mp4s, key=lambda r: (r.height or 0, r.size or 0)).name
     return ORIGINAL

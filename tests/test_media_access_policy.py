@@ -255,3 +255,18 @@ def test_editor_publishes_a_grant_and_the_page_history_says_who(client, page, vi
     entry = PageLogEntry.objects.get(page=page, action="media_access.grant_add")
     assert entry.user == admin
     assert decide(make_user("outsider"), page, video).outcome is Outcome.FORBIDDEN
+
+
+def test_player_prefers_a_browser_playable_file(client, page, video, tmp_path):
+    from django.core.files.base import ContentFile
+
+    from media_access.files import best_playback_name
+    from transcoding.models import Rendition
+
+    assert best_playback_name(video) == "original"
+    video.file.name = video.file.name.replace(".mp4", ".mkv")
+    for name, height in (("mp4-360p", 360), ("mp4-720p", 720), ("hls-master", None)):
+        rendition = Rendition(video=video, name=name, content_type="video/mp4", height=height, size=10)
+        rendition.file.save(f"{name}.mp4", ContentFile(b"x" * 10), save=False)
+        rendition.save()
+    assert best_playback_name(video) == "mp4-720p"

@@ -404,3 +404,29 @@ def test_awkward_filenames_are_encoded(stack, world):
         assert response.headers["Content-Disposition"] == expected
         assert "pwned" not in response.headers.get("Set-Cookie", "")
         assert response.content == world.data[:2]
+
+
+def test_renditions_are_served_by_name(stack, world):
+    from django.core.files.base import ContentFile
+
+    from transcoding.models import Rendition
+
+    playlist = b"#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-STREAM-INF:BANDWIDTH=500000\nhls-360p\n"
+    files = {"mp4-360p": ("clip-360p.mp4", world.data[:5000], "video/mp4"),
+             "hls-master": ("master.m3u8", playlist, "application/vnd.apple.mpegurl")}
+    for name, (filename, content, content_type) in files.items():
+        rendition = Rendition(video=world.video, name=name, content_type=content_type, size=len(content))
+        rendition.file.save(filename, ContentFile(content), save=False)
+        rendition.save()
+    session = stack_session(world.alice)
+    mp4 = session.get(stack.url(watch_path(world.page, world.video, "mp4-360p")), headers={"Range": "bytes=0-99"})
+    assert mp4.status_code == 206 and mp4.content == world.data[:100]
+    assert mp4.headers["Content-Type"] == "video/mp4"
+    assert mp4.headers["Content-Disposition"] == "inline; filename=\"sample-mp4-360p.mp4\"; filename*=UTF-8''sample-mp4-360p.mp4"
+    # Without the trailing slash too, so a playlist's relative sibling names resolve.
+    master = session.get(stack.url(watch_path(world.page, world.video, "hls-master").rstrip("/")))
+    assert master.status_code == 200 and master.content == playlist
+    assert master.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert master.headers["Cache-Control"] == "private, no-store"
+    refused = stack_session(world.bob).get(stack.url(watch_path(world.page, world.video, "hls-master")))
+    assert refused.status_code == 403 and b"EXTM3U" not in refused.content
