@@ -6,6 +6,7 @@ Nothing about the file (ETag, Last-Modified, Range) is looked at before the
 policy has allowed the request, so conditional headers cannot probe it.
 """
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponseForbidden, HttpResponseNotFound
 from django.views.decorators.csrf import csrf_exempt
@@ -59,15 +60,17 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
     decision = can_watch(request, page, video, download=attachment)
     if decision.outcome is Outcome.NOT_FOUND:
         return not_found()
-    record_playback(request, page, video, rendition, decision)
     if decision.outcome is Outcome.LOGIN_REQUIRED:
+        record_playback(request, page, video, rendition, decision)
         return redirect_to_login(request.get_full_path(), login_url=frontend_login_url())
     if decision.outcome is Outcome.FORBIDDEN or (attachment and not decision.can_download):
+        record_playback(request, page, video, rendition, decision)
         return HttpResponseForbidden(FORBIDDEN_BODY, content_type="text/plain; charset=utf-8")
 
     served = resolve_file(video, rendition, attachment=attachment)
     if served is None:
         return not_found()
+    record_playback(request, page, video, rendition, decision)
     return get_response_builder().build(request, served)
 
 
@@ -76,6 +79,4 @@ def not_found():
 
 
 def frontend_login_url():
-    from django.conf import settings
-
     return getattr(settings, "WAGTAIL_FRONTEND_LOGIN_URL", None) or settings.LOGIN_URL
