@@ -108,6 +108,8 @@ def test_deleting_a_video_deletes_its_rendition_files(sample_video, auto_transco
     video.delete()
     assert not Rendition.objects.exists()
     assert not any(os.path.exists(path) for path in files)
+    # Publication folders go with their last file.
+    assert not any(os.path.exists(os.path.dirname(path)) for path in files)
 
 
 def test_a_newer_job_supersedes_an_unfinished_one(sample_video):

@@ -250,7 +250,8 @@ def transcode(job, reporter, workdir):
                 fast = None
         else:
             rung = lowest_rung(info)
-            cmd = backend.ladder_command(source, info, [rung], fast_dir, preset=setting("FAST_X264_PRESET", "veryfast"))
+            preset = setting("FAST_X264_PRESET", "veryfast")
+            cmd = backend.ladder_command(source, info, [rung], fast_dir, preset=preset)
             _run(cmd, info, reporter)
             _run(backend.progressive_command(fast_dir / backends.hls_media_name(rung.label),
                                              fast_dir / backends.mp4_name(rung.label)), None, None)

@@ -1,3 +1,5 @@
+import os
+
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
@@ -32,7 +34,21 @@ def delete_rendition_file_on_commit(sender, instance, **kwargs):
     name = instance.file.name
     if name:
         storage = instance.file.storage
-        transaction.on_commit(lambda: storage.delete(name))
+        transaction.on_commit(lambda: _delete_with_empty_folder(storage, name))
+
+
+def _delete_with_empty_folder(storage, name):
+    storage.delete(name)
+    # Each publication has its own folder; on local disks, drop it with its
+    # last file (object stores have no folders to leave behind).
+    try:
+        folder = os.path.dirname(storage.path(name))
+    except NotImplementedError:
+        return
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass  # not empty yet, or already gone
 
 
 def register_signal_handlers():
