@@ -4,7 +4,6 @@ with its ``-progress`` output turned into calls to a callback."""
 import collections
 import ctypes
 import fcntl
-import os
 import signal
 import subprocess
 import threading
