@@ -140,6 +140,17 @@ def test_stale_job_is_requeued_and_finished(sample_video):
     assert fresh.status == "processing"
 
 
+def test_queued_job_whose_task_was_never_sent_is_sent_again(sample_video):
+    video = make_video(sample_video, title="Unsent")
+    job = TranscodeJob.objects.create(video=video, source_name=video.file.name)
+    TranscodeJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    with override_settings(TRANSCODING_LADDER=LADDER, TASKS=DB_TASKS):
+        assert recover_stale_jobs() == [job.pk]
+    job.refresh_from_db()
+    assert job.status == "queued" and job.task_id
+    assert DBTaskResult.objects.filter(backend_name="transcoding").count() == 1
+
+
 def test_job_failing_its_lease_too_often_fails_readably(sample_video):
     video = make_video(sample_video, title="Crashy")
     job = TranscodeJob.objects.create(

@@ -70,6 +70,10 @@ def recover_stale_jobs(now=None):
             )
         elif claimed.update(status=Status.QUEUED, worker="", stage="requeued", eta_seconds=None):
             requeued.append(job.pk)
+    # Queued jobs whose task never reached the queue (the enqueue after
+    # commit failed, e.g. the queue database was unreachable) are sent again.
+    unsent = TranscodeJob.objects.filter(status=Status.QUEUED, task_id="", created_at__lt=cutoff)
+    requeued += list(unsent.values_list("pk", flat=True))
     for job_id in requeued:
         send_job(job_id)
     return requeued
