@@ -118,3 +118,33 @@ def test_rerun_needs_change_permission_on_that_video(sample_video, client):
     assert response.redirect_chain == [(reverse("wagtailadmin_home"), 302)]
     assert "do not have permission" in response.content.decode()
     assert video.transcode_jobs.count() == 1
+
+
+def test_processing_status_endpoint_renders_the_current_badge(sample_video, admin_client):
+    video = make_video(sample_video, title="Polled")
+    job = job_for(video, status="processing", progress=10, heartbeat_at=timezone.now())
+    url = reverse("cms_videos:processing_status", args=[video.pk])
+    edit = admin_client.get(reverse("cms_videos:edit", args=[video.pk])).content.decode()
+    assert f'data-video-status-url="{url}"' in edit and "transcoding/js/processing-status" in edit
+    listing = admin_client.get(reverse("cms_videos:index")).content.decode()
+    assert f'data-video-status-url="{url}"' in listing and "transcoding/js/processing-status" in listing
+
+    TranscodeJob.objects.filter(pk=job.pk).update(progress=64, eta_seconds=5)
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    # Wagtail's admin adds its own never-cache directives beside ours.
+    assert {"private", "no-store"} <= {part.strip() for part in response["Cache-Control"].split(",")}
+    body = response.json()
+    assert (body["code"], body["progress"], body["eta_seconds"]) == ("processing", 64, 5)
+    assert 'value="64"' in body["html"] and "about 5 s left" in body["html"]
+    assert admin_client.post(url).status_code == 405
+
+
+def test_processing_status_needs_permission_on_that_video(sample_video, client):
+    video = make_video(sample_video, title="Private status")
+    job_for(video, status="failed", error="secret path /srv/x")
+    group = Group.objects.create(name="Admin access only, status")
+    group.permissions.add(Permission.objects.get(codename="access_admin"))
+    client.force_login(make_user("peeker", groups=[group]))
+    response = client.get(reverse("cms_videos:processing_status", args=[video.pk]))
+    assert response.status_code != 200 and b"secret path" not in response.content

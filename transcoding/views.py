@@ -2,9 +2,11 @@
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from wagtail.log_actions import log
 from wagtail.permissions import policy_registry
 
@@ -18,6 +20,11 @@ def user_can_rerun(user, video):
     return policy_registry.get_by_type(Video).user_has_permission_for_instance(user, "change", video)
 
 
+def user_can_see_status(user, video):
+    policy = policy_registry.get_by_type(Video)
+    return policy.user_has_any_permission_for_instance(user, ["change", "choose"], video)
+
+
 def processing_context(request, video):
     status = video_status(video)
     return {
@@ -26,7 +33,28 @@ def processing_context(request, video):
         "renditions": list(video.renditions.order_by("content_type", "-height", "name")),
         "can_rerun": status.can_rerun and user_can_rerun(request.user, video),
         "rerun_url": reverse("cms_videos:rerun_transcode", args=[video.pk]),
+        "status_url": reverse("cms_videos:processing_status", args=[video.pk]),
     }
+
+
+@require_GET
+def processing_status(request, pk):
+    """The badge's current rendering, polled by processing-status.js."""
+    video = get_object_or_404(Video, pk=pk)
+    if not user_can_see_status(request.user, video):
+        raise PermissionDenied
+    status = video_status(video)
+    html = render_to_string(
+        "cms/videos/status_badge.html",
+        {"status": status, "status_url": request.path},
+        request=request,
+    )
+    response = JsonResponse(
+        {"code": status.code, "progress": status.progress, "eta_seconds": status.eta_seconds,
+         "error": status.error, "html": html}
+    )
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @require_POST

@@ -10,7 +10,7 @@ from wagtail.admin.views import generic
 from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.models import Collection
 
-from transcoding.views import processing_context, rerun_transcode
+from transcoding.views import processing_context, processing_status, rerun_transcode
 
 from ..forms import VideoForm
 from ..models import Video
@@ -36,6 +36,9 @@ class TagsColumn(Column):
 
 class StatusColumn(Column):
     cell_template_name = "cms/videos/status_cell.html"
+
+    class Media:
+        js = ["transcoding/js/processing-status.js"]
 
     def get_value(self, instance):
         return instance.status
@@ -126,6 +129,7 @@ class VideoViewSet(ModelViewSet):
     def get_urlpatterns(self):
         return super().get_urlpatterns() + [
             path("<int:pk>/rerun/", rerun_transcode, name="rerun_transcode"),
+            path("<int:pk>/processing/", processing_status, name="processing_status"),
         ]
 
 
