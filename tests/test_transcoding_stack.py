@@ -71,3 +71,38 @@ def test_upload_is_transcoded_by_the_worker_and_served_as_hls(worker_stack, samp
     # A media segment: optional index boxes, then movie fragment(s).
     assert segment.content[4:8] in (b"moof", b"styp", b"sidx") and b"moof" in segment.content[:4096]
     print(f"upload → all renditions ready in {ready_after:.1f} s")
+
+
+@pytest.mark.browser
+def test_admin_progress_bar_moves_without_reload(stack, sample_video, output_dir, monkeypatch):
+    from django.utils import timezone
+
+    # Playwright's sync API runs an event loop in this thread; the database
+    # writes below are plain synchronous test code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    from .browser import chromium_page
+    from .helpers import make_video
+
+    make_user("progress-watcher", PASSWORD, superuser=True)
+    session = admin_session(stack, "progress-watcher")
+    video = make_video(sample_video, title="Watched clip")
+    job = TranscodeJob.objects.create(
+        video=video, source_name=video.file.name, status="processing", progress=5,
+        worker="elsewhere:1", heartbeat_at=timezone.now(),
+    )
+    with chromium_page(output_dir) as page:
+        page.context.add_cookies(
+            [{"name": c.name, "value": c.value, "url": stack.base_url} for c in session.cookies]
+        )
+        page.goto(stack.url("/admin/videos/"))
+        bar = page.locator("progress.video-progress").first
+        assert bar.get_attribute("value") == "5"
+        TranscodeJob.objects.filter(pk=job.pk).update(progress=73, eta_seconds=9)
+        page.wait_for_function(
+            "document.querySelector('progress.video-progress')?.getAttribute('value') === '73'",
+            timeout=15_000,
+        )
+        assert "about 9 s left" in page.inner_text("[data-video-status-holder]")
+        TranscodeJob.objects.filter(pk=job.pk).update(status="ready", progress=100)
+        page.wait_for_selector("[data-video-status='ready']", timeout=15_000)
