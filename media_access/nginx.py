@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.template import Context, Engine
 
+from . import tokens
+
 TEMPLATE_PATH = Path(settings.BASE_DIR) / "deploy" / "nginx" / "site.conf.template"
 # Multipart envelope and form fields on top of the largest allowed file.
 _UPLOAD_OVERHEAD = 16 * 1024 * 1024
@@ -39,6 +41,9 @@ def nginx_context(**overrides):
         "private_root": Path(settings.PRIVATE_MEDIA_ROOT),
         "private_location": _accel_prefix(),
         "client_max_body_size": settings.CMS_VIDEO_MAX_UPLOAD_SIZE + _UPLOAD_OVERHEAD,
+        # media_access: HLS - nginx checks the signed rendition URLs with this secret.
+        "token_url_prefix": tokens.url_prefix(),
+        "token_secret": tokens.token_secret(),
     }
     context.update(overrides)
     return context

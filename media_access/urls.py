@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import serve
+from .views import playback, serve
 
 app_name = "media_access"
 urlpatterns = [
@@ -13,4 +13,7 @@ urlpatterns = [
         serve.download,
         name="download",
     ),
+    # media_access: HLS - the player's description and the signed playlists.
+    path("playback/<int:page_id>/<int:video_id>/", playback.playback, name="playback"),
+    path("hls/<int:page_id>/<int:video_id>/<slug:name>.m3u8", playback.playlist, name="hls_playlist"),
 ]

@@ -228,3 +228,13 @@ TRANSCODING_LEASE_SECONDS = int(os.environ.get("TRANSCODING_LEASE_SECONDS", "120
 TRANSCODING_X264_PRESET = os.environ.get("TRANSCODING_X264_PRESET", "veryfast")
 if os.environ.get("TRANSCODING_TEMP_DIR"):
     TRANSCODING_TEMP_DIR = os.environ["TRANSCODING_TEMP_DIR"]
+
+# media_access: HLS
+# Rendition files (segments, posters, storyboards, captions) are fetched from
+# nginx with signed URLs that expire after this many seconds; a viewer whose
+# access is revoked keeps it at most this long. Players renew before expiry.
+MEDIA_ACCESS_TOKEN_LIFETIME = int(os.environ.get("MEDIA_ACCESS_TOKEN_LIFETIME", "300"))
+# The secret nginx checks tokens with (rendered into its config). Empty:
+# derived from SECRET_KEY. Set it when nginx's config is managed apart.
+MEDIA_ACCESS_TOKEN_SECRET = os.environ.get("MEDIA_ACCESS_TOKEN_SECRET", "")
+MEDIA_ACCESS_TOKEN_URL_PREFIX = os.environ.get("MEDIA_ACCESS_TOKEN_URL_PREFIX", "/stream/")

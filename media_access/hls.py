@@ -1,0 +1,176 @@
+"""What the player is given once the policy allowed it: HLS playlists whose
+URIs carry signed tokens, and the one playback description (JSON).
+
+The stored playlists name their siblings by rendition name (see
+``transcoding.models.Rendition``). Here each name becomes a URL a browser may
+fetch: a media playlist → its media_access URL (policy-checked per request);
+a rung's fMP4 file, poster, storyboard, caption → a signed nginx URL
+(``media_access.tokens``), checked by nginx without Python.
+"""
+
+import re
+
+from django.urls import reverse
+
+from .files import ORIGINAL, best_playback_name, ready_renditions, resolve_file
+from .tokens import VideoToken
+
+MASTER = "hls-master"
+HLS_TYPE = "application/vnd.apple.mpegurl"
+CAPTIONS_PREFIX = "captions-"
+_URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
+_VTT_TIME = re.compile(r"(?:(\d+):)?(\d{2}):(\d{2}(?:\.\d+)?)")
+
+
+def renditions_by_name(video):
+    return {rendition.name: rendition for rendition in ready_renditions(video)}
+
+
+def is_media_playlist_name(name):
+    return name.startswith("hls-") and name != MASTER and not name.endswith("-media")
+
+
+def playlist_url(page, video, name):
+    return reverse("media_access:hls_playlist", args=[page.pk, video.pk, name])
+
+
+def read_text(rendition):
+    # Playlists and cue indexes are a few kilobytes of text, never media bytes.
+    with rendition.file.open("rb") as handle:
+        return handle.read().decode("utf-8")
+
+
+def rewrite_playlist(text, uri_for):
+    """``text`` with every URI (plain lines and ``URI="..."`` attributes) mapped by ``uri_for``.
+
+    ``uri_for(name)`` returns the new URI or None for a name that must not be
+    handed out, which drops the whole playlist (``LookupError``): a
+    half-working playlist is worse than an honest 404.
+    """
+
+    def mapped(name):
+        uri = uri_for(name)
+        if uri is None:
+            raise LookupError(name)
+        return uri
+
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            lines.append(_URI_ATTRIBUTE.sub(lambda m: f'URI="{mapped(m.group(1))}"', stripped))
+        else:
+            lines.append(mapped(stripped))
+    return "\n".join(lines) + "\n"
+
+
+def master_playlist(page, video, renditions):
+    master = renditions[MASTER]
+
+    def uri_for(name):
+        if is_media_playlist_name(name) and name in renditions:
+            return playlist_url(page, video, name)
+        return None
+
+    return rewrite_playlist(read_text(master), uri_for)
+
+
+def media_playlist(video, renditions, name, token):
+    def uri_for(sibling):
+        rendition = renditions.get(sibling)
+        if rendition is None or sibling.startswith("hls-") and not sibling.endswith("-media"):
+            return None
+        return signed_url(token, rendition)
+
+    return rewrite_playlist(read_text(renditions[name]), uri_for)
+
+
+def signed_url(token, rendition):
+    try:
+        return token.url_for(rendition.file.name)
+    except ValueError:
+        # A file left from before the original was replaced (another key):
+        # not this video's folder, so no token opens it.
+        return None
+
+
+def storyboard_cues(text):
+    """The sprite tiles of a storyboard WebVTT index: start, end and x, y, w, h per cue."""
+    cues = []
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if "-->" not in line or index + 1 >= len(lines):
+            continue
+        start, end = (_seconds(part) for part in line.split("-->", 1))
+        fragment = lines[index + 1].partition("#xywh=")[2]
+        try:
+            x, y, w, h = (int(value) for value in fragment.split(","))
+        except ValueError:
+            continue
+        if start is not None and end is not None:
+            cues.append({"start": start, "end": end, "x": x, "y": y, "w": w, "h": h})
+    return cues
+
+
+def _seconds(text):
+    match = _VTT_TIME.search(text.strip())
+    if not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def playback_info(page, video):
+    """The player's one description of what it may load, for a viewer the policy allowed."""
+    renditions = renditions_by_name(video)
+    token = VideoToken.issue(video)
+    sources = []
+    levels = []
+    if MASTER in renditions:
+        sources.append({"type": HLS_TYPE, "src": playlist_url(page, video, MASTER)})
+        for name, rendition in renditions.items():
+            if is_media_playlist_name(name):
+                levels.append({
+                    "name": name, "width": rendition.width, "height": rendition.height,
+                    "bitrate": rendition.bitrate,
+                })
+    fallback = best_playback_name(video)
+    served = resolve_file(video, fallback)
+    if served is not None:
+        sources.append({
+            "type": served.content_type,
+            "src": reverse("media_access:watch", args=[page.pk, video.pk, fallback]),
+        })
+
+    poster = renditions.get("poster")
+    storyboard = None
+    if "storyboard" in renditions and "storyboard-vtt" in renditions:
+        sprite_url = signed_url(token, renditions["storyboard"])
+        cues = storyboard_cues(read_text(renditions["storyboard-vtt"]))
+        if sprite_url and cues:
+            storyboard = {"url": sprite_url, "cues": cues}
+    captions = []
+    for name, rendition in sorted(renditions.items()):
+        if name.startswith(CAPTIONS_PREFIX) and rendition.content_type.startswith("text/vtt"):
+            url = signed_url(token, rendition)
+            if url:
+                language = name[len(CAPTIONS_PREFIX):]
+                captions.append({"src": url, "srclang": language, "label": language})
+
+    master = renditions.get(MASTER)
+    return {
+        "allowed": True,
+        "title": video.title,
+        "duration": video.duration or (master.duration if master else None),
+        "width": video.width,
+        "height": video.height,
+        "poster": signed_url(token, poster) if poster else None,
+        "sources": sources,
+        "levels": sorted(levels, key=lambda level: level["height"] or 0),
+        "storyboard": storyboard,
+        "captions": captions,
+        "token": token.as_json(),
+        "original": fallback == ORIGINAL,
+    }

@@ -1,0 +1,108 @@
+"""Short-lived signed URLs for the files of one video's renditions.
+
+nginx checks them with the stock ``secure_link`` module, so a player's many
+segment, init-segment, poster, storyboard and caption requests never reach
+Python. A token signs an expiry and a per-video path prefix (the video's
+``renditions/`` folder): it opens every rendition file of that video and
+nothing else (not the original, not another video). Django hands tokens out
+only after ``can_watch`` allowed the request (playlists, the playback JSON),
+so a revoked viewer stops getting new ones and keeps an old one at most
+``MEDIA_ACCESS_TOKEN_LIFETIME`` seconds.
+
+URL shape, matched by the bundled nginx config::
+
+    {MEDIA_ACCESS_TOKEN_URL_PREFIX}<token>/<expires>/<videos/ab/<hex>/renditions/>...<file>
+
+``token`` is nginx's ``secure_link_md5`` of ``"<expires><prefix> <secret>"``:
+the unpadded URL-safe base64 of an MD5 digest. MD5 is what the stock module
+offers; the secret keeps it a keyed check, and an expiry bounds its use.
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULT_LIFETIME = 5 * 60
+DEFAULT_URL_PREFIX = "/stream/"
+# What nginx may receive inside a string literal of its config, and long enough to matter.
+_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,}$")
+# The rendition folder of one video, as ``Video.key`` and ``transcoding`` lay it out.
+_PREFIX_RE = re.compile(r"^videos/[0-9a-f]{2}/[0-9a-f]{32}/renditions/$")
+
+
+def token_secret():
+    """``MEDIA_ACCESS_TOKEN_SECRET``, or one derived from SECRET_KEY (never SECRET_KEY itself,
+    since it is written into the rendered nginx config)."""
+    secret = getattr(settings, "MEDIA_ACCESS_TOKEN_SECRET", "")
+    if secret:
+        if not _SECRET_RE.match(secret):
+            raise ImproperlyConfigured(
+                "MEDIA_ACCESS_TOKEN_SECRET must be at least 32 characters of A-Z a-z 0-9 _ -."
+            )
+        return secret
+    return hmac.new(
+        settings.SECRET_KEY.encode(), b"media_access.tokens.secure_link", hashlib.sha256
+    ).hexdigest()
+
+
+def token_lifetime():
+    return int(getattr(settings, "MEDIA_ACCESS_TOKEN_LIFETIME", DEFAULT_LIFETIME))
+
+
+def url_prefix():
+    prefix = getattr(settings, "MEDIA_ACCESS_TOKEN_URL_PREFIX", DEFAULT_URL_PREFIX)
+    if not re.match(r"^/[A-Za-z0-9_-]+/$", prefix):
+        raise ImproperlyConfigured(
+            "MEDIA_ACCESS_TOKEN_URL_PREFIX must look like '/stream/' (one plain path segment)."
+        )
+    return prefix
+
+
+def video_prefix(video):
+    """The storage folder every rendition of ``video`` lives under."""
+    hex_key = video.key.hex
+    return f"videos/{hex_key[:2]}/{hex_key}/renditions/"
+
+
+def secure_link_token(prefix, expires, secret=None):
+    digest = hashlib.md5(f"{expires}{prefix} {secret or token_secret()}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True)
+class VideoToken:
+    """A grant, for ``lifetime`` seconds, to fetch the rendition files of one video."""
+
+    prefix: str
+    expires: int
+    value: str
+
+    @classmethod
+    def issue(cls, video, *, now=None, lifetime=None):
+        prefix = video_prefix(video)
+        expires = int(now if now is not None else time.time()) + (
+            lifetime if lifetime is not None else token_lifetime()
+        )
+        return cls(prefix=prefix, expires=expires, value=secure_link_token(prefix, expires))
+
+    def url_for(self, storage_name):
+        """The signed URL of a stored rendition file (a name from the database)."""
+        if not _PREFIX_RE.match(self.prefix) or not storage_name.startswith(self.prefix):
+            raise ValueError(f"{storage_name!r} is not below {self.prefix!r}")
+        return f"{url_prefix()}{self.value}/{self.expires}/{quote(storage_name)}"
+
+    def as_json(self):
+        # The player swaps these into URLs it already has (see frontend/src/player.js).
+        return {
+            "value": self.value,
+            "expires": self.expires,
+            "lifetime": token_lifetime(),
+            "url_prefix": url_prefix(),
+        }

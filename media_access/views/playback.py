@@ -1,0 +1,92 @@
+"""The player's endpoints: one JSON description per page and video, and the
+HLS playlists. Each reads top to bottom as the policy, like ``serve``: look
+the objects up by id → ask ``can_watch`` → answer. Only what these hand out
+(signed URLs) opens rendition files, and nginx checks those without Python.
+"""
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpResponse, HttpResponseForbidden, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
+from wagtail.models import Page
+
+from cms.models import Video
+
+from .. import hls
+from ..access_log import record_playback
+from ..policy import Outcome, can_watch
+from ..tokens import VideoToken
+from .serve import FORBIDDEN_BODY, PAGE_FIELDS, frontend_login_url, not_found
+
+DENIED_MESSAGES = {
+    Outcome.LOGIN_REQUIRED: "This video is private. Sign in to watch it.",
+    Outcome.FORBIDDEN: "You do not have access to this video. Ask the page's owner for access.",
+}
+
+
+def _lookup(page_id, video_id):
+    page = Page.objects.filter(pk=page_id).only(*PAGE_FIELDS).first()
+    video = Video.objects.filter(pk=video_id).first()
+    return page, video
+
+
+def _private(response):
+    # Denials too: a shared cache must not keep one viewer's answer for another.
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@csrf_exempt
+@require_safe
+def playback(request, page_id, video_id):
+    """Sources, poster, storyboard, captions, duration and a fresh token, or why not.
+
+    The player also calls this to renew its token before it expires; a
+    viewer who lost access gets the denial instead, and no new token."""
+    page, video = _lookup(page_id, video_id)
+    if page is None or video is None:
+        return _private(JsonResponse({"allowed": False, "reason": "not_found"}, status=404))
+    decision = can_watch(request, page, video)
+    if decision.outcome is Outcome.NOT_FOUND:
+        return _private(JsonResponse({"allowed": False, "reason": "not_found"}, status=404))
+    if not decision.allowed:
+        body = {
+            "allowed": False,
+            "reason": decision.outcome.value,
+            "message": DENIED_MESSAGES.get(decision.outcome, DENIED_MESSAGES[Outcome.FORBIDDEN]),
+        }
+        if decision.outcome is Outcome.LOGIN_REQUIRED:
+            next_url = request.GET.get("next") or page.url or "/"
+            body["login_url"] = redirect_to_login(next_url, frontend_login_url())["Location"]
+        return _private(JsonResponse(body, status=403))
+    return _private(JsonResponse(hls.playback_info(page, video)))
+
+
+@csrf_exempt
+@require_safe
+def playlist(request, page_id, video_id, name):
+    """The master or a rung's media playlist, with every URI it lists made fetchable."""
+    page, video = _lookup(page_id, video_id)
+    if page is None or video is None or not name.startswith("hls-") or name.endswith("-media"):
+        return _private(not_found())
+    decision = can_watch(request, page, video)
+    if decision.outcome is Outcome.NOT_FOUND:
+        return _private(not_found())
+    if not decision.allowed:
+        record_playback(request, page, video, name, decision)
+        # A player cannot follow a login redirect for a playlist: say no plainly.
+        return _private(HttpResponseForbidden(FORBIDDEN_BODY, content_type="text/plain; charset=utf-8"))
+
+    renditions = hls.renditions_by_name(video)
+    if name not in renditions:
+        return _private(not_found())
+    try:
+        if name == hls.MASTER:
+            text = hls.master_playlist(page, video, renditions)
+        else:
+            text = hls.media_playlist(video, renditions, name, VideoToken.issue(video))
+    except LookupError:
+        return _private(not_found())
+    if name == hls.MASTER:
+        record_playback(request, page, video, name, decision)
+    return _private(HttpResponse(text, content_type=hls.HLS_TYPE))

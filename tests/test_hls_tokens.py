@@ -1,0 +1,210 @@
+"""Signed HLS URLs through the real stack (the shipped nginx template, gunicorn):
+playlists only after the policy, rendition bytes only with a valid token for
+that video, and nothing at all for forged, expired, foreign or revoked ones."""
+
+import re
+import time
+
+import pytest
+import requests
+from django.contrib.auth.models import Group
+from django.test import override_settings
+
+from media_access.models import ViewerGrant
+from media_access.tokens import VideoToken, secure_link_token, url_prefix, video_prefix
+from transcoding.profiles import Rung
+from transcoding.tasks import enqueue_transcode
+from transcoding.testmedia import make_test_video
+
+from .conftest import _start_stack
+from .helpers import make_user, make_video, make_video_page, stack_session
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+TINY_LADDER = [Rung(180, 300), Rung(90, 150)]
+SEGMENT = re.compile(r"^(/stream/[^\s#]+)$", re.M)
+BYTERANGE = re.compile(r"#EXT-X-BYTERANGE:(\d+)@(\d+)\s*\n(/stream/\S+)")
+
+
+def transcoded_page(tmp_path, name="clip", duration=4):
+    clip = make_test_video(tmp_path / f"{name}.mp4", duration=duration, width=320, height=180)
+    video = make_video(clip, title=name)
+    with override_settings(TRANSCODING_LADDER=TINY_LADDER):
+        job = enqueue_transcode(video)
+    job.refresh_from_db()
+    assert job.status == "ready", job.error
+    page = make_video_page(video, title=f"Page {name}")
+    members, _ = Group.objects.get_or_create(name="Members")
+    ViewerGrant.objects.create(page=page, group=members)
+    return page, video, members
+
+
+@pytest.fixture
+def granted(tmp_path):
+    page, video, members = transcoded_page(tmp_path)
+    viewer = make_user("viewer", groups=[members])
+    return page, video, viewer
+
+
+def first_segment(stack, session, page, video, rung="hls-90p"):
+    response = session.get(stack.url(f"/hls/{page.pk}/{video.pk}/{rung}.m3u8"))
+    assert response.status_code == 200, response.text
+    length, offset, url = BYTERANGE.search(response.text).groups()
+    return url, int(offset), int(length), response.text
+
+
+def rendition_bytes(video, name):
+    rendition = video.renditions.get(name=name)
+    with rendition.file.open("rb") as handle:
+        return handle.read()
+
+
+def assert_denied_without_bytes(response):
+    assert response.status_code == 403, (response.status_code, response.headers)
+    assert response.content == b""
+    assert response.headers.get("Content-Length", "0") == "0"
+
+
+def test_viewer_gets_signed_playlists_and_nginx_serves_the_byte_ranges(stack, granted):
+    page, video, viewer = granted
+    session = stack_session(viewer)
+
+    info = session.get(stack.url(f"/playback/{page.pk}/{video.pk}/"))
+    assert info.status_code == 200
+    assert info.headers["Cache-Control"] == "private, no-store"
+    data = info.json()
+    assert data["sources"][0] == {
+        "type": "application/vnd.apple.mpegurl", "src": f"/hls/{page.pk}/{video.pk}/hls-master.m3u8",
+    }
+    assert data["sources"][1]["type"] == "video/mp4"
+    assert [level["height"] for level in data["levels"]] == [90, 180]
+    assert data["token"]["lifetime"] == 300
+    assert 290 <= data["token"]["expires"] - time.time() <= 301
+    assert data["duration"] == pytest.approx(4, abs=0.2)
+    assert data["storyboard"]["cues"][0]["start"] == 0
+
+    master = session.get(stack.url(data["sources"][0]["src"]))
+    assert master.status_code == 200
+    assert master.headers["Content-Type"] == "application/vnd.apple.mpegurl"
+    assert f"/hls/{page.pk}/{video.pk}/hls-90p.m3u8" in master.text
+    assert f"/hls/{page.pk}/{video.pk}/hls-180p.m3u8" in master.text
+
+    url, offset, length, playlist = first_segment(stack, session, page, video)
+    assert url.startswith(f"{url_prefix()}") and video_prefix(video) in url
+    assert "#EXT-X-ENDLIST" in playlist and 'URI="/stream/' in playlist
+    # nginx answers the byte range itself: a fresh client without cookies,
+    # and gunicorn never sees the request.
+    before = stack.log_text("gunicorn-access")
+    segment = requests.get(stack.url(url), headers={"Range": f"bytes={offset}-{offset + length - 1}"})
+    assert segment.status_code == 206
+    assert segment.content == rendition_bytes(video, "hls-90p-media")[offset:offset + length]
+    assert segment.headers["Content-Type"] == "video/iso.segment"
+    assert "private" in segment.headers["Cache-Control"]
+    assert "/stream/" not in (stack.root / "gunicorn-access.log").read_text()[len(before):]
+
+    poster = requests.get(stack.url(data["poster"]))
+    assert poster.status_code == 200 and poster.content[:3] == b"\xff\xd8\xff"
+    sprite = requests.get(stack.url(data["storyboard"]["url"]))
+    assert sprite.status_code == 200 and sprite.headers["Content-Type"] == "image/jpeg"
+
+
+def test_forged_expired_and_foreign_tokens_get_403_and_no_bytes(stack, tmp_path, granted):
+    page, video, viewer = granted
+    other_page, other_video, _ = transcoded_page(tmp_path, name="other")
+    session = stack_session(viewer)
+    url, offset, length, _ = first_segment(stack, session, page, video)
+    _, _, prefix_token, expires, rest = url.split("/", 4)
+    ranged = {"Range": f"bytes={offset}-{offset + length - 1}"}
+    assert requests.get(stack.url(url), headers=ranged).status_code == 206
+
+    # Forged: one character of the token changed; a token made with another secret.
+    # (The first character: the last one carries only 2 bits of the digest.)
+    forged = ("A" if prefix_token[0] != "A" else "B") + prefix_token[1:]
+    assert_denied_without_bytes(requests.get(stack.url(f"/stream/{forged}/{expires}/{rest}"), headers=ranged))
+    prefix = video_prefix(video)
+    wrong_secret = secure_link_token(prefix, int(expires), secret="x" * 64)
+    assert_denied_without_bytes(requests.get(stack.url(f"/stream/{wrong_secret}/{expires}/{rest}")))
+    # A later expiry under the same token: the expiry is signed.
+    assert_denied_without_bytes(requests.get(stack.url(f"/stream/{prefix_token}/{int(expires) + 3600}/{rest}")))
+
+    # Expired: correctly signed, a second in the past.
+    expired = VideoToken.issue(video, now=time.time() - 301, lifetime=300)
+    assert_denied_without_bytes(requests.get(stack.url(expired.url_for(rest)), headers=ranged))
+
+    # Another video's token on this video's files, and this token on the other's.
+    foreign = VideoToken.issue(other_video)
+    assert_denied_without_bytes(
+        requests.get(stack.url(f"/stream/{foreign.value}/{foreign.expires}/{rest}"), headers=ranged)
+    )
+    other_file = other_video.renditions.get(name="hls-90p-media").file.name
+    assert_denied_without_bytes(requests.get(stack.url(f"/stream/{prefix_token}/{expires}/{other_file}")))
+
+
+def test_a_token_opens_only_its_videos_rendition_files(stack, granted):
+    page, video, viewer = granted
+    token = VideoToken.issue(video)
+    base = f"/stream/{token.value}/{token.expires}/"
+    master = video.renditions.get(name="hls-master").file.name
+    # Wrong path prefix: the original sits beside renditions/, outside the signed folder.
+    assert_denied_without_bytes(requests.get(stack.url(base + video.file.name)))
+    # Playlists are Django's (they carry tokens); never served raw here.
+    assert_denied_without_bytes(requests.get(stack.url(base + master)))
+    # Climbing out of the folder, encoded or not; a missing token; junk.
+    parent = video_prefix(video) + "../original.mp4"
+    assert_denied_without_bytes(requests.get(stack.url(base + parent)))
+    assert_denied_without_bytes(requests.get(stack.url(base + parent.replace("..", "%2e%2e"))))
+    assert_denied_without_bytes(requests.get(stack.url("/stream/" + video.renditions.get(name="poster").file.name)))
+    assert_denied_without_bytes(requests.get(stack.url("/stream/")))
+    # The private root itself stays internal.
+    assert requests.get(stack.url("/_private/" + video.file.name)).status_code == 404
+
+
+def test_anonymous_and_ungranted_viewers_get_no_playlist_and_no_token(stack, granted):
+    page, video, viewer = granted
+    anonymous = requests.Session()
+    denied = anonymous.get(stack.url(f"/playback/{page.pk}/{video.pk}/"))
+    assert denied.status_code == 403
+    assert denied.json()["reason"] == "login_required" and "/login/" in denied.json()["login_url"]
+    assert "token" not in denied.json()
+    for name in ("hls-master", "hls-90p"):
+        response = anonymous.get(stack.url(f"/hls/{page.pk}/{video.pk}/{name}.m3u8"))
+        assert response.status_code == 403 and "/stream/" not in response.text
+
+    stranger = stack_session(make_user("stranger"))
+    denied = stranger.get(stack.url(f"/playback/{page.pk}/{video.pk}/"))
+    assert denied.status_code == 403 and denied.json()["reason"] == "forbidden"
+    assert stranger.get(stack.url(f"/hls/{page.pk}/{video.pk}/hls-90p.m3u8")).status_code == 403
+    # A video that is not on the page: not found, whoever asks.
+    assert stack_session(viewer).get(stack.url(f"/playback/{page.pk}/{video.pk + 999}/")).status_code == 404
+
+
+@pytest.fixture
+def short_token_stack(tmp_path_factory, stack_database_url, static_root):
+    stack = _start_stack(
+        tmp_path_factory, stack_database_url, static_root, extra_env={"MEDIA_ACCESS_TOKEN_LIFETIME": "4"}
+    )
+    yield stack
+    stack.stop()
+
+
+def test_revoked_viewer_loses_access_once_the_token_lifetime_has_passed(short_token_stack, granted):
+    stack = short_token_stack
+    page, video, viewer = granted
+    session = stack_session(viewer)
+    url, offset, length, _ = first_segment(stack, session, page, video)
+    ranged = {"Range": f"bytes={offset}-{offset + length - 1}"}
+    assert requests.get(stack.url(url), headers=ranged).status_code == 206
+    issued = time.time()
+
+    viewer.groups.clear()
+    # No new playlist, no new token, from the next request on.
+    assert session.get(stack.url(f"/playback/{page.pk}/{video.pk}/")).status_code == 403
+    assert session.get(stack.url(f"/hls/{page.pk}/{video.pk}/hls-90p.m3u8")).status_code == 403
+    # The token already handed out works until it expires: the documented bound.
+    if time.time() - issued < 3:
+        assert requests.get(stack.url(url), headers=ranged).status_code == 206
+    time.sleep(max(0, issued + 4 + 1.1 - time.time()))
+    assert_denied_without_bytes(requests.get(stack.url(url), headers=ranged))
