@@ -16,16 +16,9 @@ from transcoding.profiles import Rung
 from transcoding.tasks import enqueue_transcode
 from transcoding.testmedia import ffprobe_json, keyframe_times, make_test_video
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("root_collection")]
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 LADDER = [Rung(144, 300), Rung(90, 150)]
-
-
-@pytest.fixture
-def root_collection():
-    from wagtail.models import Collection
-
-    return Collection.get_first_root_node() or Collection.add_root(name="Root")
 
 
 def store_unchecked(name, data):

@@ -21,7 +21,7 @@ from transcoding.profiles import Rung
 from transcoding.tasks import enqueue_transcode
 from transcoding.testmedia import make_test_video
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 HLS_JS = REPO / "frontend" / "static" / "frontend" / "vendor" / "hls.min.js"
 
@@ -69,13 +69,6 @@ http {{
 
 
 @pytest.fixture
-def root_collection():
-    from wagtail.models import Collection
-
-    return Collection.get_first_root_node() or Collection.add_root(name="Root")
-
-
-@pytest.fixture
 def throwaway_nginx(tmp_path):
     port = free_port()
     (tmp_path / "www" / "v").mkdir(parents=True)
@@ -106,7 +99,6 @@ def throwaway_nginx(tmp_path):
         process.wait(timeout=10)
 
 
-@pytest.mark.usefixtures("root_collection")
 def test_chromium_plays_the_hls_master_without_fatal_errors(media_dir, throwaway_nginx, output_dir):
     if not HLS_JS.exists():
         pytest.fail(f"{HLS_JS} is missing: run `make frontend`")

@@ -27,20 +27,13 @@ from transcoding.runner import ffmpeg_slot
 from transcoding.tasks import enqueue_transcode, recover_stale_jobs
 from transcoding.testmedia import make_test_video
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("root_collection")]
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 LADDER = [Rung(144, 300), Rung(90, 150)]
 DB_TASKS = {
     "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
     "transcoding": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []},
 }
-
-
-@pytest.fixture
-def root_collection():
-    from wagtail.models import Collection
-
-    return Collection.get_first_root_node() or Collection.add_root(name="Root")
 
 
 @pytest.fixture

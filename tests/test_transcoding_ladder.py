@@ -25,18 +25,9 @@ from transcoding.testmedia import (
 TEST_LADDER = [Rung(240, 600), Rung(144, 300, crf=26), Rung(90, 150, crf=28)]
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("tiny_ladder", "root_collection"),
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("tiny_ladder"),
 ]
-
-
-@pytest.fixture
-def root_collection():
-    # Transactional tests start from an empty database (the flush removes
-    # the root collection the migrations made).
-    from wagtail.models import Collection
-
-    return Collection.get_first_root_node() or Collection.add_root(name="Root")
 
 
 @pytest.fixture
