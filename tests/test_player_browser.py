@@ -1,0 +1,271 @@
+"""The player in Chromium through the real stack (shipped nginx template,
+gunicorn): HLS through hls.js and natively, the quality menu, seeking,
+storyboard thumbnails, a token refresh mid-playback, and the messages a
+viewer without access sees.
+
+Screenshots for the README: `UPDATE_SCREENSHOTS=1 pytest tests/test_player_browser.py`
+copies them into docs/screenshots/."""
+
+import os
+import shutil
+import threading
+import time
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test import Client, override_settings
+
+from media_access.models import ViewerGrant
+from transcoding.profiles import Rung
+from transcoding.tasks import enqueue_transcode
+from transcoding.testmedia import make_test_video
+
+from .browser import chromium_page
+from .conftest import _start_stack
+from .helpers import make_user, make_video, make_video_page
+from .stack import REPO
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+SCREENSHOTS = REPO / "docs" / "screenshots"
+LADDER = [Rung(180, 300), Rung(90, 150)]
+# Short buffers and segments so that a 24 s clip keeps fetching while it plays.
+SMALL_BUFFER = "window.PrivateVideoPlayerConfig = {hls: {maxBufferLength: 4, maxMaxBufferLength: 4}};"
+
+
+def transcoded_page(tmp_path, *, duration=8, segment_seconds=6):
+    clip = make_test_video(tmp_path / "player clip.mp4", duration=duration, width=320, height=180)
+    video = make_video(clip, title="Player clip")
+    with override_settings(TRANSCODING_LADDER=LADDER, TRANSCODING_SEGMENT_SECONDS=segment_seconds,
+                           TRANSCODING_KEYFRAME_SECONDS=min(2, segment_seconds)):
+        job = enqueue_transcode(video)
+    job.refresh_from_db()
+    assert job.status == "ready", job.error
+    page = make_video_page(video, title="Player page")
+    members = Group.objects.create(name="Members")
+    ViewerGrant.objects.create(page=page, group=members)
+    viewer = make_user("viewer", groups=[members])
+    return page, video, viewer
+
+
+def session_cookie(user):
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+def sign_in(page, stack, cookie):
+    page.context.add_cookies([{"name": "sessionid", "value": cookie, "url": stack.base_url}])
+
+
+def keep_screenshot(source, name):
+    if os.environ.get("UPDATE_SCREENSHOTS"):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, SCREENSHOTS / name)
+
+
+class Network:
+    """Responses the page received for rendition files and playlists."""
+
+    def __init__(self, page):
+        self.seen = []
+        page.on("response", self._record)
+
+    def _record(self, response):
+        if "/stream/" in response.url or "/hls/" in response.url or "/playback/" in response.url:
+            self.seen.append((time.monotonic(), response.status, response.url))
+
+    def files(self, since=0.0, containing=""):
+        return [(status, url) for at, status, url in self.seen if at >= since and containing in url]
+
+
+def wait_playing_past(page, seconds, timeout=30_000):
+    page.wait_for_function(
+        "t => { const v = document.querySelector('.video-player video'); return v && !v.paused && v.currentTime > t; }",
+        arg=seconds, timeout=timeout,
+    )
+
+
+def test_hls_js_plays_switches_quality_seeks_and_shows_storyboard(stack, tmp_path, output_dir):
+    page_obj, video, viewer = transcoded_page(tmp_path)
+    url, cookie = stack.url(page_obj.url) + "?player-engine=hlsjs", session_cookie(viewer)
+    with chromium_page(output_dir, viewport=(800, 600)) as page:
+        sign_in(page, stack, cookie)
+        network = Network(page)
+        page.goto(url)
+        player = page.locator(".video-player")
+        page.wait_for_function("document.querySelector('.video-player').dataset.engine === 'hlsjs'")
+        page.evaluate("document.querySelector('.video-player video').muted = true")
+        page.locator(".video-player__play").click()
+        wait_playing_past(page, 1)
+        assert page.evaluate("document.querySelector('.video-player video').src").startswith("blob:")
+
+        # The quality menu: Auto plus each rung, highest first.
+        page.locator(".video-player__quality").click()
+        items = page.locator(".video-player__menu-item")
+        assert items.all_inner_texts() == ["180p", "90p", "Auto"]
+        player.screenshot(path=str(output_dir / "player-quality-menu.png"))
+        for rung, height in (("90p", 90), ("180p", 180)):
+            if not page.locator(".video-player__menu").is_visible():
+                page.locator(".video-player__quality").click()
+            chosen = time.monotonic()
+            page.locator(f'.video-player__menu-item[data-quality="{rung}"]').click()
+            # The rendition actually requested changes: bytes of that rung's file.
+            page.wait_for_function(
+                "h => document.querySelector('.video-player video').videoHeight === h", arg=height, timeout=15_000
+            )
+            fetched = network.files(since=chosen, containing="/stream/")
+            assert any(f"hls-{rung}.m4s" in u for _, u in fetched), fetched
+            assert all(status in (200, 206) for status, _ in fetched), fetched
+            assert page.locator(".video-player__quality").inner_text() == rung
+            assert page.evaluate("document.querySelector('.video-player').dataset.level") == rung
+
+        # Seek to the middle by clicking the middle of the scrub bar.
+        scrub = page.locator(".video-player__scrub")
+        box = scrub.bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_function(
+            "() => { const v = document.querySelector('.video-player video'); return v.currentTime > 4.5 && !v.seeking; }",
+            timeout=15_000,
+        )
+        middle = page.evaluate("document.querySelector('.video-player video').currentTime")
+        assert 3.5 < middle < 7.5
+        wait_playing_past(page, middle + 0.5)
+
+        # Storyboard thumbnail on hover, from the signed sprite.
+        page.mouse.move(box["x"] + box["width"] * 0.75, box["y"] + box["height"] / 2)
+        thumb = page.locator(".video-player__thumb")
+        thumb.wait_for(state="visible")
+        image = page.locator(".video-player__thumb-image")
+        style = image.evaluate("e => ({bg: e.style.backgroundImage, w: e.offsetWidth, h: e.offsetHeight})")
+        assert "/stream/" in style["bg"] and "storyboard" in style["bg"]
+        assert style["w"] > 100 and style["h"] > 50
+        page.wait_for_function(
+            "() => performance.getEntriesByType('resource').some(e => e.name.includes('storyboard'))"
+        )
+        sprite = [(s, u) for s, u in network.files(containing="/stream/") if "storyboard" in u]
+        assert sprite and sprite[-1][0] == 200
+        assert "0:06" in page.locator(".video-player__thumb-time").inner_text()
+        player.screenshot(path=str(output_dir / "player-playing.png"))
+
+        # Keyboard: focus the player, Home goes to the start, k pauses.
+        page.locator(".video-player__stage").focus()
+        page.keyboard.press("Home")
+        page.wait_for_function("document.querySelector('.video-player video').currentTime < 2")
+        page.keyboard.press("k")
+        page.wait_for_function("document.querySelector('.video-player video').paused")
+        errors = [u for s, u in network.files() if s >= 400]
+    assert not errors, errors
+    keep_screenshot(output_dir / "player-playing.png", "player-playing.png")
+    keep_screenshot(output_dir / "player-quality-menu.png", "player-quality-menu.png")
+
+
+def test_native_hls_plays_where_chromium_offers_it(stack, tmp_path, output_dir):
+    page_obj, video, viewer = transcoded_page(tmp_path)
+    url, cookie = stack.url(page_obj.url), session_cookie(viewer)
+    with chromium_page(output_dir, viewport=(800, 600)) as page:
+        sign_in(page, stack, cookie)
+        network = Network(page)
+        page.goto(url)
+        native = page.evaluate("document.createElement('video').canPlayType('application/vnd.apple.mpegurl')")
+        if not native:
+            pytest.skip("this Chromium has no native HLS")
+        page.wait_for_function("document.querySelector('.video-player').dataset.engine !== undefined")
+        assert page.evaluate("document.querySelector('.video-player').dataset.engine") == "native"
+        page.evaluate("document.querySelector('.video-player video').muted = true")
+        page.locator(".video-player__play").click()
+        wait_playing_past(page, 1.5)
+        state = page.evaluate(
+            "(() => { const v = document.querySelector('.video-player video');"
+            " return {src: v.currentSrc, w: v.videoWidth, frames: v.getVideoPlaybackQuality().totalVideoFrames}; })()"
+        )
+    assert state["src"].endswith(f"/hls/{page_obj.pk}/{video.pk}/hls-master.m3u8")
+    assert state["w"] > 0 and state["frames"] > 0
+    # The browser itself fetched the signed rung bytes from nginx.
+    assert any(status in (200, 206) and ".m4s" in u for status, u in network.files(containing="/stream/")) or \
+        "/stream/" in (stack.root / "nginx.log").read_text()
+
+
+@pytest.fixture
+def short_token_stack(tmp_path_factory, stack_database_url, static_root):
+    stack = _start_stack(
+        tmp_path_factory, stack_database_url, static_root, extra_env={"MEDIA_ACCESS_TOKEN_LIFETIME": "8"}
+    )
+    yield stack
+    stack.stop()
+
+
+def _in_thread(function):
+    # Django's ORM refuses to run inside Playwright's event loop thread.
+    def run():
+        try:
+            function()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+
+
+def test_playback_continues_across_token_refreshes_then_stops_after_revocation(
+    short_token_stack, tmp_path, output_dir
+):
+    stack = short_token_stack
+    page_obj, video, viewer = transcoded_page(tmp_path, duration=24, segment_seconds=2)
+    url, cookie = stack.url(page_obj.url) + "?player-engine=hlsjs", session_cookie(viewer)
+    with chromium_page(output_dir, viewport=(800, 600)) as page:
+        page.add_init_script(SMALL_BUFFER)
+        sign_in(page, stack, cookie)
+        network = Network(page)
+        page.goto(url)
+        page.wait_for_function("document.querySelector('.video-player').dataset.engine === 'hlsjs'")
+        page.evaluate("document.querySelector('.video-player video').muted = true")
+        page.locator(".video-player__play").click()
+        started = time.monotonic()
+        wait_playing_past(page, 20, timeout=45_000)
+        assert time.monotonic() - started > 18  # really played, not skipped
+        segments = network.files(containing="/stream/")
+        # Fetched under three or more tokens (8 s each), every one accepted.
+        expiries = {u.split("/stream/", 1)[1].split("/")[1] for _, u in segments}
+        assert len(expiries) >= 3, expiries
+        assert segments and all(status in (200, 206) for status, _ in segments), segments
+        stalls = page.evaluate("document.querySelector('.video-player video').getVideoPlaybackQuality().droppedVideoFrames")
+        assert stalls < 30
+
+        # Revoked: no new token; within the lifetime the player says so.
+        _in_thread(lambda: viewer.groups.clear())
+        revoked = time.monotonic()
+        page.evaluate("document.querySelector('.video-player video').currentTime = 1")
+        page.locator(".video-player__message").wait_for(state="visible", timeout=20_000)
+        assert time.monotonic() - revoked < 8 + 4
+        assert "do not have access" in page.locator(".video-player__message").inner_text()
+        assert page.locator(".video-player video").count() == 0
+
+
+def test_viewer_without_access_sees_a_message_not_a_player(stack, tmp_path, output_dir):
+    page_obj, video, viewer = transcoded_page(tmp_path, duration=4)
+    stranger = make_user("stranger")
+    page_url, cookie = stack.url(page_obj.url), session_cookie(stranger)
+    with chromium_page(output_dir, viewport=(800, 600)) as page:
+        network = Network(page)
+        page.goto(page_url)
+        message = page.locator(".video-player__message")
+        assert "Sign in" in message.inner_text()
+        assert message.locator("a").get_attribute("href").startswith("/login/?next=")
+        sign_in(page, stack, cookie)
+        page.goto(page_url)
+        assert "do not have access" in message.inner_text()
+        assert "Ask" in message.inner_text()
+        assert page.locator(".video-player video").count() == 0
+        # The message box keeps the video's shape (no layout shift when it loads).
+        box = page.locator(".video-player__stage").bounding_box()
+        assert box["width"] / box["height"] == pytest.approx(16 / 9, rel=0.02)
+        page.locator(".video-player").screenshot(path=str(output_dir / "player-unauthorised.png"))
+    assert not network.files(containing="/stream/")
+    keep_screenshot(output_dir / "player-unauthorised.png", "player-unauthorised.png")
