@@ -14,7 +14,7 @@ export WAGTAILADMIN_BASE_URL ?= http://$(HOST):$(PORT)
 SYSTEM_DEPS := nginx:nginx-light ffmpeg:ffmpeg ffprobe:ffmpeg node:nodejs npm:npm
 TEST_SYSTEM_DEPS := chromium:chromium
 
-.PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend bench-serve bench-transcode clean
+.PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend bench-serve bench-transcode bench-hls clean
 
 run: setup prepare
 	@echo "Starting nginx, gunicorn and the task worker on http://$(HOST):$(PORT)/ (Ctrl-C stops them)"
@@ -64,6 +64,10 @@ bench-serve:
 # Transcoding benchmark (docs/benchmarks.md): ladder speed, one decode vs per rung, time to playable, storage.
 bench-transcode: setup
 	$(BIN)/python bench/transcode.py
+
+# HLS benchmark (docs/benchmarks.md): 6 s segment byte ranges through the signed-token path vs nginx static.
+bench-hls:
+	$(BIN)/python bench/hls.py
 
 clean:
 	rm -rf $(VENV) frontend/node_modules frontend/static/frontend test-output
