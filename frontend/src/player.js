@@ -37,6 +37,26 @@
     return hlsLoading;
   }
 
+  // Inline SVG: emoji and symbol glyphs are missing from many system fonts.
+  const ICONS = {
+    play: "M8 5v14l11-7z",
+    pause: "M6 5h4v14H6zM14 5h4v14h-4z",
+    volume: "M3 9v6h4l5 5V4L7 9H3zm13.5 3A4.5 4.5 0 0 0 14 8v8a4.5 4.5 0 0 0 2.5-4z",
+    muted: "M3 9v6h4l5 5V4L7 9H3zm13.6 3 2.7-2.7-1.1-1.1-2.7 2.7-2.7-2.7-1.1 1.1 2.7 2.7-2.7 2.7 1.1 1.1 2.7-2.7 2.7 2.7 1.1-1.1z",
+    fullscreen: "M5 5h5v2H7v3H5zm9 0h5v5h-2V7h-3zM5 14h2v3h3v2H5zm12 0h2v5h-5v-2h3z",
+  };
+
+  function setIcon(button, name) {
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+    path.setAttribute("d", ICONS[name]);
+    svg.append(path);
+    button.replaceChildren(svg);
+  }
+
   function formatTime(seconds) {
     if (!Number.isFinite(seconds) || seconds < 0) seconds = 0;
     const s = Math.floor(seconds % 60), m = Math.floor(seconds / 60) % 60, h = Math.floor(seconds / 3600);
@@ -366,7 +386,7 @@
       this.stage.setAttribute("role", "region");
       this.stage.setAttribute("aria-label", "Video player: " + (this.info.title || ""));
       const bar = el("div", "video-player__controls");
-      this.playButton = el("button", "video-player__button video-player__play", { type: "button", "aria-label": "Play", text: "▶" });
+      this.playButton = el("button", "video-player__button video-player__play", { type: "button", "aria-label": "Play" });
       this.time = el("span", "video-player__time", { text: "0:00 / " + formatTime(this.info.duration) });
       this.scrub = el("div", "video-player__scrub", {
         role: "slider", tabindex: "0", "aria-label": "Seek", "aria-valuemin": "0",
@@ -379,7 +399,7 @@
       this.thumbTime = el("span", "video-player__thumb-time");
       this.thumb.append(this.thumbImage, this.thumbTime);
       this.scrub.append(this.buffered, this.progress, this.thumb);
-      this.muteButton = el("button", "video-player__button video-player__mute", { type: "button", "aria-label": "Mute", text: "🔊" });
+      this.muteButton = el("button", "video-player__button video-player__mute", { type: "button", "aria-label": "Mute" });
       this.qualityButton = el("button", "video-player__button video-player__quality", {
         type: "button", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": "Quality", text: "Auto",
       });
@@ -388,11 +408,13 @@
         type: "button", "aria-pressed": "false", "aria-label": "Captions", text: "CC",
       });
       this.captionsButton.hidden = !(this.info.captions || []).length;
-      this.fullscreenButton = el("button", "video-player__button video-player__fullscreen", { type: "button", "aria-label": "Full screen", text: "⛶" });
+      this.fullscreenButton = el("button", "video-player__button video-player__fullscreen", { type: "button", "aria-label": "Full screen" });
       const quality = el("div", "video-player__quality-wrap");
       quality.append(this.qualityButton, this.qualityMenu);
       bar.append(this.playButton, this.scrub, this.time, this.muteButton, this.captionsButton, quality, this.fullscreenButton);
       this.stage.append(bar);
+      setIcon(this.fullscreenButton, "fullscreen");
+      this.syncState();
 
       this.playButton.addEventListener("click", () => this.togglePlay());
       video.addEventListener("click", () => this.togglePlay());
@@ -424,9 +446,9 @@
 
     syncState() {
       const video = this.video;
-      this.playButton.textContent = video.paused ? "▶" : "❚❚";
+      setIcon(this.playButton, video.paused ? "play" : "pause");
       this.playButton.setAttribute("aria-label", video.paused ? "Play" : "Pause");
-      this.muteButton.textContent = video.muted || video.volume === 0 ? "🔇" : "🔊";
+      setIcon(this.muteButton, video.muted || video.volume === 0 ? "muted" : "volume");
       this.muteButton.setAttribute("aria-label", video.muted ? "Unmute" : "Mute");
       this.root.classList.toggle("is-playing", !video.paused);
     }
