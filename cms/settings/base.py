@@ -58,6 +58,8 @@ INSTALLED_APPS = [
     "taggit",
     "django_tasks",
     "django_tasks_db",
+    "django_tasks_rq",
+    "django_rq",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -169,6 +171,18 @@ TASKS = {
     "default": {
         "BACKEND": os.environ.get("TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
         "QUEUES": [],
+    }
+}
+
+# Scale-out: `TRANSCODING_TASKS_BACKEND=django_tasks_rq.RQBackend` puts
+# transcode jobs on Redis, for transcoder workers on any number of machines
+# that share the database and storage.
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+RQ_QUEUES = {
+    "default": {
+        "URL": REDIS_URL,
+        # RQ kills a job after this; a full ladder of a long film takes hours.
+        "DEFAULT_TIMEOUT": int(os.environ.get("RQ_JOB_TIMEOUT", str(12 * 3600))),
     }
 }
 
