@@ -1,4 +1,5 @@
-"""``db_worker`` for the transcoding backend, plus the lease keeper that
+"""The task worker for the transcoding backend (``db_worker`` for the
+database backend, ``rqworker`` for RQ on Redis), plus the lease keeper that
 re-queues jobs whose worker died."""
 
 import logging
@@ -26,6 +27,12 @@ def _recover_forever(stop, every):
             connection.close()
 
 
+def _uses_rq():
+    from django_tasks import task_backends
+
+    return type(task_backends[task_backend_alias()]).__module__.startswith("django_tasks_rq")
+
+
 class Command(BaseCommand):
     help = "Run a transcoding worker: the task worker for TRANSCODING_TASK_BACKEND plus job recovery."
 
@@ -42,6 +49,9 @@ class Command(BaseCommand):
         every = max(1.0, setting("LEASE_SECONDS", 120) / 4)
         threading.Thread(target=_recover_forever, args=(stop, every), daemon=True).start()
         try:
+            if _uses_rq():
+                self.run_rq_worker(max_tasks, verbosity)
+                return
             call_command(
                 "db_worker",
                 backend_name=task_backend_alias(),
@@ -54,3 +64,20 @@ class Command(BaseCommand):
             )
         finally:
             stop.set()
+
+    def run_rq_worker(self, max_tasks, verbosity):
+        from django_tasks import task_backends
+
+        backend = task_backends[task_backend_alias()]
+        options = {
+            "job_class": "django_tasks_rq.Job",
+            # No fork per job: the lease keeper thread and Django's database
+            # connections must not be copied into a child mid-use. A crash
+            # takes the whole worker down; systemd restarts it and the lease
+            # re-queues its job.
+            "worker_class": "rq.worker.SimpleWorker",
+            "verbosity": verbosity,
+        }
+        if max_tasks:
+            options["max_jobs"] = max_tasks
+        call_command("rqworker", *sorted(backend.queues), **options)
