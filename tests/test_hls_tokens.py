@@ -25,7 +25,6 @@ pytestmark = [
 ]
 
 TINY_LADDER = [Rung(180, 300), Rung(90, 150)]
-SEGMENT = re.compile(r"^(/stream/[^\s#]+)$", re.M)
 BYTERANGE = re.compile(r"#EXT-X-BYTERANGE:(\d+)@(\d+)\s*\n(/stream/\S+)")
 
 

@@ -53,6 +53,21 @@ def transcoded_page(tmp_path, *, duration=8, segment_seconds=6):
     return page, video, viewer
 
 
+def add_captions(video, language="en"):
+    """A captions rendition the way a later pipeline step would publish one."""
+    from django.core.files.base import ContentFile
+
+    from cms.storage import private_storage
+    from media_access.tokens import video_prefix
+    from transcoding.models import Rendition
+
+    text = "WEBVTT\n\n00:00:00.000 --> 00:00:30.000\nHello from the captions track\n"
+    name = private_storage().save(video_prefix(video) + f"captions/{language}.vtt", ContentFile(text.encode()))
+    return Rendition.objects.create(
+        video=video, name=f"captions-{language}", file=name, content_type="text/vtt", size=len(text)
+    )
+
+
 def session_cookie(user):
     client = Client()
     client.force_login(user)
@@ -93,8 +108,9 @@ def wait_playing_past(page, seconds, timeout=30_000):
 
 def test_hls_js_plays_switches_quality_seeks_and_shows_storyboard(stack, tmp_path, output_dir):
     page_obj, video, viewer = transcoded_page(tmp_path)
+    add_captions(video)
     url, cookie = stack.url(page_obj.url) + "?player-engine=hlsjs", session_cookie(viewer)
-    with chromium_page(output_dir, viewport=(800, 600)) as page:
+    with chromium_page(output_dir, viewport=(640, 480)) as page:
         sign_in(page, stack, cookie)
         network = Network(page)
         page.goto(url)
@@ -159,39 +175,26 @@ def test_hls_js_plays_switches_quality_seeks_and_shows_storyboard(stack, tmp_pat
         page.wait_for_function("document.querySelector('.video-player video').currentTime < 2")
         page.keyboard.press("k")
         page.wait_for_function("document.querySelector('.video-player video').paused")
+
+        # Captions: the JSON's track, signed, shown with C.
+        track = page.locator(".video-player video track")
+        assert track.get_attribute("srclang") == "en" and "/stream/" in track.get_attribute("src")
+        assert page.locator(".video-player__captions").is_visible()
+        page.keyboard.press("c")
+        page.wait_for_function(
+            "() => { const t = document.querySelector('.video-player video').textTracks[0];"
+            " return t.mode === 'showing' && t.cues && t.cues.length === 1; }"
+        )
+        assert page.evaluate(
+            "document.querySelector('.video-player video').textTracks[0].cues[0].text"
+        ) == "Hello from the captions track"
         errors = [u for s, u in network.files() if s >= 400]
     assert not errors, errors
     keep_screenshot(output_dir / "player-playing.png", "player-playing.png")
     keep_screenshot(output_dir / "player-quality-menu.png", "player-quality-menu.png")
 
 
-def test_native_hls_plays_where_chromium_offers_it(stack, tmp_path, output_dir):
-    page_obj, video, viewer = transcoded_page(tmp_path)
-    url, cookie = stack.url(page_obj.url), session_cookie(viewer)
-    with chromium_page(output_dir, viewport=(800, 600)) as page:
-        sign_in(page, stack, cookie)
-        network = Network(page)
-        page.goto(url)
-        native = page.evaluate("document.createElement('video').canPlayType('application/vnd.apple.mpegurl')")
-        if not native:
-            pytest.skip("this Chromium has no native HLS")
-        page.wait_for_function("document.querySelector('.video-player').dataset.engine !== undefined")
-        assert page.evaluate("document.querySelector('.video-player').dataset.engine") == "native"
-        page.evaluate("document.querySelector('.video-player video').muted = true")
-        page.locator(".video-player__play").click()
-        wait_playing_past(page, 1.5)
-        state = page.evaluate(
-            "(() => { const v = document.querySelector('.video-player video');"
-            " return {src: v.currentSrc, w: v.videoWidth, frames: v.getVideoPlaybackQuality().totalVideoFrames}; })()"
-        )
-    assert state["src"].endswith(f"/hls/{page_obj.pk}/{video.pk}/hls-master.m3u8")
-    assert state["w"] > 0 and state["frames"] > 0
-    # The browser itself fetched the signed rung bytes from nginx.
-    assert any(status in (200, 206) and ".m4s" in u for status, u in network.files(containing="/stream/")) or \
-        "/stream/" in (stack.root / "nginx.log").read_text()
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def short_token_stack(tmp_path_factory, stack_database_url, static_root):
     stack = _start_stack(
         tmp_path_factory, stack_database_url, static_root, extra_env={"MEDIA_ACCESS_TOKEN_LIFETIME": "8"}
@@ -219,7 +222,7 @@ def test_playback_continues_across_token_refreshes_then_stops_after_revocation(
     stack = short_token_stack
     page_obj, video, viewer = transcoded_page(tmp_path, duration=24, segment_seconds=2)
     url, cookie = stack.url(page_obj.url) + "?player-engine=hlsjs", session_cookie(viewer)
-    with chromium_page(output_dir, viewport=(800, 600)) as page:
+    with chromium_page(output_dir, viewport=(640, 480)) as page:
         page.add_init_script(SMALL_BUFFER)
         sign_in(page, stack, cookie)
         network = Network(page)
@@ -249,10 +252,13 @@ def test_playback_continues_across_token_refreshes_then_stops_after_revocation(
 
 
 def test_viewer_without_access_sees_a_message_not_a_player(stack, tmp_path, output_dir):
-    page_obj, video, viewer = transcoded_page(tmp_path, duration=4)
+    # The message needs no renditions: a plain upload on a granted page.
+    clip = make_test_video(tmp_path / "clip.mp4", duration=1, width=320, height=180)
+    page_obj = make_video_page(make_video(clip, title="Player clip"), title="Player page")
+    ViewerGrant.objects.create(page=page_obj, group=Group.objects.create(name="Members"))
     stranger = make_user("stranger")
     page_url, cookie = stack.url(page_obj.url), session_cookie(stranger)
-    with chromium_page(output_dir, viewport=(800, 600)) as page:
+    with chromium_page(output_dir, viewport=(640, 480)) as page:
         network = Network(page)
         page.goto(page_url)
         message = page.locator(".video-player__message")
@@ -269,3 +275,35 @@ def test_viewer_without_access_sees_a_message_not_a_player(stack, tmp_path, outp
         page.locator(".video-player").screenshot(path=str(output_dir / "player-unauthorised.png"))
     assert not network.files(containing="/stream/")
     keep_screenshot(output_dir / "player-unauthorised.png", "player-unauthorised.png")
+
+
+def test_native_hls_plays_and_continues_across_token_refreshes(short_token_stack, tmp_path, output_dir):
+    stack = short_token_stack
+    page_obj, video, viewer = transcoded_page(tmp_path, duration=24, segment_seconds=2)
+    url, cookie = stack.url(page_obj.url), session_cookie(viewer)
+    with chromium_page(output_dir, viewport=(640, 480)) as page:
+        sign_in(page, stack, cookie)
+        network = Network(page)
+        page.goto(url)
+        if not page.evaluate("document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"):
+            pytest.skip("this Chromium has no native HLS")
+        page.wait_for_function("document.querySelector('.video-player').dataset.engine === 'native'")
+        page.evaluate("document.querySelector('.video-player video').muted = true")
+        page.locator(".video-player__play").click()
+        started = time.monotonic()
+        wait_playing_past(page, 20, timeout=60_000)
+        assert time.monotonic() - started > 18
+        assert page.locator(".video-player__message").count() == 0
+        state = page.evaluate(
+            "(() => { const v = document.querySelector('.video-player video');"
+            " return {src: v.currentSrc, w: v.videoWidth, frames: v.getVideoPlaybackQuality().totalVideoFrames}; })()"
+        )
+    assert state["src"].endswith(f"/hls/{page_obj.pk}/{video.pk}/hls-master.m3u8")
+    assert state["w"] > 0 and state["frames"] > 0
+    # The native player cannot take new URLs: the source was reloaded with fresh playlists.
+    masters = [u for s, u in network.files(containing="hls-master.m3u8") if s == 200]
+    assert len(masters) >= 3, masters
+    segments = network.files(containing="/stream/")
+    expiries = {u.split("/stream/", 1)[1].split("/")[1] for _, u in segments}
+    assert len(expiries) >= 2, expiries
+    assert all(status in (200, 206) for status, _ in segments), segments
