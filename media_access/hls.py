@@ -10,6 +10,7 @@ a rung's fMP4 file, poster, storyboard, caption → a signed nginx URL
 
 import re
 
+from django.conf import settings
 from django.urls import reverse
 
 from .files import ORIGINAL, best_playback_name, ready_renditions, resolve_file
@@ -122,13 +123,27 @@ def _seconds(text):
     return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def signed_urls_served():
+    """Signed URLs need the bundled nginx. Without it (runserver: serve mode
+    "django") the player gets the progressive file and policy-checked watch
+    URLs for the rest, so development stays protected and working."""
+    return getattr(settings, "MEDIA_ACCESS_SERVE_MODE", "xaccel") != "django"
+
+
 def playback_info(page, video):
     """The player's one description of what it may load, for a viewer the policy allowed."""
     renditions = renditions_by_name(video)
     token = VideoToken.issue(video)
+    with_nginx = signed_urls_served()
+
+    def file_url(rendition):
+        if with_nginx:
+            return signed_url(token, rendition)
+        return reverse("media_access:watch", args=[page.pk, video.pk, rendition.name])
+
     sources = []
     levels = []
-    if MASTER in renditions:
+    if MASTER in renditions and with_nginx:
         sources.append({"type": HLS_TYPE, "src": playlist_url(page, video, MASTER)})
         for name, rendition in renditions.items():
             if is_media_playlist_name(name):
@@ -147,14 +162,14 @@ def playback_info(page, video):
     poster = renditions.get("poster")
     storyboard = None
     if "storyboard" in renditions and "storyboard-vtt" in renditions:
-        sprite_url = signed_url(token, renditions["storyboard"])
+        sprite_url = file_url(renditions["storyboard"])
         cues = storyboard_cues(read_text(renditions["storyboard-vtt"]))
         if sprite_url and cues:
             storyboard = {"url": sprite_url, "cues": cues}
     captions = []
     for name, rendition in sorted(renditions.items()):
         if name.startswith(CAPTIONS_PREFIX) and rendition.content_type.startswith("text/vtt"):
-            url = signed_url(token, rendition)
+            url = file_url(rendition)
             if url:
                 language = name[len(CAPTIONS_PREFIX):]
                 captions.append({"src": url, "srclang": language, "label": language})
@@ -166,7 +181,7 @@ def playback_info(page, video):
         "duration": video.duration or (master.duration if master else None),
         "width": video.width,
         "height": video.height,
-        "poster": signed_url(token, poster) if poster else None,
+        "poster": file_url(poster) if poster else None,
         "sources": sources,
         "levels": sorted(levels, key=lambda level: level["height"] or 0),
         "storyboard": storyboard,

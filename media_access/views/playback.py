@@ -56,8 +56,7 @@ def playback(request, page_id, video_id):
             "message": DENIED_MESSAGES.get(decision.outcome, DENIED_MESSAGES[Outcome.FORBIDDEN]),
         }
         if decision.outcome is Outcome.LOGIN_REQUIRED:
-            next_url = request.GET.get("next") or page.url or "/"
-            body["login_url"] = redirect_to_login(next_url, frontend_login_url())["Location"]
+            body["login_url"] = redirect_to_login(page.url or "/", frontend_login_url())["Location"]
         return _private(JsonResponse(body, status=403))
     return _private(JsonResponse(hls.playback_info(page, video)))
 
