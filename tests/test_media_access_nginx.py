@@ -35,15 +35,39 @@ def test_private_root_only_behind_an_internal_location():
     assert "text/html" not in types
     assert "default_type application/octet-stream;" in private
     for name, body in blocks.items():
-        if name == "^~ /_private/":
+        if name in ("^~ /_private/", SIGNED):
             continue
         for directive in re.findall(r"^\s*(?:alias|root)\s+([^;]+);", body, re.M):
             assert not directive.startswith(private_root), (name, directive)
             assert not private_root.startswith(directive.rstrip("/") + "/"), (name, directive)
-    # Every alias keeps its trailing slash, and so does its location prefix.
+    # Every alias keeps its trailing slash, and so does its location prefix
+    # (the signed location's alias is built from checked captures instead).
     for name, body in blocks.items():
+        if name == SIGNED:
+            continue
         for directive in re.findall(r"^\s*alias\s+([^;]+);", body, re.M):
             assert directive.endswith("/") and name.endswith("/"), (name, directive)
+
+
+# media_access: HLS - the one non-internal location that reaches the private
+# root: rendition files of one video, only after nginx checked a signed token.
+SIGNED = "^~ /stream/"
+
+
+def test_signed_location_reaches_only_rendition_folders_after_the_token_check():
+    config = render_nginx_config()
+    private_root = str(settings.PRIVATE_MEDIA_ROOT)
+    body = locations(config)[SIGNED]
+    assert "secure_link $media_token,$media_expires;" in body
+    assert 'secure_link_md5 "$media_expires$media_prefix ' in body
+    assert re.search(r'if \(\$secure_link != "1"\) \{\s*return 403;\s*\}', body)
+    assert "(?<media_prefix>videos/[0-9a-f]{2}/[0-9a-f]{32}/renditions/)" in body
+    assert r"\.(?:m4s|mp4|jpg|vtt))$" in body  # never playlists, never the original's folder
+    assert re.findall(r"^\s*alias\s+([^;]+);", body, re.M) == [f"{private_root}/$media_prefix$media_file"]
+    assert f"disable_symlinks on from={private_root};" in body
+    # The check precedes the file, and anything else in the prefix is refused.
+    assert body.index("secure_link ") < body.index("alias ")
+    assert re.search(r"\n        return 403;\s*$", body)
 
 
 def test_accel_prefix_setting_is_rendered_and_validated():
