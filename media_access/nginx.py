@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.template import Context, Engine
 
-from . import tokens
+from . import s3, tokens
 
 TEMPLATE_PATH = Path(settings.BASE_DIR) / "deploy" / "nginx" / "site.conf.template"
 # Multipart envelope and form fields on top of the largest allowed file.
@@ -44,6 +44,8 @@ def nginx_context(**overrides):
         # media_access: HLS - nginx checks the signed rendition URLs with this secret.
         "token_url_prefix": tokens.url_prefix(),
         "token_secret": tokens.token_secret(),
+        # storage: S3 - the bucket endpoint nginx proxies presigned requests to (None: local files).
+        "s3": s3.nginx_context(),
     }
     context.update(overrides)
     return context

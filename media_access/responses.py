@@ -19,6 +19,8 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date
 from django.utils.module_loading import import_string
 
+from .s3 import accel_redirect_target, is_s3_storage
+
 DEFAULT_CONTENT_TYPES = {
     ".mp4": "video/mp4",
     ".m4v": "video/mp4",
@@ -109,7 +111,15 @@ class XAccelResponseBuilder:
     def build(self, request, served):
         response = HttpResponse(b"")
         private_headers(response, served)
-        response["X-Accel-Redirect"] = accel_redirect_path(served.name)
+        if is_s3_storage(served.storage):
+            # storage: S3 - nginx proxies to a presigned URL made for this method.
+            method = "HEAD" if request.method == "HEAD" else "GET"
+            response["X-Accel-Redirect"] = accel_redirect_target(served.storage, served.name, method)
+            # nginx sets it from the same allow-list (rendered into its config):
+            # one copied on the redirect would stay on a plain 404/502 from S3 too.
+            del response["Content-Type"]
+        else:
+            response["X-Accel-Redirect"] = accel_redirect_path(served.name)
         # Nothing to buffer here, and nginx must not hold the file in proxy buffers.
         response["X-Accel-Buffering"] = "no"
         del response["Content-Length"]

@@ -1,6 +1,9 @@
-from django.urls import path
+import re
 
-from .views import playback, serve
+from django.urls import path, re_path
+
+from . import tokens
+from .views import playback, serve, signed
 
 app_name = "media_access"
 urlpatterns = [
@@ -16,4 +19,12 @@ urlpatterns = [
     # media_access: HLS - the player's description and the signed playlists.
     path("playback/<int:page_id>/<int:video_id>/", playback.playback, name="playback"),
     path("hls/<int:page_id>/<int:video_id>/<slug:name>.m3u8", playback.playlist, name="hls_playlist"),
+    # storage: S3 - signed rendition files nginx checked but cannot presign
+    # (and every signed URL when no nginx is in front); the view checks the token again.
+    re_path(
+        r"^" + re.escape(tokens.url_prefix().lstrip("/"))
+        + r"(?P<token>[A-Za-z0-9_-]{22})/(?P<expires>[0-9]{1,12})/(?P<name>videos/.+)$",
+        signed.rendition_file,
+        name="signed_file",
+    ),
 ]

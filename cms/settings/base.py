@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_list, env_size
 
@@ -154,6 +155,39 @@ STORAGES = {
         "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage",
     },
 }
+
+# storage: S3
+# STORAGE=s3 keeps originals and renditions in a private bucket through
+# django-storages' S3 backend. Viewers still never see a bucket URL:
+# media_access answers with an X-Accel-Redirect that nginx proxies to a
+# short-lived presigned URL (media_access/s3.py). Credentials come from the
+# usual AWS environment variables (or an instance role), never from here.
+STORAGE = os.environ.get("STORAGE", "local").strip().lower() or "local"
+if STORAGE not in ("local", "s3"):
+    raise ImproperlyConfigured(f"STORAGE must be 'local' or 's3', not {STORAGE!r}.")
+if STORAGE == "s3":
+    if not os.environ.get("AWS_STORAGE_BUCKET_NAME"):
+        raise ImproperlyConfigured("STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME (a private bucket).")
+    # No ACL header by default: objects are as private as the bucket. Never public.
+    _s3_acl = os.environ.get("AWS_DEFAULT_ACL") or None
+    if _s3_acl not in (None, "private", "bucket-owner-full-control"):
+        raise ImproperlyConfigured("AWS_DEFAULT_ACL may only be 'private' or 'bucket-owner-full-control'.")
+    STORAGES["private"] = {
+        "BACKEND": "cms.storage.PrivateS3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None,
+            "location": os.environ.get("AWS_LOCATION", ""),
+            "default_acl": _s3_acl,
+            "querystring_auth": True,
+            "querystring_expire": int(os.environ.get("MEDIA_ACCESS_S3_URL_LIFETIME", "60")),
+            "file_overwrite": False,
+            "signature_version": "s3v4",
+            "custom_domain": None,
+        },
+    }
 
 # Uploads stream to a temporary file from the first byte: videos are large,
 # and ffprobe needs a path to validate the content.

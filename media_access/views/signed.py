@@ -1,0 +1,69 @@
+"""Rendition files behind signed URLs, when nginx cannot send them itself.
+
+With local files nginx checks the ``secure_link`` token and sends the file
+without Python. With ``STORAGE=s3`` it still checks the token first, then
+hands the request here, because only Django can presign for the bucket. This
+view checks the token again (it must not rely on having been called by
+nginx), then answers through the same response builder as ``serve``: an
+X-Accel-Redirect to a presigned URL that nginx fetches and the viewer never
+sees. Without nginx (``MEDIA_ACCESS_SERVE_MODE=django``) the same view
+streams the file from Python.
+
+The token opens one video's ``renditions/`` folder, exactly as nginx's check
+does, so this needs no database query; the URL shape is the one nginx
+matches, and anything else is a 403 with no body.
+"""
+
+import hmac
+import posixpath
+import re
+import time
+
+from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
+
+from cms.storage import private_storage
+
+from .. import tokens
+from ..responses import ServedFile, content_type_for, get_response_builder
+
+# As the bundled nginx config's secure_link location matches them.
+_SIGNED_NAME = re.compile(
+    r"^(?P<prefix>videos/[0-9a-f]{2}/[0-9a-f]{32}/renditions/)"
+    r"(?P<file>[A-Za-z0-9_-]{1,64}/[A-Za-z0-9_-]{1,200}\.(?:m4s|mp4|jpg|vtt))$"
+)
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
+
+
+def token_allows(token, expires, name, *, now=None):
+    """True when ``token`` signs ``name``'s rendition folder and has not expired."""
+    match = _SIGNED_NAME.match(name)
+    if not match or not _TOKEN.match(token):
+        return False
+    if expires < int(now if now is not None else time.time()):
+        return False
+    expected = tokens.secure_link_token(match.group("prefix"), expires)
+    return hmac.compare_digest(expected, token)
+
+
+def denied():
+    response = HttpResponse(b"", status=403)
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@csrf_exempt
+@require_safe
+def rendition_file(request, token, expires, name):
+    if not token_allows(token, int(expires), name):
+        return denied()
+    served = ServedFile(
+        storage=private_storage(),
+        name=name,
+        filename=posixpath.basename(name),
+        content_type=content_type_for(name),
+    )
+    response = get_response_builder().build(request, served)
+    response["Cache-Control"] = "private, no-store"
+    return response
