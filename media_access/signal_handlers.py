@@ -4,6 +4,7 @@ Grants are page children (modelcluster): publishing saves every grant again,
 so only real changes are logged, by comparing with the stored row.
 """
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models.signals import post_delete, post_save, pre_save
 from wagtail.log_actions import log
 
@@ -33,7 +34,12 @@ def _log_deleted(sender, instance, **kwargs):
 
     page = Page.objects.filter(pk=instance.page_id).first()
     if page is not None:
-        log(instance=page.specific, action="media_access.grant_revoke", data={"grant": instance.audit_data()})
+        try:
+            specific = page.specific
+        except ObjectDoesNotExist:
+            # The page itself is being deleted (its own row went first); Wagtail logs that.
+            return
+        log(instance=specific, action="media_access.grant_revoke", data={"grant": instance.audit_data()})
 
 
 def register_signal_handlers():
