@@ -113,25 +113,26 @@ def upstream(storage):
         storage.addressing_style or None,
         bool(storage.use_ssl),
         storage.bucket_name,
+        storage.signature_version or "s3v4",
     )
 
 
 @lru_cache(maxsize=8)
-def _upstream(endpoint_url, region_name, addressing_style, use_ssl, bucket_name):
+def _upstream(endpoint_url, region_name, addressing_style, use_ssl, bucket_name, signature_version):
     import boto3
-    from botocore import UNSIGNED
     from botocore.config import Config
 
-    # Unsigned, so rendering the nginx config needs no credentials; otherwise
-    # configured like django-storages' own client, so the host is the same.
+    # Configured like django-storages' own client, so botocore picks the same
+    # host; signed offline with throwaway keys, so rendering the nginx config
+    # needs no credentials.
     client = boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint_url,
         region_name=region_name,
         use_ssl=use_ssl,
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(signature_version=UNSIGNED, s3={"addressing_style": addressing_style}),
+        aws_access_key_id="render",
+        aws_secret_access_key="render",
+        config=Config(signature_version=signature_version, s3={"addressing_style": addressing_style}),
     )
     url = urlsplit(client.generate_presigned_url(
         "get_object", Params={"Bucket": bucket_name, "Key": "probe"}, ExpiresIn=60

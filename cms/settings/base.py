@@ -189,6 +189,12 @@ if STORAGE == "s3":
         },
     }
 
+# How long a presigned URL handed to nginx stays valid (it uses it at once),
+# and the DNS resolver nginx uses for a bucket endpoint given by host name
+# (default: the nameservers in /etc/resolv.conf).
+MEDIA_ACCESS_S3_URL_LIFETIME = int(os.environ.get("MEDIA_ACCESS_S3_URL_LIFETIME", "60"))
+MEDIA_ACCESS_S3_RESOLVER = os.environ.get("MEDIA_ACCESS_S3_RESOLVER", "")
+
 # Uploads stream to a temporary file from the first byte: videos are large,
 # and ffprobe needs a path to validate the content.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 0
