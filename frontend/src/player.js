@@ -349,7 +349,9 @@
       clearTimeout(this.renewTimer);
       this.teardownEngine();
       this.video.pause();
+      // No src and no <source> left: load() then stops any download in flight.
       this.video.removeAttribute("src");
+      this.video.replaceChildren();
       this.video.load();
       this.showDenied(info || {});
     }
