@@ -10,3 +10,9 @@ class MediaAccessConfig(AppConfig):
         from .signal_handlers import register_signal_handlers
 
         register_signal_handlers()
+
+        from django.db.models.signals import post_migrate
+
+        from .decisions import install_after_migrate
+
+        post_migrate.connect(install_after_migrate, sender=self, dispatch_uid="media_access_decision_triggers")

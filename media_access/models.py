@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -63,11 +63,19 @@ class ViewerGrant(Orderable):
 
     def audit_data(self):
         return {
-            "user": self.user_id and str(self.user),
-            "group": self.group_id and str(self.group),
+            "user": self.user_id and self._name_of("user"),
+            "group": self.group_id and self._name_of("group"),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "can_download": self.can_download,
         }
+
+    def _name_of(self, field):
+        # Deleting a group or user deletes its grants in the same collector
+        # run, and the grant's log entry may be written after the row is gone.
+        try:
+            return str(getattr(self, field))
+        except ObjectDoesNotExist:
+            return f"#{getattr(self, field + '_id')}"
 
 
 class PlaybackLogEntry(models.Model):
@@ -98,3 +106,16 @@ class PlaybackLogEntry(models.Model):
     def __str__(self):
         outcome = "allowed" if self.allowed else "denied"
         return f"{self.username or 'anonymous'} {outcome} {self.video_title} on {self.page_title}"
+
+
+class PolicyGeneration(models.Model):
+    """One row whose value changes, in the same transaction, with every row a
+    remembered media decision was read from (database triggers installed by
+    ``media_access.decisions``). A new value is random rather than the next
+    number, so a database restored from a backup never brings back a value
+    some worker has seen with other data."""
+
+    value = models.BigIntegerField()
+
+    class Meta:
+        verbose_name = _("policy generation")

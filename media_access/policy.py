@@ -1,9 +1,12 @@
 """Who may watch which video on which page: the one place that decides.
 
 Every media response (watch, download, the player's choice of message) asks
-``can_watch(request, page, video)``; nothing else grants access. Decisions are
-never cached beyond the request, so a revoked grant or a removed group
-membership takes effect on the next request.
+``can_watch(request, page, video)``; nothing else grants access. The policy
+itself keeps nothing beyond the request. An allowed decision says whether it
+may be remembered (``Decision.cacheable``) and until when (``valid_until``);
+``decisions.py`` keeps such decisions until any row they were read from
+changes, so a revoked grant or a removed group membership still takes effect
+on the next request.
 
 The checks run cheapest and most common first: a viewer with a grant on a live
 page costs a handful of small queries; whether the user may edit the page
@@ -35,6 +38,14 @@ class Decision:
     reason: str
     # Only meaningful when can_watch was asked with download=True.
     can_download: bool = False
+    # Allowed from facts that decisions.py watches for change: the live page's
+    # own rows, its restrictions and grants, the user and their groups, the
+    # session. Never when it rested on the user being an editor (page
+    # permissions) or on the asynchronously updated reference index.
+    cacheable: bool = False
+    # When the decision lapses by itself (the earliest matching grant's
+    # expiry); None if only a change can end it.
+    valid_until: object = None
 
     @property
     def allowed(self):
@@ -48,6 +59,10 @@ class _Viewer:
         self.request = request
         self.user = request.user
         self.page = page
+
+    @property
+    def relied_on_editing(self):
+        return self.__dict__.get("may_edit") is True
 
     @cached_property
     def may_edit(self):
@@ -83,9 +98,8 @@ def can_watch(request, page, video, *, download=False):
 
     if not page.live and not viewer.may_edit:
         return Decision(Outcome.NOT_FOUND, "unpublished")
-    if not video_is_on_page(video, page) and not (
-        viewer.may_edit and video_is_on_page(video, page, draft=True)
-    ):
+    on_page = _where_on_page(video, page)
+    if not on_page and not (viewer.may_edit and video_is_on_page(video, page, draft=True)):
         return Decision(Outcome.NOT_FOUND, "not_on_page")
 
     for restriction in page.get_view_restrictions():
@@ -98,33 +112,61 @@ def can_watch(request, page, video, *, download=False):
 
     grants = viewer.grants()
     if not grants:
-        return Decision(Outcome.ALLOWED, "open", can_download=download and viewer.may_edit)
+        can_download = download and viewer.may_edit
+        return Decision(
+            Outcome.ALLOWED, "open", can_download=can_download,
+            cacheable=_cacheable(page, on_page, viewer),
+        )
     if not user.is_authenticated or not user.is_active:
         return Decision(Outcome.LOGIN_REQUIRED, "grants")
     now = timezone.now()
     matching = [grant for grant in grants if grant.is_active(now) and viewer.named_by(grant)]
     if matching:
         granted_download = any(grant.can_download for grant in matching)
+        expiries = [grant.expires_at for grant in matching if grant.expires_at is not None]
         return Decision(
             Outcome.ALLOWED,
             "grant",
             can_download=download and (granted_download or viewer.may_edit),
+            cacheable=_cacheable(page, on_page, viewer),
+            # Until the last matching grant lapses; the earliest is simpler and safe.
+            valid_until=min(expiries) if expiries else None,
         )
     if viewer.may_edit:
         return Decision(Outcome.ALLOWED, "editor", can_download=download)
     return Decision(Outcome.FORBIDDEN, "no_grant")
 
 
+def _cacheable(page, on_page, viewer):
+    return page.live and on_page == _OWN_CONTENT and not viewer.relied_on_editing
+
+
+_OWN_CONTENT = "content"
+_REFERENCE_INDEX = "reference_index"
+
+
 def video_is_on_page(video, page, *, draft=False):
     """The video is used on the page: its main field or its body, in the live
     content (or, with ``draft``, the latest revision), or for other page
     types anything Wagtail's reference index records."""
-    model = page.specific_class or type(page)
     if draft:
         if not page.has_unpublished_changes:
             return False
         specific = page.get_latest_revision_as_object()
-    elif isinstance(page, model):
+        if getattr(specific, "video_id", None) == video.pk:
+            return True
+        if hasattr(specific, "videos"):
+            return video.pk in {v.pk for v in specific.videos()}
+        return _in_reference_index(video, page)
+    return bool(_where_on_page(video, page))
+
+
+def _where_on_page(video, page):
+    """Where the live page says it uses the video: "content" (the page's own
+    rows), "reference_index" (Wagtail's index, updated in a task after a
+    publish, so it is never the basis of a remembered decision), or None."""
+    model = page.specific_class or type(page)
+    if isinstance(page, model):
         specific = page
     else:
         # A base Page from the media views: one small query answers the
@@ -132,13 +174,19 @@ def video_is_on_page(video, page, *, draft=False):
         if _has_field(model, "video") and model._default_manager.filter(
             pk=page.pk, video_id=video.pk
         ).exists():
-            return True
+            return _OWN_CONTENT
         specific = model._default_manager.filter(pk=page.pk).first() if hasattr(model, "videos") else None
     if specific is not None:
         if getattr(specific, "video_id", None) == video.pk:
-            return True
-        if hasattr(specific, "videos"):
-            return video.pk in {v.pk for v in specific.videos()}
+            return _OWN_CONTENT
+        if hasattr(specific, "videos") and video.pk in {v.pk for v in specific.videos()}:
+            return _OWN_CONTENT
+    if specific is not None and hasattr(specific, "videos"):
+        return None
+    return _REFERENCE_INDEX if _in_reference_index(video, page) else None
+
+
+def _in_reference_index(video, page):
     return ReferenceIndex.get_references_to(video).filter(
         base_content_type=ContentType.objects.get_for_model(Page),
         object_id=str(page.pk),

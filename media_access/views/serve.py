@@ -4,17 +4,24 @@ They read top to bottom as the policy: look the objects up by id → ask
 ``can_watch`` → record the playback → hand the file to the response builder.
 Nothing about the file (ETag, Last-Modified, Range) is looked at before the
 policy has allowed the request, so conditional headers cannot probe it.
+
+A decision the policy allowed for the same session cookie, page, video,
+rendition and kind is reused while nothing it rests on has changed
+(``decisions.py`` states the invariant); such a request touches neither
+``request.user`` nor the session, and costs one small query.
 """
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponseForbidden, HttpResponseNotFound
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 from wagtail.models import Page
 
 from cms.models import Video
 
+from .. import decisions
 from ..access_log import record_playback
 from ..files import resolve_file
 from ..policy import Outcome, can_watch
@@ -52,6 +59,18 @@ def _serve(request, page_id, video_id, rendition, *, attachment):
 
 
 def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
+    # Read before the policy's own queries: a change committed after this
+    # read gives the next request another generation.
+    generation = decisions.current_generation(request)
+    key = decisions.key_for(request, page_id, video_id, rendition, attachment)
+    remembered = decisions.recall(key, generation)
+    if remembered is not None:
+        record_playback(request, remembered.page, remembered.video, rendition, remembered.decision)
+        response = get_response_builder().build(request, remembered.served)
+        # As when the policy read the session (the middleware adds it then).
+        patch_vary_headers(response, ("Cookie",))
+        return response
+
     page = Page.objects.filter(pk=page_id).only(*PAGE_FIELDS).first()
     video = Video.objects.filter(pk=video_id).only(*VIDEO_FIELDS).first()
     if page is None or video is None:
@@ -71,6 +90,7 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
     if served is None:
         return not_found()
     record_playback(request, page, video, rendition, decision)
+    decisions.remember(key, generation, page, video, decision, served)
     return get_response_builder().build(request, served)
 
 

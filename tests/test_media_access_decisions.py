@@ -1,0 +1,590 @@
+"""Remembered media decisions (media_access/decisions.py).
+
+Every way an allowed decision can be taken back is tried through the real
+stack: warm the worker with an allowed range request, change one thing as a
+user or a bulk path would, and the very next request must be refused with no
+file bytes and no X-Accel-Redirect. A control test shows the worker really
+answers from memory (so the others test the invalidation, not a cold cache).
+Unit tests cover the cache's bounds, expiry and keys.
+"""
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+from django.conf import settings
+from django.contrib.auth import get_user_model, logout
+from django.contrib.auth.models import Group
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.db import connection
+from django.test import RequestFactory
+from django.utils import timezone
+from wagtail.models import Page, PageViewRestriction
+
+from cms.models import IndexPage, Video, VideoPage
+from media_access import decisions
+from media_access.models import ViewerGrant
+from media_access.policy import Decision, Outcome
+
+from .conftest import _start_stack
+from .helpers import home_page, make_user, make_video, make_video_page, stack_session
+
+
+
+def through_the_stack(test):
+    """gunicorn must see what the test commits."""
+    test = pytest.mark.django_db(transaction=True, serialized_rollback=True)(test)
+    return pytest.mark.integration(test)
+
+
+FORBIDDEN = b"You do not have access to this video.\n"
+NOT_FOUND = b"Not found.\n"
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory, stack_database_url, static_root):
+    """A stack with a single gunicorn worker: one warm request warms the only cache."""
+    stack = _start_stack(
+        tmp_path_factory, stack_database_url, static_root, extra_env={"WEB_CONCURRENCY": "1"}
+    )
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def world(sample_video):
+    viewers = Group.objects.create(name="Viewers")
+    alice = make_user("alice", groups=[viewers])
+    bob = make_user("bob")
+    carol = make_user("carol")
+    video = make_video(sample_video, title="Launch")
+    other_video = Video.objects.create(title="Elsewhere", file=video.file.name, original_filename="other.mp4")
+    page = make_video_page(video, title="Granted")
+    group_grant = ViewerGrant.objects.create(page=page, group=viewers)
+    # A second grant keeps the page restricted when the first goes: a page
+    # without grants is open to everyone who passes page privacy.
+    ViewerGrant.objects.create(page=page, user=carol)
+    open_page = make_video_page(video, title="Open")
+    data = Path(settings.PRIVATE_MEDIA_ROOT, video.file.name).read_bytes()
+    return SimpleNamespace(
+        viewers=viewers, alice=alice, bob=bob, group_grant=group_grant, video=video, other_video=other_video,
+        page=page, open_page=open_page, data=data,
+    )
+
+
+@pytest.fixture
+def light():
+    """The same shapes as ``world`` without files or publishing, for tests that stay in the database."""
+    viewers = Group.objects.create(name="Viewers")
+    alice = make_user("alice", groups=[viewers])
+    video = Video.objects.create(title="Launch", file="videos/none/launch.mp4")
+    other_video = Video.objects.create(title="Elsewhere", file="videos/none/elsewhere.mp4")
+    page = home_page().add_child(instance=VideoPage(title="Granted", video=video))
+    open_page = home_page().add_child(instance=VideoPage(title="Open", video=video))
+    ViewerGrant.objects.create(page=page, group=viewers)
+    return SimpleNamespace(viewers=viewers, alice=alice, video=video, other_video=other_video,
+                           page=page, open_page=open_page)
+
+
+def path_for(page, video, rendition="original", download=False):
+    return f"/watch/{page.pk}/{video.pk}/{rendition}/" + ("download/" if download else "")
+
+
+def warm(stack, session, path, data, times=3):
+    for _ in range(times):
+        response = session.get(stack.url(path), headers={"Range": "bytes=0-99"}, allow_redirects=False)
+        assert response.status_code == 206
+        assert response.content == data[:100]
+
+
+def assert_refused(response, status, data):
+    assert response.status_code == status
+    assert "X-Accel-Redirect" not in response.headers
+    assert "Content-Range" not in response.headers
+    assert response.headers["Cache-Control"] == "private, no-store"
+    assert data[:16] not in response.content
+    assert len(response.content) < 200
+    if status == 403:
+        assert response.content == FORBIDDEN
+    elif status == 404:
+        assert response.content == NOT_FOUND
+    elif status == 302:
+        assert response.headers["Location"].startswith("/login/?next=")
+
+
+def next_request(stack, session, path):
+    return session.get(stack.url(path), headers={"Range": "bytes=0-99"}, allow_redirects=False)
+
+
+GROUPS_TRIGGER = "media_access_policy_auth_user_groups"
+
+
+def swap_group_trigger_for_a_decoy():
+    """Drop the trigger on the user-group table and put one of the same name
+    on an unwatched table, so the count stays right."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            name = f"{GROUPS_TRIGGER}_d"
+            cursor.execute(f'DROP TRIGGER "{name}"')
+            cursor.execute(
+                f'CREATE TRIGGER "{name}" AFTER DELETE ON media_access_playbacklogentry BEGIN SELECT 1; END'
+            )
+        else:
+            cursor.execute(f'DROP TRIGGER "{GROUPS_TRIGGER}" ON auth_user_groups')
+            cursor.execute(
+                f'CREATE TRIGGER "{GROUPS_TRIGGER}" AFTER DELETE ON media_access_playbacklogentry '
+                "FOR EACH STATEMENT EXECUTE FUNCTION media_access_policy_bump()"
+            )
+
+
+def remove_decoy():
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f'DROP TRIGGER "{GROUPS_TRIGGER}_d"')
+        else:
+            cursor.execute(f'DROP TRIGGER "{GROUPS_TRIGGER}" ON media_access_playbacklogentry')
+
+
+def generation():
+    return decisions.current_generation(RequestFactory().get("/"))
+
+
+def session_key(session):
+    return session.cookies["sessionid"]
+
+
+# --- the control: the worker does answer from memory ----------------------------------
+
+
+@through_the_stack
+def test_worker_answers_from_memory_until_the_triggers_say_otherwise(one_worker, world):
+    """Swap one trigger for a decoy (same count, wrong table): the change it
+    would have reported is then invisible, and the warm worker still says 206.
+    Put the real trigger back and the next request is refused."""
+    session = stack_session(world.alice)
+    path = path_for(world.page, world.video)
+    warm(one_worker, session, path, world.data)
+    swap_group_trigger_for_a_decoy()
+    try:
+        world.alice.groups.remove(world.viewers)
+        remembered = next_request(one_worker, session, path)
+        assert remembered.status_code == 206 and remembered.content == world.data[:100]
+    finally:
+        remove_decoy()
+        decisions.install_triggers()
+    assert_refused(next_request(one_worker, session, path), 403, world.data)
+
+
+@pytest.mark.django_db
+def test_a_missing_or_disabled_trigger_turns_remembering_off():
+    assert generation() is not None
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(f'DROP TRIGGER "{GROUPS_TRIGGER}_d"')
+        else:
+            cursor.execute(f'ALTER TABLE auth_user_groups DISABLE TRIGGER "{GROUPS_TRIGGER}"')
+    try:
+        assert generation() is None
+    finally:
+        decisions.install_triggers()
+    assert generation() is not None
+
+
+# --- each way to take a decision back, through nginx + one gunicorn worker ------------
+
+
+def _remove_from_group(w):
+    w.alice.groups.remove(w.viewers)
+
+
+def _clear_group(w):
+    w.viewers.user_set.clear()
+
+
+def _delete_group(w):
+    w.viewers.delete()
+
+
+def _delete_grant(w):
+    w.group_grant.delete()
+
+
+def _expire_grant(w):
+    ViewerGrant.objects.filter(pk=w.group_grant.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+
+def _deactivate_user(w):
+    w.alice.is_active = False
+    w.alice.save()
+
+
+def _deactivate_user_in_bulk(w):
+    get_user_model().objects.filter(pk=w.alice.pk).update(is_active=False)
+
+
+def _change_password(w):
+    w.alice.set_password("another horse battery")
+    w.alice.save()
+
+
+def _unpublish(w):
+    w.page.unpublish()
+
+
+def _unpublish_in_bulk(w):
+    Page.objects.filter(pk=w.page.pk).update(live=False)
+
+
+def _delete_page(w):
+    w.page.delete()
+
+
+def _restrict_to_another_group(w):
+    restriction = PageViewRestriction.objects.create(page=w.page, restriction_type=PageViewRestriction.GROUPS)
+    restriction.groups.add(Group.objects.create(name="Staff"))
+
+
+def _add_password_restriction(w):
+    PageViewRestriction.objects.create(
+        page=w.page, restriction_type=PageViewRestriction.PASSWORD, password="swordfish"
+    )
+
+
+def _restrict_an_ancestor(w):
+    restriction = PageViewRestriction.objects.create(
+        page=home_page(), restriction_type=PageViewRestriction.GROUPS
+    )
+    restriction.groups.add(Group.objects.create(name="Staff"))
+
+
+def _move_under_a_restricted_section(w):
+    section = home_page().add_child(instance=IndexPage(title="Staff only", slug="staff-only"))
+    restriction = PageViewRestriction.objects.create(page=section, restriction_type=PageViewRestriction.GROUPS)
+    restriction.groups.add(Group.objects.create(name="Staff"))
+    Page.objects.get(pk=w.page.pk).move(section, pos="last-child")
+
+
+def _take_the_video_off_the_page(w):
+    page = w.page.specific
+    page.video = w.other_video
+    page.save_revision().publish()
+
+
+def _delete_the_video(w):
+    w.video.delete()
+
+
+def _logout(w):
+    request = RequestFactory().get("/")
+    request.session = SessionStore(session_key=w.session_key)
+    request.user = w.alice
+    logout(request)
+
+
+def _clearsessions_style_delete(w):
+    Session.objects.filter(session_key=w.session_key).delete()
+
+
+REVOCATIONS = [
+    (_remove_from_group, 403),
+    (_clear_group, 403),
+    (_delete_group, 403),
+    (_delete_grant, 403),
+    (_expire_grant, 403),
+    (_deactivate_user, 302),
+    (_deactivate_user_in_bulk, 302),
+    (_change_password, 302),
+    (_unpublish, 404),
+    (_unpublish_in_bulk, 404),
+    (_delete_page, 404),
+    (_restrict_to_another_group, 403),
+    (_add_password_restriction, 403),
+    (_restrict_an_ancestor, 403),
+    (_move_under_a_restricted_section, 403),
+    (_take_the_video_off_the_page, 404),
+    (_delete_the_video, 404),
+    (_logout, 302),
+    (_clearsessions_style_delete, 302),
+]
+
+
+@pytest.mark.parametrize("change, status", REVOCATIONS, ids=[c.__name__.strip("_") for c, _ in REVOCATIONS])
+@through_the_stack
+def test_the_next_request_after_a_change_is_refused(one_worker, world, change, status):
+    session = stack_session(world.alice)
+    path = path_for(world.page, world.video)
+    warm(one_worker, session, path, world.data)
+    world.session_key = session_key(session)
+    change(world)
+    assert_refused(next_request(one_worker, session, path), status, world.data)
+
+
+@through_the_stack
+def test_a_login_restriction_added_to_an_open_page_stops_anonymous_viewers(one_worker, world):
+    anonymous = requests.Session()
+    path = path_for(world.open_page, world.video)
+    warm(one_worker, anonymous, path, world.data)
+    PageViewRestriction.objects.create(page=world.open_page, restriction_type=PageViewRestriction.LOGIN)
+    assert_refused(next_request(one_worker, anonymous, path), 302, world.data)
+
+
+@through_the_stack
+def test_changing_a_restriction_from_login_to_password(one_worker, world):
+    restriction = PageViewRestriction.objects.create(
+        page=world.open_page, restriction_type=PageViewRestriction.LOGIN
+    )
+    session = stack_session(world.bob)
+    path = path_for(world.open_page, world.video)
+    warm(one_worker, session, path, world.data)
+    restriction.restriction_type = PageViewRestriction.PASSWORD
+    restriction.password = "swordfish"
+    restriction.save()
+    assert_refused(next_request(one_worker, session, path), 403, world.data)
+
+
+@through_the_stack
+def test_a_grant_that_runs_out_ends_the_remembered_decision(one_worker, world):
+    ViewerGrant.objects.create(page=world.open_page, user=world.bob, expires_at=timezone.now() + timedelta(seconds=2))
+    session = stack_session(world.bob)
+    path = path_for(world.open_page, world.video)
+    warm(one_worker, session, path, world.data)
+    time.sleep(max(0.0, (ViewerGrant.objects.get(user=world.bob).expires_at - timezone.now()).total_seconds()) + 0.1)
+    assert_refused(next_request(one_worker, session, path), 403, world.data)
+
+
+@through_the_stack
+def test_a_session_that_runs_out_ends_the_remembered_decision(one_worker, world):
+    store = SessionStore()
+    store["_auth_user_id"] = str(world.alice.pk)
+    store["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    store["_auth_user_hash"] = world.alice.get_session_auth_hash()
+    store.set_expiry(2)
+    store.create()
+    session = requests.Session()
+    session.cookies.set("sessionid", store.session_key)
+    path = path_for(world.page, world.video)
+    warm(one_worker, session, path, world.data)
+    time.sleep(2.2)
+    assert_refused(next_request(one_worker, session, path), 302, world.data)
+
+
+@through_the_stack
+def test_a_download_permission_taken_back(one_worker, world):
+    grant = ViewerGrant.objects.create(page=world.page, user=world.bob, can_download=True)
+    session = stack_session(world.bob)
+    path = path_for(world.page, world.video, download=True)
+    warm(one_worker, session, path, world.data)
+    ViewerGrant.objects.filter(pk=grant.pk).update(can_download=False)
+    assert_refused(next_request(one_worker, session, path), 403, world.data)
+    # Watching is still allowed: only the download flag changed.
+    warm(one_worker, session, path_for(world.page, world.video), world.data, times=1)
+
+
+@through_the_stack
+def test_a_deleted_rendition_is_not_served_from_memory(one_worker, world):
+    from django.core.files.base import ContentFile
+
+    from transcoding.models import Rendition
+
+    rendition = Rendition(video=world.video, name="mp4-360p", content_type="video/mp4", size=5000)
+    rendition.file.save("clip-360p.mp4", ContentFile(world.data[:5000]), save=False)
+    rendition.save()
+    session = stack_session(world.alice)
+    path = path_for(world.page, world.video, "mp4-360p")
+    warm(one_worker, session, path, world.data)
+    rendition.delete()
+    assert_refused(next_request(one_worker, session, path), 404, world.data)
+
+
+@through_the_stack
+def test_login_through_the_form_rotates_the_session_key(one_worker, world):
+    """Signing in replaces the session key and deletes the old session, so
+    nothing remembered for the visitor's old cookie applies to the new one."""
+    store = SessionStore()
+    store["seen"] = True
+    store.create()
+    visitor = requests.Session()
+    visitor.cookies.set("sessionid", store.session_key)
+    warm(one_worker, visitor, path_for(world.open_page, world.video), world.data)
+    old_key = store.session_key
+    login = one_worker.url("/login/")
+    assert visitor.get(login).status_code == 200
+    response = visitor.post(
+        login,
+        data={"username": "bob", "password": "correct horse battery",
+              "csrfmiddlewaretoken": visitor.cookies["csrftoken"]},
+        headers={"Referer": login},
+        allow_redirects=False,
+    )
+    assert response.status_code == 302
+    new_key = response.cookies["sessionid"]
+    assert new_key != old_key
+    assert not Session.objects.filter(session_key=old_key).exists()
+    signed_in = requests.Session()
+    signed_in.cookies.set("sessionid", new_key)
+    # bob holds no grant on the granted page; the open page still plays.
+    assert_refused(next_request(one_worker, signed_in, path_for(world.page, world.video)), 403, world.data)
+    warm(one_worker, signed_in, path_for(world.open_page, world.video), world.data, times=1)
+
+
+@through_the_stack
+def test_other_sessions_and_anonymous_never_hit_anothers_entry(one_worker, world):
+    warm(one_worker, stack_session(world.alice), path_for(world.page, world.video), world.data)
+    assert_refused(next_request(one_worker, stack_session(world.bob), path_for(world.page, world.video)), 403, world.data)
+    assert_refused(next_request(one_worker, requests.Session(), path_for(world.page, world.video)), 302, world.data)
+    # A cookie for no session is anonymous, whatever it spells.
+    stranger = requests.Session()
+    stranger.cookies.set("sessionid", "x" * 32)
+    assert_refused(next_request(one_worker, stranger, path_for(world.page, world.video)), 302, world.data)
+
+
+# --- the shared stack: two workers, both warmed ---------------------------------------
+
+
+@through_the_stack
+def test_revocation_reaches_every_worker(stack, world):
+    session = stack_session(world.alice)
+    path = path_for(world.page, world.video)
+
+    def hammer():
+        own = requests.Session()
+        own.cookies.set("sessionid", session_key(session))
+        warm(stack, own, path, world.data, times=10)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    world.alice.groups.remove(world.viewers)
+    for _ in range(8):
+        assert_refused(next_request(stack, session, path), 403, world.data)
+
+
+# --- the cache itself --------------------------------------------------------------------
+
+
+def _entry(expires_in=60):
+    decision = Decision(Outcome.ALLOWED, "open", cacheable=True)
+    return decisions.Remembered(page=None, video=None, decision=decision, served=None,
+                                expires_at=time.time() + expires_in)
+
+
+def test_cache_is_bounded_least_recently_used_first():
+    cache = decisions.DecisionCache(max_entries=3)
+    for n in range(3):
+        cache.put(("s", n, 1, "original", False), 7, _entry())
+    assert cache.get(("s", 0, 1, "original", False), 7) is not None  # now the most recent
+    cache.put(("s", 3, 1, "original", False), 7, _entry())
+    assert len(cache) == 3
+    assert cache.get(("s", 1, 1, "original", False), 7) is None
+    assert cache.get(("s", 0, 1, "original", False), 7) is not None
+    assert cache.get(("s", 3, 1, "original", False), 7) is not None
+
+
+def test_cache_entries_expire():
+    cache = decisions.DecisionCache(max_entries=10)
+    cache.put("k", 7, _entry(expires_in=-0.001))
+    assert cache.get("k", 7) is None
+    cache.put("k", 7, _entry(expires_in=5))
+    assert cache.get("k", 7, now=time.time() + 6) is None
+    assert len(cache) == 0
+
+
+def test_another_generation_empties_the_cache():
+    cache = decisions.DecisionCache(max_entries=10)
+    cache.put("k", 7, _entry())
+    assert cache.get("k", 8) is None
+    assert cache.get("k", 7) is None
+    assert len(cache) == 0
+
+
+def test_keys_separate_sessions_renditions_and_downloads():
+    factory = RequestFactory()
+    alice = factory.get("/", HTTP_COOKIE="sessionid=aaaa")
+    bob = factory.get("/", HTTP_COOKIE="sessionid=bbbb")
+    anonymous = factory.get("/")
+    keys = {
+        decisions.key_for(alice, 1, 2, "original", False),
+        decisions.key_for(alice, 1, 2, "mp4-360p", False),
+        decisions.key_for(alice, 1, 2, "original", True),
+        decisions.key_for(alice, 1, 3, "original", False),
+        decisions.key_for(alice, 4, 2, "original", False),
+        decisions.key_for(bob, 1, 2, "original", False),
+        decisions.key_for(anonymous, 1, 2, "original", False),
+    }
+    assert len(keys) == 7
+    assert decisions.key_for(anonymous, 1, 2, "original", False)[0] is None
+    cache = decisions.DecisionCache(max_entries=10)
+    cache.put(decisions.key_for(alice, 1, 2, "original", False), 7, _entry())
+    for key in keys - {decisions.key_for(alice, 1, 2, "original", False)}:
+        assert cache.get(key, 7) is None
+
+
+@pytest.mark.django_db
+def test_only_cacheable_allowed_decisions_are_kept(light):
+    request = RequestFactory().get("/", HTTP_COOKIE="sessionid=zzzz")
+    gen = generation()
+    key = decisions.key_for(request, light.page.pk, light.video.pk, "original", False)
+    for decision in (
+        Decision(Outcome.FORBIDDEN, "no_grant"),
+        Decision(Outcome.ALLOWED, "editor"),  # rests on page permissions
+        Decision(Outcome.ALLOWED, "open", cacheable=False),
+    ):
+        assert decisions.remember(key, gen, light.page, light.video, decision, None) is None
+        assert decisions.recall(key, gen) is None
+    soon = timezone.now() + timedelta(seconds=30)
+    kept = decisions.remember(
+        key, gen, light.page, light.video,
+        Decision(Outcome.ALLOWED, "grant", cacheable=True, valid_until=soon), None,
+    )
+    assert kept is not None and kept.expires_at <= soon.timestamp()
+    assert decisions.recall(key, gen) is kept
+    decisions.cache().clear()
+
+
+@pytest.mark.django_db
+def test_session_already_read_means_nothing_is_remembered():
+    request = RequestFactory().get("/")
+    request.session = SessionStore()
+    request.session.get("anything")
+    assert decisions.current_generation(request) is None
+
+
+def _restriction(w):
+    return PageViewRestriction.objects.create(page=w.page, restriction_type=PageViewRestriction.GROUPS)
+
+
+def _session(w):
+    SessionStore().create()
+
+
+BULK_CHANGES = {
+    # name: (set-up, change that bypasses model signals)
+    "page update()": (None, lambda w, _: Page.objects.filter(pk=w.page.pk).update(live=False)),
+    "videopage update()": (None, lambda w, _: type(w.page).objects.filter(pk=w.page.pk).update(video=w.other_video)),
+    "group user_set.clear()": (None, lambda w, _: w.viewers.user_set.clear()),
+    "session bulk delete": (_session, lambda w, _: Session.objects.all().delete()),
+    "grant update()": (None, lambda w, _: ViewerGrant.objects.update(can_download=True)),
+    "user update()": (None, lambda w, _: get_user_model().objects.update(is_active=False)),
+    "restriction groups.add()": (_restriction, lambda w, r: r.groups.add(w.viewers)),
+    "restriction update()": (_restriction, lambda w, r: PageViewRestriction.objects.update(password="x")),
+    "treebeard move": (None, lambda w, _: Page.objects.get(pk=w.page.pk).move(
+        Page.objects.get(pk=w.open_page.pk), pos="last-child")),
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", list(BULK_CHANGES))
+def test_paths_that_skip_model_signals_still_start_a_new_generation(light, name):
+    set_up, change = BULK_CHANGES[name]
+    made = set_up(light) if set_up else None
+    before = generation()
+    assert before is not None
+    change(light, made)
+    assert generation() not in (None, before)
