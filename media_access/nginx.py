@@ -34,6 +34,10 @@ def nginx_context(**overrides):
         "mime_types": "/etc/nginx/mime.types",
         "listen": "127.0.0.1:8000",
         "server_name": "_",
+        # Production TLS (HTTP/2); empty keeps plain HTTP (make run, tests).
+        "tls_certificate": "",
+        "tls_certificate_key": "",
+        "http_listen": "80",
         "upstream_name": "django_app",
         "upstream": f"unix:{data_dir / 'run' / 'gunicorn.sock'}",
         "static_root": Path(settings.STATIC_ROOT),

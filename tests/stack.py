@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import requests
@@ -30,10 +31,13 @@ def _nginx_binary():
 
 
 class Stack:
-    def __init__(self, root, *, database_url, env=None, with_worker=False, workers=2):
+    def __init__(self, root, *, database_url, env=None, with_worker=False, workers=2,
+                 render_args=(), scheme="http"):
         self.root = Path(root)
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{scheme}://127.0.0.1:{self.port}"
+        # Extra `render_nginx_config` options, e.g. TLS (see test_nginx_tls).
+        self.render_args = list(render_args)
         self.env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "cms.settings.base",
@@ -71,6 +75,7 @@ class Stack:
             "--upstream", f"unix:{self.root / 'gunicorn.sock'}",
             "--runtime-dir", str(self.root / "nginx"),
             "--output", str(conf),
+            *self.render_args,
         )
         self.nginx_conf = conf
         self._spawn("gunicorn", [str(VENV_BIN / "gunicorn"), "--config", "deploy/gunicorn.conf.py"])
@@ -94,7 +99,11 @@ class Stack:
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited early:\n{self.log_text(name)}")
             try:
-                if requests.get(self.base_url + "/login/", timeout=2).status_code == 200:
+                with warnings.catch_warnings():
+                    # Readiness only: TLS stacks use a throwaway self-signed certificate.
+                    warnings.simplefilter("ignore")
+                    ready = requests.get(self.base_url + "/login/", timeout=2, verify=False)
+                if ready.status_code == 200:
                     return self
             except requests.RequestException:
                 pass

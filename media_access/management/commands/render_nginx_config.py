@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from media_access.nginx import render_nginx_config
 
@@ -13,6 +13,12 @@ class Command(BaseCommand):
         parser.add_argument("--output", "-o", help="Write here instead of standard output.")
         parser.add_argument("--listen", default="127.0.0.1:8000", help="host:port for nginx.")
         parser.add_argument("--upstream", help="gunicorn address (default: the unix socket in the data folder).")
+        parser.add_argument("--server-name", default="_", help="nginx server_name (your host name in production).")
+        parser.add_argument("--tls-certificate", help="PEM certificate chain: serve HTTPS with HTTP/2 on --listen.")
+        parser.add_argument("--tls-certificate-key", help="PEM private key for --tls-certificate.")
+        parser.add_argument(
+            "--http-listen", default="80", help="With TLS: where plain HTTP answers with a redirect to HTTPS."
+        )
         parser.add_argument("--runtime-dir", help="nginx pid and temp files (default: DATA_DIR/nginx).")
         parser.add_argument(
             "--server-block-only",
@@ -22,6 +28,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         overrides = {"listen": options["listen"], "standalone": not options["server_block_only"]}
+        overrides["server_name"] = options["server_name"]
+        if bool(options["tls_certificate"]) != bool(options["tls_certificate_key"]):
+            raise CommandError("--tls-certificate and --tls-certificate-key go together.")
+        if options["tls_certificate"]:
+            overrides["tls_certificate"] = options["tls_certificate"]
+            overrides["tls_certificate_key"] = options["tls_certificate_key"]
+            overrides["http_listen"] = options["http_listen"]
         if options["upstream"]:
             overrides["upstream"] = options["upstream"]
         runtime_dir = Path(options["runtime_dir"] or Path(settings.DATA_DIR) / "nginx")
