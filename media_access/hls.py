@@ -10,7 +10,6 @@ a rung's fMP4 file, poster, storyboard, caption → a signed nginx URL
 
 import re
 
-from django.conf import settings
 from django.urls import reverse
 
 from .files import ORIGINAL, best_playback_name, ready_renditions, resolve_file
@@ -123,27 +122,20 @@ def _seconds(text):
     return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def signed_urls_served():
-    """Signed URLs need the bundled nginx. Without it (runserver: serve mode
-    "django") the player gets the progressive file and policy-checked watch
-    URLs for the rest, so development stays protected and working."""
-    return getattr(settings, "MEDIA_ACCESS_SERVE_MODE", "xaccel") != "django"
-
-
 def playback_info(page, video):
-    """The player's one description of what it may load, for a viewer the policy allowed."""
+    """The player's one description of what it may load, for a viewer the policy allowed.
+
+    Signed URLs work with or without nginx in front: without it (runserver,
+    serve mode "django") ``media_access.views.signed`` checks the same token."""
     renditions = renditions_by_name(video)
     token = VideoToken.issue(video)
-    with_nginx = signed_urls_served()
 
     def file_url(rendition):
-        if with_nginx:
-            return signed_url(token, rendition)
-        return reverse("media_access:watch", args=[page.pk, video.pk, rendition.name])
+        return signed_url(token, rendition)
 
     sources = []
     levels = []
-    if MASTER in renditions and with_nginx:
+    if MASTER in renditions:
         sources.append({"type": HLS_TYPE, "src": playlist_url(page, video, MASTER)})
         for name, rendition in renditions.items():
             if is_media_playlist_name(name):

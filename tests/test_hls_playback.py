@@ -69,11 +69,18 @@ def test_media_playlist_signs_every_uri_for_this_video_only(granted):
 
 
 @override_settings(MEDIA_ACCESS_SERVE_MODE="django")
-def test_without_nginx_the_player_gets_the_mp4_and_watch_urls(granted):
+def test_without_nginx_the_same_signed_urls_are_checked_and_served_by_django(granted):
     page, video, client = granted
     data = client.get(f"/playback/{page.pk}/{video.pk}/").json()
-    assert [source["type"] for source in data["sources"]] == ["video/mp4"]
-    assert data["poster"] == f"/watch/{page.pk}/{video.pk}/poster/"
-    assert data["storyboard"]["url"] == f"/watch/{page.pk}/{video.pk}/storyboard/"
-    response = client.get(data["poster"])
+    assert [source["type"] for source in data["sources"]] == ["application/vnd.apple.mpegurl", "video/mp4"]
+    assert data["poster"].startswith("/stream/")
+    anonymous = Client()
+    response = anonymous.get(data["poster"])
     assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
+    poster = video.renditions.get(name="poster")
+    with poster.file.open("rb") as handle:
+        assert b"".join(response.streaming_content if response.streaming else [response.content]) == handle.read()
+    parts = data["poster"].split("/")
+    parts[2] = ("A" if parts[2][0] != "A" else "B") + parts[2][1:]
+    forged = anonymous.get("/".join(parts))
+    assert forged.status_code == 403 and forged.content == b""
