@@ -59,7 +59,9 @@ class Stack:
         )
 
     def _spawn(self, name, cmd):
-        log = open(self.root / f"{name}.log", "w")
+        # Append: nginx writes access (stdout) and errors (stderr) at their own
+        # offsets into the same file; "w" would let one overwrite the other.
+        log = open(self.root / f"{name}.log", "a")
         self.logs[name] = log
         self.processes[name] = subprocess.Popen(
             cmd, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
