@@ -17,13 +17,16 @@ CHROMIUM_ARGS = [
 
 
 @contextlib.contextmanager
-def chromium_page(output_dir, request=None, viewport=(1280, 900)):
-    """A fresh browser page; on a failing test a screenshot lands in output_dir."""
+def chromium_page(output_dir, request=None, viewport=(1280, 900), *, session_cookie=None, base_url=None):
+    """A fresh browser page; on a failing test a screenshot lands in output_dir.
+    With ``session_cookie`` (and the ``base_url`` it belongs to) it starts signed in."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        if session_cookie:
+            context.add_cookies([{"name": "sessionid", "value": session_cookie, "url": base_url}])
         page = context.new_page()
         page.set_default_timeout(20_000)
         console = []

@@ -1,8 +1,6 @@
 """A permitted viewer plays a VideoPage in Chromium and seeks to the middle;
 an anonymous visitor cannot play it. Real nginx + gunicorn behind it."""
 
-import contextlib
-
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
@@ -10,6 +8,7 @@ from django.test import Client
 from media_access.models import ViewerGrant
 from transcoding.testmedia import make_test_video
 
+from .browser import chromium_page
 from .helpers import make_user, make_video, make_video_page
 
 pytestmark = [
@@ -18,43 +17,10 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-
-@contextlib.contextmanager
 def browser_context(output_dir, stack, session_cookie=None):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS, headless=True
-        )
-        context = browser.new_context(viewport={"width": 1000, "height": 700})
-        if session_cookie:
-            context.add_cookies(
-                [{"name": "sessionid", "value": session_cookie, "url": stack.base_url}]
-            )
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        console = []
-        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
-        try:
-            yield page
-        except BaseException:
-            with contextlib.suppress(Exception):
-                page.screenshot(path=str(output_dir / "failure.png"), full_page=True)
-                (output_dir / "console.log").write_text("\n".join(console))
-            raise
-        finally:
-            context.close()
-            browser.close()
+    return chromium_page(
+        output_dir, viewport=(1000, 700), session_cookie=session_cookie, base_url=stack.base_url
+    )
 
 
 @pytest.fixture
