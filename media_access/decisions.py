@@ -205,22 +205,29 @@ def current_generation(request, using="default"):
         expected = _expected_triggers.get(using)
         if expected is None:
             expected = _expected_triggers[using] = len(trigger_names(connection))
-        with connection.cursor() as cursor:
-            if connection.vendor == "sqlite":
-                cursor.execute(_READ_SQLITE)
-                row = cursor.fetchone()
+        if connection.vendor == "sqlite":
+            # The driver's own cursor: this runs on every media request, and
+            # Django's wrapper costs more than the query. Any error means
+            # "don't remember"; the policy's own queries then go through Django.
+            connection.ensure_connection()
+            cursor = connection.connection.cursor()
+            try:
+                row = cursor.execute(_READ_SQLITE).fetchone()
                 if row is None or expected == 0:
                     return None
                 value, schema = row
                 if _verified_schema.get(using) != schema:
-                    cursor.execute(_COUNT_SQLITE, [_TRIGGER_PATTERN])
-                    if cursor.fetchone()[0] != expected:
+                    count = cursor.execute(_COUNT_SQLITE.replace("%s", "?"), [_TRIGGER_PATTERN]).fetchone()
+                    if count[0] != expected:
                         return None
                     _verified_schema[using] = schema
                 return value
+            finally:
+                cursor.close()
+        with connection.cursor() as cursor:
             cursor.execute(_READ_POSTGRES, [_TRIGGER_PATTERN])
             row = cursor.fetchone()
-    except DatabaseError:
+    except (DatabaseError, connection.Database.Error):
         return None
     if row is None or row[1] != expected or expected == 0:
         return None
