@@ -8,7 +8,6 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 
 export CMS_DATA_DIR ?= $(CURDIR)/var
-export DJANGO_SETTINGS_MODULE ?= cms.settings.base
 export WAGTAILADMIN_BASE_URL ?= http://$(HOST):$(PORT)
 
 SYSTEM_DEPS := nginx:nginx-light ffmpeg:ffmpeg ffprobe:ffmpeg node:nodejs npm:npm
@@ -20,12 +19,13 @@ run: setup prepare
 	@echo "Starting nginx, gunicorn and the task worker on http://$(HOST):$(PORT)/ (Ctrl-C stops them)"
 	exec $(BIN)/honcho --no-colour -f Procfile start
 
+# --ds: an exported DJANGO_SETTINGS_MODULE would otherwise win over pyproject.toml.
 test: setup test-system-deps
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ds=cms.settings.test $(PYTEST_ARGS)
 
 # The stack-level tests again, on a throwaway PostgreSQL server (CI runs both).
 test-postgres: setup test-system-deps
-	deploy/scripts/with-test-postgres $(BIN)/pytest -m "integration or browser" $(PYTEST_ARGS)
+	deploy/scripts/with-test-postgres $(BIN)/pytest --ds=cms.settings.test -m "integration or browser" $(PYTEST_ARGS)
 
 setup: system-deps $(VENV)/.installed frontend
 
