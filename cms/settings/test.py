@@ -2,11 +2,17 @@
 throwaway data folder, with a SQLite test database in a file so that the
 gunicorn and nginx started by integration tests see what tests create."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
-_test_data = Path(os.environ.setdefault("CMS_DATA_DIR", tempfile.mkdtemp(prefix="pv-test-")))
+# Always a fresh folder, never the developer's var/ (make exports CMS_DATA_DIR
+# for make run). Set in the environment so the stacks tests start share it.
+_test_data = Path(tempfile.mkdtemp(prefix="pv-test-"))
+os.environ["CMS_DATA_DIR"] = str(_test_data)
+atexit.register(shutil.rmtree, _test_data, ignore_errors=True)
 os.environ.setdefault("DATABASE_URL", f"sqlite:///{_test_data / 'db.sqlite3'}")
 
 from .base import *  # noqa: E402,F403
