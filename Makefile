@@ -11,7 +11,9 @@ export CMS_DATA_DIR ?= $(CURDIR)/var
 export WAGTAILADMIN_BASE_URL ?= http://$(HOST):$(PORT)
 
 SYSTEM_DEPS := nginx:nginx-light ffmpeg:ffmpeg ffprobe:ffmpeg node:nodejs npm:npm
-TEST_SYSTEM_DEPS := chromium:chromium
+# Browser tests need Chromium and a font; the RQ test Redis; the TLS test openssl and curl.
+TEST_SYSTEM_DEPS := chromium:chromium /usr/share/fonts/truetype/liberation:fonts-liberation \
+	redis-server:redis-server openssl:openssl curl:curl
 
 .PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend bench-serve bench-transcode bench-hls clean
 
