@@ -81,3 +81,21 @@ def stack_session(user):
         client.force_login(user)
         session.cookies.set("sessionid", client.cookies["sessionid"].value)
     return session
+
+
+def wait_for_job(video, stack, timeout=90):
+    """Wait for the video's transcode job to finish in the stack's worker; it must be ready."""
+    import time
+
+    from transcoding.models import TranscodeJob
+
+    deadline = time.monotonic() + timeout
+    job = None
+    while time.monotonic() < deadline:
+        job = TranscodeJob.objects.filter(video=video).first()
+        if job and job.status in ("ready", "failed"):
+            break
+        time.sleep(0.3)
+    assert job is not None and job.status == "ready", (
+        job and (job.error, job.stderr_tail), stack.log_text("transcoder")[-3000:])
+    return job

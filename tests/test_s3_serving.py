@@ -4,7 +4,6 @@ shipped nginx config proxies allowed requests to presigned URLs that the
 viewer never sees."""
 
 import re
-import time
 import uuid
 from pathlib import Path
 
@@ -14,10 +13,9 @@ from django.contrib.auth.models import Group
 
 from cms.models import Video
 from media_access.models import ViewerGrant
-from transcoding.models import TranscodeJob
 
 from .conftest import _start_stack, s3_client
-from .helpers import make_user, make_video_page, stack_session
+from .helpers import make_user, make_video_page, stack_session, wait_for_job
 from .stack import free_port
 from .test_stack_upload import PASSWORD, admin_session, post_video
 
@@ -63,19 +61,6 @@ def assert_ours(response, content_type, disposition):
     assert response.headers["Content-Disposition"] == disposition
     assert response.headers["Cache-Control"] == "private, no-store"
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-
-
-def wait_for_job(video, stack, timeout=90):
-    deadline = time.monotonic() + timeout
-    job = None
-    while time.monotonic() < deadline:
-        job = TranscodeJob.objects.filter(video=video).first()
-        if job and job.status in ("ready", "failed"):
-            break
-        time.sleep(0.3)
-    assert job is not None and job.status == "ready", (
-        job and (job.error, job.stderr_tail), stack.log_text("transcoder")[-3000:])
-    return job
 
 
 def test_upload_transcode_and_play_from_the_bucket(s3_stack, s3_server, sample_video, settings):

@@ -12,7 +12,7 @@ from cms.models import Video
 from transcoding.models import TranscodeJob
 
 from .conftest import _start_stack
-from .helpers import make_user, make_video_page
+from .helpers import make_user, make_video_page, wait_for_job
 from .test_stack_upload import PASSWORD, admin_session, post_video
 
 pytestmark = [
@@ -37,15 +37,7 @@ def test_upload_is_transcoded_by_the_worker_and_served_as_hls(worker_stack, samp
     assert response.status_code == 200, response.text[:1000]
     video = Video.objects.get(pk=response.json()["pk"])
 
-    deadline = time.monotonic() + 90
-    job = None
-    while time.monotonic() < deadline:
-        job = TranscodeJob.objects.filter(video=video).first()
-        if job and job.status in ("ready", "failed"):
-            break
-        time.sleep(0.3)
-    assert job is not None and job.status == "ready", (
-        job and (job.error, job.stderr_tail), stack.log_text("transcoder")[-3000:])
+    job = wait_for_job(video, stack)
     # Done by the transcoder process, not by gunicorn during the upload.
     transcoder_pid = stack.processes["transcoder"].pid
     assert job.worker.endswith(f":{transcoder_pid}")
