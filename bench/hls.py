@@ -121,24 +121,10 @@ def main():
     setup_django()
     name, size = make_files()
 
-    from django.conf import settings
-
-    from bench.serve_client import Connection
+    from bench.serve_client import Connection, bench_stack
     from media_access.tokens import VideoToken
-    from tests.stack import Stack
 
-    stack = Stack(
-        DATA_DIR / "stack",
-        database_url=f"sqlite:///{settings.DATABASES['default']['NAME']}",
-        env={
-            "DJANGO_SETTINGS_MODULE": "bench.serve_settings",
-            "CMS_DATA_DIR": str(DATA_DIR),
-            "STATIC_ROOT": str(settings.STATIC_ROOT),
-            "GUNICORN_ACCESS_LOG": "/dev/null",
-        },
-        workers=1,
-    )
-    stack.start()
+    stack = bench_stack(DATA_DIR, workers=1)
     try:
         port = stack.port
         token = VideoToken.issue(_Video, lifetime=3600)

@@ -65,7 +65,7 @@ def make_fixtures():
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from django.test import Client
-    from wagtail.models import Page, Site
+    from wagtail.models import Site
 
     from cms.models import Video, VideoPage
     from media_access.models import ViewerGrant
@@ -129,25 +129,21 @@ def main():
     setup_django()
     pages, session = make_fixtures()
 
-    from bench.serve_client import Connection, requests_per_second, slow_viewers, throughput
-    from django.conf import settings
-    from tests.stack import Stack
-
-    stack = Stack(
-        DATA_DIR / "stack",
-        database_url=f"sqlite:///{settings.DATABASES['default']['NAME']}",
-        env={
-            "DJANGO_SETTINGS_MODULE": "bench.serve_settings",
-            "CMS_DATA_DIR": str(DATA_DIR),
-            "STATIC_ROOT": str(settings.STATIC_ROOT),
-            "GUNICORN_ACCESS_LOG": "/dev/null",
-            # Persistent database connections, as recommended for production;
-            # the same for every path measured.
-            "DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "60"),
-        },
-        workers=WORKERS,
+    from bench.serve_client import (
+        Connection,
+        bench_stack,
+        requests_per_second,
+        slow_viewers,
+        throughput,
     )
-    stack.start()
+
+    stack = bench_stack(
+        DATA_DIR,
+        workers=WORKERS,
+        # Persistent database connections, as recommended for production;
+        # the same for every path measured.
+        extra_env={"DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "60")},
+    )
     try:
         port = stack.port
         cookie = {"Cookie": f"sessionid={session}"}

@@ -184,3 +184,26 @@ def slow_viewers(port, path, headers, *, viewers, rate, seconds, ramp, ttfb_time
     p95 = ttfbs[min(len(ttfbs) - 1, int(len(ttfbs) * 0.95))] if ttfbs else float("inf")
     errors = [r["error"] for r in results if "error" in r]
     return {"ok": len(ok), "errors": errors, "ttfb_p95": p95}
+
+
+def bench_stack(data_dir, *, workers, extra_env=None):
+    """nginx + gunicorn from the shipped config, on the bench settings and the
+    bench database in ``data_dir``; started, to be stopped by the caller.
+    Django must already be set up with bench.serve_settings."""
+    from django.conf import settings
+
+    from tests.stack import Stack
+
+    stack = Stack(
+        data_dir / "stack",
+        database_url=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        env={
+            "DJANGO_SETTINGS_MODULE": "bench.serve_settings",
+            "CMS_DATA_DIR": str(data_dir),
+            "STATIC_ROOT": str(settings.STATIC_ROOT),
+            "GUNICORN_ACCESS_LOG": "/dev/null",
+            **(extra_env or {}),
+        },
+        workers=workers,
+    )
+    return stack.start()
