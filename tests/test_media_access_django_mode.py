@@ -1,6 +1,9 @@
 """MEDIA_ACCESS_SERVE_MODE="django": the same endpoint serves the file itself,
 streamed, with correct Range handling; still behind the policy."""
 
+import hashlib
+import tracemalloc
+
 import pytest
 from django.contrib.auth.models import Group
 from django.test import override_settings
@@ -8,6 +11,8 @@ from django.urls import reverse
 
 from media_access.models import ViewerGrant
 from media_access.responses import RangeFileResponseBuilder, get_response_builder
+
+from transcoding.testmedia import make_test_video
 
 from .helpers import make_user, make_video, make_video_page
 
@@ -132,9 +137,51 @@ def test_denials_are_the_same_in_django_mode(client, setup, sample_video):
     assert client.post(url).status_code == 405
 
 
-def test_memory_stays_flat_on_a_big_file(client, setup, tmp_path):
-    """The response is an iterator of bounded chunks, never the whole file."""
-    url, data = setup
-    response = client.get(url)
-    chunks = list(response.streaming_content)
-    assert max(len(c) for c in chunks) <= 256 * 1024
+BIG_FILE_MIN = 8 * 1024 * 1024
+CHUNK_BOUND = 256 * 1024
+
+
+@pytest.fixture(scope="module")
+def big_video(tmp_path_factory):
+    """A real MP4 of about 11 MiB (one second of lossless noise), far above the
+    chunk bound, so reading it whole shows up both in chunk sizes and in memory."""
+    return make_test_video(
+        tmp_path_factory.mktemp("big") / "big.mp4", duration=1, width=640, height=360,
+        video_args=("-vf", "noise=alls=100:allf=t", "-qp", "0"),
+    )
+
+
+def test_memory_stays_flat_on_a_big_file(client, big_video):
+    """The response is an iterator of bounded chunks read as it is consumed:
+    Python never holds the whole file (DESIGN rule 6)."""
+    video = make_video(big_video, title="Big")
+    page = make_video_page(video, title="Big page")
+    viewers = Group.objects.create(name="Big viewers")
+    ViewerGrant.objects.create(page=page, group=viewers)
+    client.force_login(make_user("big-viewer", groups=[viewers]))
+    url = reverse("media_access:watch", args=[page.pk, video.pk, "original"])
+    expected = big_video.read_bytes()
+    size = len(expected)
+    assert size >= BIG_FILE_MIN, size
+    expected_digest = hashlib.sha256(expected).hexdigest()
+    del expected
+
+    digest, sizes = hashlib.sha256(), []
+    tracemalloc.start()
+    try:
+        response = client.get(url)
+        assert response.status_code == 200 and response.streaming
+        for chunk in response.streaming_content:
+            sizes.append(len(chunk))
+            digest.update(chunk)
+        chunk = None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        response.close()
+
+    assert sum(sizes) == size and digest.hexdigest() == expected_digest
+    assert max(sizes) <= CHUNK_BOUND
+    assert len(sizes) >= size // CHUNK_BOUND
+    # The whole file would be 11 MiB; a couple of chunks plus the request is far below 2 MiB.
+    assert peak < 2 * 1024 * 1024, f"peak {peak} bytes while streaming a {size} byte file"
