@@ -18,6 +18,7 @@ from .tokens import VideoToken
 MASTER = "hls-master"
 HLS_TYPE = "application/vnd.apple.mpegurl"
 CAPTIONS_PREFIX = "captions-"
+AUDIO_PREFIX = "hls-audio"
 _URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
 _VTT_TIME = re.compile(r"(?:(\d+):)?(\d{2}):(\d{2}(?:\.\d+)?)")
 
@@ -27,7 +28,13 @@ def renditions_by_name(video):
 
 
 def is_media_playlist_name(name):
+    """A video rung's or an audio track's media playlist."""
     return name.startswith("hls-") and name != MASTER and not name.endswith("-media")
+
+
+def is_audio_playlist_name(name):
+    # Audio tracks are ``hls-audio<n>`` (see transcoding.models.Rendition).
+    return is_media_playlist_name(name) and name.startswith(AUDIO_PREFIX)
 
 
 def playlist_url(page, video, name):
@@ -41,7 +48,8 @@ def read_text(rendition):
 
 
 def rewrite_playlist(text, uri_for):
-    """``text`` with every URI (plain lines and ``URI="..."`` attributes) mapped by ``uri_for``.
+    """``text`` with every URI (plain lines and ``URI="..."`` attributes, as in
+    ``EXT-X-MAP`` and the audio tracks' ``EXT-X-MEDIA``) mapped by ``uri_for``.
 
     ``uri_for(name)`` returns the new URI or None for a name that must not be
     handed out, which drops the whole playlist (``LookupError``): a
@@ -138,7 +146,7 @@ def playback_info(page, video):
     if MASTER in renditions:
         sources.append({"type": HLS_TYPE, "src": playlist_url(page, video, MASTER)})
         for name, rendition in renditions.items():
-            if is_media_playlist_name(name):
+            if is_media_playlist_name(name) and not is_audio_playlist_name(name):
                 levels.append({
                     "name": name, "width": rendition.width, "height": rendition.height,
                     "bitrate": rendition.bitrate,

@@ -78,6 +78,7 @@ def test_ladder_rungs_codecs_alignment_and_playlists(sample_video):
     assert set(found) == {
         *(f"hls-{label}" for label in expected_sizes),
         *(f"hls-{label}-media" for label in expected_sizes),
+        "hls-audio1", "hls-audio1-media",
         "hls-master", "mp4-144p", "poster", "storyboard", "storyboard-vtt",
     }
     # Never taller than the 180p source, though the ladder's top is 240p.
@@ -87,11 +88,12 @@ def test_ladder_rungs_codecs_alignment_and_playlists(sample_video):
     for label, (width, height) in expected_sizes.items():
         media = local(found[f"hls-{label}-media"])
         streams = ffprobe_json(media)["streams"]
-        video_info = next(s for s in streams if s["codec_type"] == "video")
-        audio_info = next(s for s in streams if s["codec_type"] == "audio")
+        # Sound is not muxed into the rungs: it is one audio rendition.
+        assert [s["codec_type"] for s in streams] == ["video"]
+        video_info = streams[0]
         assert (video_info["codec_name"], video_info["profile"], video_info["pix_fmt"]) == ("h264", "High", "yuv420p")
         assert (video_info["width"], video_info["height"]) == (width, height)
-        assert (audio_info["codec_name"], audio_info["channels"]) == ("aac", 2)
+        assert video_info.get("color_transfer") == "bt709" and video_info.get("field_order", "progressive") == "progressive"
         assert found[f"hls-{label}"].bitrate > 0 and found[f"hls-{label}"].size > 0
         keyframes[label] = keyframe_times(media)
     # Same keyframes in every rung, every 2 s: players switch rungs cleanly.
@@ -99,13 +101,21 @@ def test_ladder_rungs_codecs_alignment_and_playlists(sample_video):
     gaps = {round(b - a, 2) for a, b in zip(keyframes["180p"], keyframes["180p"][1:])}
     assert gaps == {2.0}, keyframes
 
-    variants = parse_master(local(found["hls-master"]).read_text())
+    audio_streams = ffprobe_json(local(found["hls-audio1-media"]))["streams"]
+    assert [(s["codec_type"], s["codec_name"], s["channels"]) for s in audio_streams] == [("audio", "aac", 2)]
+    master_text = local(found["hls-master"]).read_text()
+    media_lines = [line for line in master_text.splitlines() if line.startswith("#EXT-X-MEDIA:")]
+    assert media_lines == [
+        '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="Audio 1",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="2",URI="hls-audio1"'
+    ]
+    variants = parse_master(master_text)
     assert [uri for _, uri in variants] == ["hls-90p", "hls-144p", "hls-180p"]
     for attributes, uri in variants:
         label = uri.removeprefix("hls-")
         assert attributes["RESOLUTION"] == "%dx%d" % expected_sizes[label]
-        assert int(attributes["BANDWIDTH"]) >= int(attributes["AVERAGE-BANDWIDTH"]) > 0
+        assert int(attributes["BANDWIDTH"]) >= int(attributes["AVERAGE-BANDWIDTH"]) > found[uri].bitrate
         assert attributes["CODECS"].startswith("avc1.6400") and "mp4a.40.2" in attributes["CODECS"]
+        assert attributes["AUDIO"] == "audio"
         playlist = local(found[uri]).read_text()
         media_name = f"{uri}-media"
         assert "#EXT-X-VERSION:7" in playlist and "#EXT-X-ENDLIST" in playlist
@@ -127,6 +137,8 @@ def test_ladder_rungs_codecs_alignment_and_playlists(sample_video):
     head = mp4.read_bytes()[:200_000]
     assert head.index(b"moov") < head.index(b"mdat"), "progressive MP4 must be faststart"
     assert (video_stream(mp4)["width"], video_stream(mp4)["height"]) == (256, 144)
+    # The progressive MP4 plays on its own: the default sound is muxed in.
+    assert [s["codec_type"] for s in ffprobe_json(mp4)["streams"]] == ["video", "audio"]
 
     assert mean_luma(local(found["poster"])) > 30
     assert (found["poster"].width, found["poster"].height) == (320, 180)
@@ -164,9 +176,11 @@ def test_rotated_phone_video_is_turned_upright(media_dir):
     job = transcode(video)
     assert job.status == "ready", job.error
     found = renditions(video)
-    for label, width in (("240p", 136), ("144p", 82), ("90p", 50)):
+    # The ladder is on the short side: 180x320 upright is a "180p" source.
+    assert sorted(n for n in found if n.startswith("hls-") and n.endswith("p")) == ["hls-144p", "hls-180p", "hls-90p"]
+    for label, height in (("180p", 320), ("144p", 256), ("90p", 160)):
         stream = video_stream(local(found[f"hls-{label}-media"]))
-        assert (stream["width"], stream["height"]) == (width, int(label[:-1]))
+        assert (stream["width"], stream["height"]) == (int(label[:-1]), height)
         # Turned in the pixels, not by a flag a player might ignore.
         assert not any("rotation" in side for side in stream.get("side_data_list", []))
     assert (found["poster"].width, found["poster"].height) == (180, 320)
@@ -214,9 +228,10 @@ def test_web_playable_upload_is_remuxed_first_without_reencoding(sample_video, m
     job = transcode(video)
     assert job.status == "ready", job.error
     first_command = commands[0]
-    assert "libx264" not in first_command and first_command.count("copy") == 2
+    # Copied, not encoded: the MP4, the video rung and the audio track.
+    assert "libx264" not in first_command and first_command.count("copy") == 3
     first = published[0]
-    assert set(first) == {"mp4-180p", "hls-180p", "hls-180p-media", "hls-master"}
+    assert set(first) == {"mp4-180p", "hls-180p", "hls-180p-media", "hls-audio1", "hls-audio1-media", "hls-master"}
     source_packets = video_packet_hashes(sample_video)
     assert video_packet_hashes(first["mp4-180p"]) == source_packets
     assert video_packet_hashes(first["hls-180p-media"]) == source_packets
@@ -232,7 +247,7 @@ def test_non_standard_upload_publishes_lowest_rung_first(media_dir, monkeypatch,
     video = make_video(source, title="4:2:2")
     job = transcode(video)
     assert job.status == "ready", job.error
-    assert set(published[0]) == {"mp4-90p", "hls-90p", "hls-90p-media", "hls-master"}
+    assert set(published[0]) == {"mp4-90p", "hls-90p", "hls-90p-media", "hls-audio1", "hls-audio1-media", "hls-master"}
     stream = video_stream(published[0]["hls-90p-media"])
     assert (stream["pix_fmt"], stream["profile"], stream["height"]) == ("yuv420p", "High", 90)
     assert job.source_info["web_playable"] is False

@@ -131,6 +131,28 @@ def probe(path, timeout=60):
     return info
 
 
+def keyframe_gap(path, *, seconds=30, duration=None, timeout=60):
+    """The longest time between video keyframes in the first ``seconds``
+    (to the end of that window when keyframes stop), from the packet index
+    alone: nothing is decoded. None when it cannot be told."""
+    try:
+        data = ffmpeg.probe(
+            str(path), timeout=timeout, select_streams="v:0", read_intervals=f"%+{seconds}",
+            show_entries="packet=pts_time,flags",
+        )
+    except Exception:  # noqa: BLE001 - unknown spacing: the caller plays safe
+        return None
+    times = sorted(
+        float(packet["pts_time"]) for packet in data.get("packets") or []
+        if "K" in packet.get("flags", "") and packet.get("pts_time") not in (None, "N/A")
+    )
+    if not times:
+        return None
+    end = min(seconds, duration) if duration else times[-1]
+    edges = [*times, max(end, times[-1])]
+    return max(b - a for a, b in zip(edges, edges[1:]))
+
+
 def probe_video(path):
     """Probe and insist on a real, moving video. Raises ProbeError saying why not."""
     info = probe(path)

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
@@ -73,6 +74,9 @@ def progressive_height():
 def ladder_signature():
     """Changes whenever the output would: a job made with another is outdated."""
     payload = {
+        # Bumped when the shape of the outputs changes (2: short-side ladder,
+        # audio as separate renditions, deinterlacing and tone mapping).
+        "layout": 2,
         "ladder": [asdict(rung) for rung in get_ladder()],
         "segment": segment_seconds(),
         "keyframe": keyframe_seconds(),
@@ -84,13 +88,21 @@ def ladder_signature():
 
 @dataclass(frozen=True)
 class PlannedRung:
+    """A rung fitted to one source. The ladder's heights are the short side
+    of the picture as shown, so a portrait 720x1280 clip gets 720x1280,
+    540x960 and 360x640, and its label ("720p") names that short side."""
+
     rung: Rung
     width: int
     height: int
 
     @property
+    def short_side(self):
+        return min(self.width, self.height)
+
+    @property
     def label(self):
-        return f"{self.height}p"
+        return f"{self.short_side}p"
 
 
 def even(value):
@@ -98,11 +110,26 @@ def even(value):
     return max(2, int(math.floor(value / 2.0 + 0.5)) * 2)
 
 
-def display_aspect(info):
-    """Width/height as the picture should be shown: SAR and rotation applied."""
-    stream = next(
-        (s for s in info.raw.get("streams", []) if s.get("codec_type") == "video"), {}
+def even_below(value):
+    """The even number at or below ``value``: never a pixel more than there is."""
+    return max(2, int(math.floor(value / 2.0)) * 2)
+
+
+def source_video_stream(info):
+    """ffprobe's entry for the picture the pipeline uses (not cover art)."""
+    return next(
+        (
+            s for s in info.raw.get("streams", [])
+            if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+        ),
+        {},
     )
+
+
+def display_dimensions(info):
+    """(width, height) as the picture should be shown, exact: sample aspect
+    ratio applied to the width, then the rotation of the display matrix."""
+    stream = source_video_stream(info)
     sar = Fraction(1)
     raw_sar = stream.get("sample_aspect_ratio")
     if raw_sar and raw_sar not in ("0:1", "N/A", "1:1"):
@@ -115,26 +142,39 @@ def display_aspect(info):
     width, height = Fraction(info.width) * sar, Fraction(info.height)
     if info.rotation % 180:
         width, height = height, width
+    return width, height
+
+
+def display_aspect(info):
+    """Width/height as the picture should be shown: SAR and rotation applied."""
+    width, height = display_dimensions(info)
     return width / height
 
 
+def fit_short_side(info, short_side):
+    """(width, height), both even, of the shown picture scaled so that its
+    short side is ``short_side``; the long side never exceeds the source's."""
+    width, height = display_dimensions(info)
+    longest = max(even_below(max(width, height)), 2)
+    long_side = min(even(short_side * max(width, height) / min(width, height)), longest)
+    return (long_side, short_side) if width >= height else (short_side, long_side)
+
+
 def plan_ladder(info, ladder=None):
-    """The rungs this source gets: none taller than the source (never
-    upscale), plus one at the source's own height when it sits below the
-    top rung, so the best rung is as sharp as the original."""
+    """The rungs this source gets, measured on the short side of the picture
+    as shown: none bigger than the source (never upscale), plus one at the
+    source's own size when it sits below the top rung, so the best rung is
+    as sharp as the original."""
     ladder = ladder or get_ladder()
-    aspect = display_aspect(info)
-    shown_height = info.display_size[1] if info.display_size else info.height
-    heights = [rung for rung in ladder if rung.height <= shown_height]
-    if shown_height < ladder[0].height and all(r.height != even(shown_height) for r in heights):
-        # Borrow the caps of the next rung up for the source-height rung.
-        above = [rung for rung in ladder if rung.height > shown_height][-1]
-        heights.insert(0, Rung(even(shown_height), above.maxrate_kbps, above.crf, above.audio_kbps))
-    planned = []
-    for rung in heights:
-        height = even(rung.height)
-        planned.append(PlannedRung(rung, even(height * aspect), height))
-    return planned
+    width, height = display_dimensions(info)
+    source_short = even_below(min(width, height))
+    rungs = [(rung, even(rung.height)) for rung in ladder if even(rung.height) <= source_short]
+    if source_short < even(ladder[0].height) and all(short != source_short for _, short in rungs):
+        # Borrow the caps of the next rung up for the source-size rung.
+        above = [rung for rung in ladder if even(rung.height) > source_short][-1]
+        own = Rung(source_short, above.maxrate_kbps, above.crf, above.audio_kbps)
+        rungs.insert(0, (own, source_short))
+    return [PlannedRung(rung, *fit_short_side(info, short)) for rung, short in rungs]
 
 
 def lowest_rung(info, ladder=None):
@@ -142,11 +182,121 @@ def lowest_rung(info, ladder=None):
 
 
 def progressive_rung(planned):
-    """The rung the progressive MP4 is made from: the target height, or the
-    nearest one below it, or the smallest when all are taller."""
+    """The rung the progressive MP4 is made from: the target short side, or
+    the nearest one below it, or the smallest when all are bigger."""
     target = progressive_height()
-    below = [p for p in planned if p.height <= target]
+    below = [p for p in planned if p.short_side <= target]
     return below[0] if below else planned[-1]
+
+
+# ffprobe's field_order for interlaced pictures (top/bottom field first,
+# and the two "coded one way, shown the other" orders).
+INTERLACED_FIELD_ORDERS = frozenset({"tt", "bb", "tb", "bt"})
+# Transfer functions of HDR video: PQ (HDR10, Dolby Vision base) and HLG.
+HDR_TRANSFERS = frozenset({"smpte2084", "arib-std-b67"})
+
+
+def is_interlaced(info):
+    return source_video_stream(info).get("field_order") in INTERLACED_FIELD_ORDERS
+
+
+def hdr_transfer(info):
+    """The source's HDR transfer function, or None for SDR."""
+    transfer = source_video_stream(info).get("color_transfer")
+    return transfer if transfer in HDR_TRANSFERS else None
+
+
+def video_level(info):
+    """H.264 level times ten (``41`` for 4.1), or None when unknown."""
+    level = source_video_stream(info).get("level")
+    try:
+        level = int(level)
+    except (TypeError, ValueError):
+        return None
+    return level if level > 0 else None
+
+
+# Source language tags are ISO 639-2 (three letters); HLS wants RFC 5646,
+# which uses the two-letter code where one exists.
+_ISO_639_2_TO_1 = {
+    "ara": "ar", "bul": "bg", "cat": "ca", "ces": "cs", "cze": "cs", "chi": "zh", "zho": "zh",
+    "dan": "da", "deu": "de", "ger": "de", "ell": "el", "gre": "el", "eng": "en", "est": "et",
+    "fas": "fa", "per": "fa", "fin": "fi", "fra": "fr", "fre": "fr", "heb": "he", "hin": "hi",
+    "hrv": "hr", "hun": "hu", "ind": "id", "isl": "is", "ice": "is", "ita": "it", "jpn": "ja",
+    "kor": "ko", "lav": "lv", "lit": "lt", "msa": "ms", "may": "ms", "nld": "nl", "dut": "nl",
+    "nor": "no", "nob": "nb", "nno": "nn", "pol": "pl", "por": "pt", "ron": "ro", "rum": "ro",
+    "rus": "ru", "slk": "sk", "slo": "sk", "slv": "sl", "spa": "es", "srp": "sr", "swe": "sv",
+    "tha": "th", "tur": "tr", "ukr": "uk", "vie": "vi", "cym": "cy", "wel": "cy", "gle": "ga",
+    "eus": "eu", "baq": "eu", "glg": "gl",
+}
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+
+
+def language_tag(raw):
+    """RFC 5646 tag for a stream's language tag, or "" when unknown."""
+    raw = (raw or "").strip().replace("_", "-")
+    if not raw or not _LANGUAGE_TAG.match(raw) or raw.lower() in ("und", "mis", "mul", "zxx", "unk"):
+        return ""
+    primary, _, rest = raw.partition("-")
+    primary = _ISO_639_2_TO_1.get(primary.lower(), primary.lower())
+    return primary + ("-" + rest if rest else "")
+
+
+def language_name(tag):
+    """A language's own name ("Français") for a menu, or "" when unknown."""
+    from django.conf.locale import LANG_INFO
+
+    entry = LANG_INFO.get(tag.lower()) or LANG_INFO.get(tag.split("-")[0].lower()) or {}
+    if "fallback" in entry:
+        entry = LANG_INFO.get(entry["fallback"][0], {})
+    return entry.get("name_local", "")
+
+
+def _playlist_text(value):
+    # A quoted-string in a playlist may hold neither quotes nor line breaks.
+    return " ".join(str(value).replace('"', "'").split())[:64]
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """One of the source's audio streams, packaged once as an alternate HLS
+    audio rendition that every video rung refers to."""
+
+    index: int  # position among the source's audio streams: ffmpeg's a:<index>
+    language: str  # RFC 5646, "" when the source does not say
+    name: str  # what the player's menu shows
+    codec: str
+    channels: int | None
+    default: bool
+
+    @property
+    def label(self):
+        return f"audio{self.index + 1}"
+
+
+def plan_audio(info):
+    """Every audio stream of the source, in order; the first is the default."""
+    streams = [s for s in info.raw.get("streams", []) if s.get("codec_type") == "audio"]
+    tracks, names = [], set()
+    for index, stream in enumerate(streams):
+        tags = {key.lower(): value for key, value in (stream.get("tags") or {}).items()}
+        language = language_tag(tags.get("language"))
+        name = _playlist_text(tags.get("title") or "")
+        name = name or language_name(language) or (language or f"Audio {index + 1}")
+        base, count = name, 2
+        while name in names:
+            name, count = f"{base} ({count})", count + 1
+        names.add(name)
+        tracks.append(AudioTrack(
+            index=index, language=language, name=name, codec=stream.get("codec_name", ""),
+            channels=stream.get("channels"), default=index == 0,
+        ))
+    return tracks
+
+
+def audio_kbps():
+    """The one audio rendition is made at the ladder's highest audio rate."""
+    return max(rung.audio_kbps for rung in get_ladder())
 
 
 def output_frame_rate(info):

@@ -48,16 +48,21 @@ class TranscoderBackend:
     """What the pipeline needs from a backend. Every method returns argv;
     ffmpeg must be told to write ``-progress pipe:1`` so progress can be read."""
 
-    def remux_command(self, source, info, label, outdir):
-        """Copy the streams unchanged into a faststart MP4 and an HLS fMP4 rung."""
+    def remux_command(self, source, info, label, outdir, *, audio=()):
+        """Copy the streams unchanged: a faststart MP4 (picture and the first
+        of ``audio``), a video-only HLS fMP4 rung named ``label`` and one
+        audio-only HLS rendition per ``profiles.AudioTrack`` in ``audio``."""
         raise NotImplementedError
 
-    def ladder_command(self, source, info, planned, outdir, *, storyboard=None, preset=None):
-        """Every planned rung (and the storyboard) from one decode."""
+    def ladder_command(self, source, info, planned, outdir, *, storyboard=None, preset=None, audio=()):
+        """Every planned rung (video only), each of ``audio`` once as an
+        audio-only rendition, and the storyboard, from one decode. Pictures
+        come out progressive SDR BT.709 whatever the source."""
         raise NotImplementedError
 
-    def progressive_command(self, rung_media, output):
-        """A faststart MP4 from an already encoded rung, without re-encoding."""
+    def progressive_command(self, rung_media, output, *, audio_media=None):
+        """A faststart MP4 from an already encoded rung (and the default
+        audio rendition's file), without re-encoding."""
         raise NotImplementedError
 
     def poster_command(self, source, info, output, *, seek, width, height):

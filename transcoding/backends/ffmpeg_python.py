@@ -2,7 +2,16 @@
 
 import ffmpeg
 
-from ..profiles import keyframe_seconds, output_frame_rate, segment_seconds, setting
+from ..profiles import (
+    audio_kbps,
+    hdr_transfer,
+    is_interlaced,
+    keyframe_seconds,
+    output_frame_rate,
+    segment_seconds,
+    setting,
+    source_video_stream,
+)
 from . import (
     STORYBOARD_NAME,
     TranscoderBackend,
@@ -34,27 +43,87 @@ def _compile(outputs):
     return stream.global_args(*_global_args()).overwrite_output().compile(cmd="ffmpeg")
 
 
+# Allow-lists for the colour tags handed to zscale: anything else falls back
+# to what HDR video almost always is (BT.2020, non-constant luminance).
+_ZSCALE_PRIMARIES = {"bt2020", "bt709", "smpte431", "smpte432"}
+_ZSCALE_MATRICES = {"bt2020nc", "bt2020c", "bt709"}
+# Colour tags for every SDR output: players must not guess.
+_BT709_TAGS = {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709"}
+
+
+def picture_filters(video, info):
+    """Progressive SDR from any source: interlaced pictures are deinterlaced
+    (bwdif, one frame per frame), HDR (PQ or HLG) is tone-mapped to BT.709.
+    Every picture output (rungs, storyboard, poster) goes through this."""
+    if is_interlaced(info):
+        video = video.filter("bwdif", mode="send_frame", parity="auto", deint="all")
+    transfer = hdr_transfer(info)
+    if transfer:
+        stream = source_video_stream(info)
+        primaries = stream.get("color_primaries")
+        matrix = stream.get("color_space")
+        video = (
+            video.filter(
+                "zscale",
+                tin=transfer,
+                pin=primaries if primaries in _ZSCALE_PRIMARIES else "bt2020",
+                min=matrix if matrix in _ZSCALE_MATRICES else "bt2020nc",
+                rin="full" if stream.get("color_range") == "pc" else "limited",
+                t="linear",
+                # SDR reference white at 100 nits: SDR-range content keeps
+                # its brightness, highlights above it are compressed.
+                npl=100,
+            )
+            .filter("format", "gbrpf32le")
+            .filter("zscale", p="bt709")
+            # Mobius keeps the picture below reference white as it is and
+            # rolls highlights off smoothly (hable darkens everything).
+            .filter("tonemap", tonemap="mobius", desat=0)
+            .filter("zscale", t="bt709", m="bt709", r="limited")
+            .filter("format", "yuv420p")
+        )
+    return video
+
+
 class FFmpegPythonBackend(TranscoderBackend):
-    def remux_command(self, source, info, label, outdir):
+    def remux_command(self, source, info, label, outdir, *, audio=()):
         source_input = ffmpeg.input(str(source))
-        streams = [source_input["v:0"]]
-        if info.has_audio:
-            streams.append(source_input["a:0"])
+        video = source_input["v:0"]
         copy = {"c": "copy", "dn": None, "sn": None}
+        # The MP4 plays on its own: the picture and the default sound.
+        mp4_streams = [video] + [source_input[f"a:{track.index}"] for track in audio[:1]]
         outputs = [
-            ffmpeg.output(*streams, str(outdir / mp4_name(label)), movflags="+faststart", **copy),
-            ffmpeg.output(*streams, str(outdir / hls_playlist_name(label)), **copy, **_hls_options()),
+            ffmpeg.output(*mp4_streams, str(outdir / mp4_name(label)), movflags="+faststart", **copy),
+            ffmpeg.output(video, str(outdir / hls_playlist_name(label)), an=None, **copy, **_hls_options()),
         ]
+        outputs += self._audio_outputs(source_input, audio, outdir, copy=True)
         return _compile(outputs)
 
-    def ladder_command(self, source, info, planned, outdir, *, storyboard=None, preset=None):
+    def _audio_outputs(self, source_input, audio, outdir, *, copy=False):
+        """Each audio track once, as an audio-only HLS rendition."""
+        outputs = []
+        for track in audio:
+            if copy:
+                options = {"c:a": "copy"}
+            else:
+                options = {"c:a": "aac", "b:a": f"{audio_kbps()}k", "ac": 2}
+            outputs.append(ffmpeg.output(
+                source_input[f"a:{track.index}"], str(outdir / hls_playlist_name(track.label)),
+                vn=None, dn=None, sn=None, map_metadata=-1, **options, **_hls_options(),
+            ))
+        return outputs
+
+    def ladder_command(self, source, info, planned, outdir, *, storyboard=None, preset=None, audio=()):
         preset = preset or setting("X264_PRESET", "veryfast")
         rate = output_frame_rate(info)
         gop = max(1, round(rate * keyframe_seconds()))
         source_input = ffmpeg.input(str(source))
-        # Decode once, make the rate constant once (VFR phone video), then
-        # split: every rung sees the same frames, so keyframes line up.
-        video = source_input["v:0"].filter("fps", fps=f"{rate.numerator}/{rate.denominator}")
+        # Decode once, deinterlace and tone-map once, make the rate constant
+        # once (VFR phone video), then split: every rung sees the same
+        # frames, so keyframes line up.
+        video = picture_filters(source_input["v:0"], info).filter(
+            "fps", fps=f"{rate.numerator}/{rate.denominator}"
+        )
         branches = video.filter_multi_output("split", len(planned) + (1 if storyboard else 0))
         outputs = []
         for index, rung in enumerate(planned):
@@ -64,7 +133,6 @@ class FFmpegPythonBackend(TranscoderBackend):
                 .filter("setsar", "1")
                 .filter("format", "yuv420p")
             )
-            streams = [scaled]
             options = {
                 "c:v": "libx264",
                 "profile:v": "high",
@@ -78,17 +146,19 @@ class FFmpegPythonBackend(TranscoderBackend):
                 "flags": "+cgop",
                 "force_key_frames": f"expr:gte(t,n_forced*{keyframe_seconds()})",
                 "map_metadata": -1,
+                **_BT709_TAGS,
             }
-            if info.has_audio:
-                streams.append(source_input["a:0"])
-                options.update({"c:a": "aac", "b:a": f"{rung.rung.audio_kbps}k", "ac": 2})
-            outputs.append(
-                ffmpeg.output(*streams, str(outdir / hls_playlist_name(rung.label)), **options, **_hls_options())
-            )
+            # Sound is its own rendition (``audio``), shared by every rung.
+            outputs.append(ffmpeg.output(
+                scaled, str(outdir / hls_playlist_name(rung.label)), an=None, **options, **_hls_options()
+            ))
+        outputs += self._audio_outputs(source_input, audio, outdir)
         if storyboard:
             sprite = (
                 branches.stream(len(planned))
-                .filter("fps", fps=f"1/{storyboard.interval:g}")
+                # start_time and eof_action: a clip shorter than one interval
+                # (even a single frame) still gives its first tile.
+                .filter("fps", fps=f"1/{storyboard.interval:g}", start_time=0, eof_action="pass")
                 .filter("scale", storyboard.tile_width, storyboard.tile_height)
                 .filter("setsar", "1")
                 .filter("tile", f"{storyboard.columns}x{storyboard.rows}")
@@ -98,15 +168,17 @@ class FFmpegPythonBackend(TranscoderBackend):
             )
         return _compile(outputs)
 
-    def progressive_command(self, rung_media, output):
-        stream = ffmpeg.input(str(rung_media)).output(
-            str(output), c="copy", movflags="+faststart", f="mp4"
-        )
+    def progressive_command(self, rung_media, output, *, audio_media=None):
+        video = ffmpeg.input(str(rung_media))
+        streams = [video["v:0"]]
+        if audio_media:
+            streams.append(ffmpeg.input(str(audio_media))["a:0"])
+        stream = ffmpeg.output(*streams, str(output), c="copy", movflags="+faststart", f="mp4")
         return _compile([stream])
 
     def poster_command(self, source, info, output, *, seek, width, height):
         frame = (
-            ffmpeg.input(str(source), ss=f"{seek:.3f}")["v:0"]
+            picture_filters(ffmpeg.input(str(source), ss=f"{seek:.3f}")["v:0"], info)
             # The most representative of the next frames, not the first one
             # after the seek, which may be a fade or a black frame.
             .filter("thumbnail", 25)
