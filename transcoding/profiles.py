@@ -249,12 +249,27 @@ def language_name(tag):
     entry = LANG_INFO.get(tag.lower()) or LANG_INFO.get(tag.split("-")[0].lower()) or {}
     if "fallback" in entry:
         entry = LANG_INFO.get(entry["fallback"][0], {})
-    return entry.get("name_local", "")
+    name = entry.get("name_local", "")
+    return name[:1].upper() + name[1:]
 
 
 def _playlist_text(value):
     # A quoted-string in a playlist may hold neither quotes nor line breaks.
     return " ".join(str(value).replace('"', "'").split())[:64]
+
+
+# What muxers write as an MP4 track's handler name when nobody named it.
+_DEFAULT_HANDLER_NAMES = {"core media audio", "soun", "sound", "audio", "stereo", "mono"}
+
+
+def _track_title(handler_name):
+    """MP4 keeps a track's title as its handler name (ffmpeg writes the
+    ``title`` tag there); the names tools put there by default are not titles."""
+    name = (handler_name or "").strip()
+    lowered = name.lower()
+    if not name or "handler" in lowered or lowered in _DEFAULT_HANDLER_NAMES or lowered.startswith("gpac"):
+        return ""
+    return name
 
 
 @dataclass(frozen=True)
@@ -281,7 +296,7 @@ def plan_audio(info):
     for index, stream in enumerate(streams):
         tags = {key.lower(): value for key, value in (stream.get("tags") or {}).items()}
         language = language_tag(tags.get("language"))
-        name = _playlist_text(tags.get("title") or "")
+        name = _playlist_text(tags.get("title") or _track_title(tags.get("handler_name")))
         name = name or language_name(language) or (language or f"Audio {index + 1}")
         base, count = name, 2
         while name in names:

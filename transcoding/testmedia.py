@@ -105,3 +105,78 @@ def set_display_rotation(path, degrees):
     data[offset:offset + 36] = struct.pack(">9i", *matrices[degrees])
     Path(path).write_bytes(bytes(data))
     return path
+
+
+def _ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=300)
+
+
+def rotate_by_matrix(source, path, degrees):
+    """A copy of ``source`` whose display matrix says "turn by ``degrees``",
+    written by ffmpeg itself (ffmpeg 5.1 honours the ``rotate`` tag only when
+    copying; on an encode the tag is dropped)."""
+    _ffmpeg("-i", str(source), "-map", "0", "-c", "copy", "-metadata:s:v:0", f"rotate={degrees}", str(path))
+    return Path(path)
+
+
+def make_interlaced_video(path, *, duration=2, width=320, height=240, field_order="tt"):
+    """Interlaced H.264 like a broadcast or camcorder recording: 50 fields a
+    second woven into 25 frames, coded as fields, ``field_order`` tagged."""
+    weave = "interleave_top" if field_order in ("tt", "tb") else "interleave_bottom"
+    parity = "tff" if field_order in ("tt", "tb") else "bff"
+    _ffmpeg(
+        "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=50:duration={duration}",
+        "-vf", f"tinterlace={weave},fieldorder={parity}",
+        "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        "-flags", "+ilme+ildct", "-field_order", field_order, "-an", str(path),
+    )
+    return Path(path)
+
+
+def make_hdr_video(path, *, duration=1, width=320, height=180, transfer="smpte2084"):
+    """The test pattern as HDR video (10-bit BT.2020, PQ or HLG), with the
+    colour tags a phone or camera writes: SDR white at 100 nits."""
+    _ffmpeg(
+        "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=25:duration={duration}",
+        "-vf", f"zscale=tin=bt709:pin=bt709:min=bt709:rin=full:t={transfer}:p=bt2020:m=bt2020nc:r=tv:npl=100,"
+               "format=yuv420p10le",
+        "-c:v", "libx264", "-preset", "veryfast",
+        "-color_primaries", "bt2020", "-color_trc", transfer, "-colorspace", "bt2020nc", "-an", str(path),
+    )
+    return Path(path)
+
+
+def make_multi_audio_video(path, tracks, *, duration=2, width=320, height=180):
+    """A clip with one audio stream per ``(language, title)`` in ``tracks``
+    (either may be None), each a tone of its own pitch."""
+    args = ["-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=25:duration={duration}"]
+    for index, _ in enumerate(tracks):
+        args += ["-f", "lavfi", "-i", f"sine=frequency={440 * (index + 1)}:sample_rate=48000:duration={duration}"]
+    args += ["-map", "0:v"]
+    for index, _ in enumerate(tracks):
+        args += ["-map", f"{index + 1}:a"]
+    args += ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "50", "-c:a", "aac", "-b:a", "64k"]
+    for index, (language, title) in enumerate(tracks):
+        if language:
+            args += [f"-metadata:s:a:{index}", f"language={language}"]
+        if title:
+            # MP4 keeps a track's title as its handler name.
+            args += [f"-metadata:s:a:{index}", f"title={title}", f"-metadata:s:a:{index}", f"handler_name={title}"]
+    _ffmpeg(*args, "-movflags", "+faststart", "-shortest", str(path))
+    return Path(path)
+
+
+def idet_counts(path):
+    """ffmpeg's interlace detection over the whole video (multi-frame
+    counts): {"tff": n, "bff": n, "progressive": n, "undetermined": n}."""
+    import re
+
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-i", str(path), "-map", "0:v:0", "-vf", "idet", "-f", "null", "-"],
+        check=True, capture_output=True, text=True, timeout=120,
+    ).stderr
+    line = next(line for line in out.splitlines() if "Multi frame detection" in line)
+    return {
+        key.lower(): int(value)
+        for key, value in re.findall(r"(TFF|BFF|Progressive|Undetermined):\s*(\d+)", line)
+    }
