@@ -443,27 +443,98 @@ def test_other_sessions_and_anonymous_never_hit_anothers_entry(one_worker, world
     assert_refused(next_request(one_worker, stranger, path_for(world.page, world.video)), 302, world.data)
 
 
-# --- the shared stack: two workers, both warmed ---------------------------------------
+# --- two workers, both warmed, both refusing -------------------------------------------
+
+TAG_HEADER = "X-Test-Tag"
 
 
-@through_the_stack
-def test_revocation_reaches_every_worker(stack, world):
-    session = stack_session(world.alice)
-    path = path_for(world.page, world.video)
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory, stack_database_url, static_root):
+    """Two gunicorn workers whose access log names, per request, the worker's
+    pid, the test's tag for the request and the status: which worker answered
+    what is read from gunicorn itself, not inferred."""
+    stack = _start_stack(
+        tmp_path_factory, stack_database_url, static_root, extra_env={
+            "WEB_CONCURRENCY": "2",
+            "GUNICORN_CMD_ARGS": "--access-logformat '%(p)s %({x-test-tag}i)s %(s)s'",
+        },
+    )
+    yield stack
+    stack.stop()
 
-    def hammer():
+
+def answered_by(stack, tags, timeout=10):
+    """{tag: (worker pid, status)} from gunicorn's access log (a line is written
+    just after the response, so wait for all of them)."""
+    wanted = set(tags)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {}
+        for line in stack.log_text("gunicorn-access").splitlines():
+            pid, tag, status = line.split()
+            if tag in wanted:
+                found[tag] = (pid, int(status))
+        if len(found) == len(wanted) or time.monotonic() > deadline:
+            assert set(found) == wanted, f"no access log line for {sorted(wanted - set(found))}"
+            return found
+        time.sleep(0.05)
+
+
+def concurrent_requests(stack, key, path, label, count=4):
+    """``count`` requests at once (one connection each), so both workers are
+    kept busy; returns [(tag, response)]."""
+    results = {}
+
+    def one(tag):
         own = requests.Session()
-        own.cookies.set("sessionid", session_key(session))
-        warm(stack, own, path, world.data, times=10)
+        own.cookies.set("sessionid", key)
+        results[tag] = own.get(stack.url(path), headers={"Range": "bytes=0-99", TAG_HEADER: tag},
+                               allow_redirects=False)
 
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    tags = [f"{label}-{n}-{time.monotonic_ns()}" for n in range(count)]
+    threads = [threading.Thread(target=one, args=(tag,)) for tag in tags]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return [(tag, results[tag]) for tag in tags]
+
+
+@through_the_stack
+def test_revocation_reaches_every_worker(two_workers, world):
+    """Both workers hold the allowed decision (each answered it more than once),
+    then, after the group is taken away, both workers refuse."""
+    stack = two_workers
+    key = session_key(stack_session(world.alice))
+    path = path_for(world.page, world.video)
+
+    allowed_per_worker = {}
+    for _ in range(50):
+        batch = concurrent_requests(stack, key, path, "warm")
+        for tag, response in batch:
+            assert response.status_code == 206 and response.content == world.data[:100]
+        for pid, status in answered_by(stack, [tag for tag, _ in batch]).values():
+            assert status == 200  # gunicorn's answer: empty, with X-Accel-Redirect; nginx makes the 206
+            allowed_per_worker[pid] = allowed_per_worker.get(pid, 0) + 1
+        if len(allowed_per_worker) == 2 and min(allowed_per_worker.values()) >= 3:
+            break
+    # Every worker answered at least twice from a remembered decision.
+    assert len(allowed_per_worker) == 2 and min(allowed_per_worker.values()) >= 3, allowed_per_worker
+
     world.alice.groups.remove(world.viewers)
-    for _ in range(8):
-        assert_refused(next_request(stack, session, path), 403, world.data)
+
+    refused_per_worker = {}
+    for _ in range(50):
+        batch = concurrent_requests(stack, key, path, "revoked")
+        for tag, response in batch:
+            assert_refused(response, 403, world.data)
+        for pid, status in answered_by(stack, [tag for tag, _ in batch]).values():
+            assert status == 403
+            refused_per_worker[pid] = refused_per_worker.get(pid, 0) + 1
+        if set(refused_per_worker) == set(allowed_per_worker):
+            break
+    # The same two (warm) workers refused: neither was restarted with an empty cache.
+    assert set(refused_per_worker) == set(allowed_per_worker), (allowed_per_worker, refused_per_worker)
 
 
 # --- the cache itself --------------------------------------------------------------------
