@@ -18,6 +18,7 @@ from wagtail.models import CollectionMember, Page
 from wagtail.search import index
 
 from .blocks import VideoBlock
+from .page_forms import VideoChoicePageForm
 from .storage import private_storage
 
 _SAFE_EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
@@ -175,6 +176,9 @@ class VideoPage(Page):
     )
 
     template = "cms/video_page.html"
+    # Every video the editor puts on the page needs "choose" permission on its
+    # collection, checked on save whatever the POST says.
+    base_form_class = VideoChoicePageForm
 
     def videos(self):
         """Every video on this page: the main one first, then the body's, once each."""

@@ -9,8 +9,20 @@ changes, so a revoked grant or a removed group membership still takes effect
 on the next request.
 
 The checks run cheapest and most common first: a viewer with a grant on a live
-page costs a handful of small queries; whether the user may edit the page
-(several queries) is asked only when it can change the answer.
+page costs a handful of small queries; whether the user may edit the page, or
+may choose or change the video in the library (several queries each), is
+asked only when it can change the answer.
+
+Editing a page is not a right to its videos. A page editor previews a video
+that is not on the live page (a draft's, or any on an unpublished or expired
+page) only if they may also choose it (the library's collection
+permissions), since choosing it is what put it there; downloading an
+original takes a grant that allows it or change permission on the video.
+
+A page past its ``expire_at`` is treated as unpublished from that instant,
+and a remembered decision ends at it, whether or not ``publish_scheduled``
+has run. A changed page password is a new restriction row
+(``signal_handlers``), so a session that passed the old one no longer passes.
 """
 
 import enum
@@ -20,6 +32,8 @@ from functools import cached_property
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 from wagtail.models import BaseViewRestriction, Page, ReferenceIndex
+
+from cms.permissions import video_permission_policy
 
 
 class Outcome(enum.Enum):
@@ -41,7 +55,8 @@ class Decision:
     # Allowed from facts that decisions.py watches for change: the live page's
     # own rows, its restrictions and grants, the user and their groups, the
     # session. Never when it rested on the user being an editor (page
-    # permissions) or on the asynchronously updated reference index.
+    # permissions), on the library's collection permissions (choose, change),
+    # or on the asynchronously updated reference index.
     cacheable: bool = False
     # When the decision lapses by itself (the earliest matching grant's
     # expiry); None if only a change can end it.
@@ -55,20 +70,41 @@ class Decision:
 class _Viewer:
     """The request's user, with the facts the policy may need, each looked up at most once."""
 
-    def __init__(self, request, page):
+    def __init__(self, request, page, video):
         self.request = request
         self.user = request.user
         self.page = page
+        self.video = video
 
     @property
     def relied_on_editing(self):
-        return self.__dict__.get("may_edit") is True
+        """An allowing fact the decision cache does not watch was used: page
+        permissions or collection permissions on the video."""
+        return any(self.__dict__.get(name) is True for name in ("may_edit", "may_choose", "may_change"))
+
+    @property
+    def signed_in(self):
+        return self.user.is_authenticated and self.user.is_active
 
     @cached_property
     def may_edit(self):
-        if not self.user.is_authenticated or not self.user.is_active:
+        if not self.signed_in:
             return False
         return self.page.permissions_for_user(self.user).can_edit()
+
+    @cached_property
+    def may_choose(self):
+        """May put this video on a page: what previewing a draft's video needs."""
+        return self.signed_in and video_permission_policy().user_has_permission_for_instance(
+            self.user, "choose", self.video
+        )
+
+    @cached_property
+    def may_change(self):
+        """May edit the video in the library: what downloading it needs without a grant."""
+        return self.signed_in and video_permission_policy().user_has_permission_for_instance(
+            self.user, "change", self.video
+        )
 
     def grants(self):
         return list(self.page.viewer_grants.all())
@@ -83,24 +119,40 @@ class _Viewer:
         return grant.group_id in self.group_ids
 
 
+def is_expired(page, now=None):
+    """Past its ``expire_at``: off the air at once, before ``publish_scheduled``
+    has unpublished it."""
+    return page.expire_at is not None and page.expire_at <= (now or timezone.now())
+
+
 def can_watch(request, page, video, *, download=False):
     """Decide whether this request may receive the bytes of ``video`` as shown on ``page``.
 
-    All of these must hold: the page is live (or the user may edit it, for
-    previews); the video is used on that page; Wagtail's page privacy on the
+    All of these must hold: the page is live and not past its ``expire_at``
+    (or, for a preview, the user may edit the page *and* may choose the
+    video); the video is used on that page (a video only in the latest
+    draft, for the same previewing editor only); Wagtail's page privacy on the
     page and every ancestor accepts the request; and, if the page has viewer
     grants, one that has not expired names the user or one of their groups
     (editors of the page need none). With ``download=True`` the decision also
-    says whether the original may be downloaded (a grant's own flag, or editor).
+    says whether the original may be downloaded: a matching grant's own flag,
+    or change permission on the video in the library, never page-edit rights.
     """
-    viewer = _Viewer(request, page)
+    viewer = _Viewer(request, page, video)
     user = viewer.user
+    now = timezone.now()
 
-    if not page.live and not viewer.may_edit:
+    live = page.live and not is_expired(page, now)
+    if not live and not (viewer.may_edit and viewer.may_choose):
         return Decision(Outcome.NOT_FOUND, "unpublished")
     on_page = _where_on_page(video, page)
-    if not on_page and not (viewer.may_edit and video_is_on_page(video, page, draft=True)):
-        return Decision(Outcome.NOT_FOUND, "not_on_page")
+    if not on_page or not live:
+        # Content that is not (or no longer) on the air: a preview, for an
+        # editor of the page who may also choose this video.
+        if not (viewer.may_edit and viewer.may_choose and (
+            on_page or video_is_on_page(video, page, draft=True)
+        )):
+            return Decision(Outcome.NOT_FOUND, "not_on_page")
 
     for restriction in page.get_view_restrictions():
         if not restriction.accept_request(request):
@@ -110,35 +162,38 @@ def can_watch(request, page, video, *, download=False):
                 return Decision(Outcome.LOGIN_REQUIRED, "privacy")
             return Decision(Outcome.FORBIDDEN, "privacy")
 
+    # A remembered decision must not outlive the page's scheduled expiry.
+    page_until = page.expire_at if live else None
     grants = viewer.grants()
     if not grants:
-        can_download = download and viewer.may_edit
+        can_download = download and viewer.may_change
         return Decision(
             Outcome.ALLOWED, "open", can_download=can_download,
-            cacheable=_cacheable(page, on_page, viewer),
+            cacheable=_cacheable(live, on_page, viewer), valid_until=page_until,
         )
-    if not user.is_authenticated or not user.is_active:
+    if not viewer.signed_in:
         return Decision(Outcome.LOGIN_REQUIRED, "grants")
-    now = timezone.now()
     matching = [grant for grant in grants if grant.is_active(now) and viewer.named_by(grant)]
     if matching:
         granted_download = any(grant.can_download for grant in matching)
         expiries = [grant.expires_at for grant in matching if grant.expires_at is not None]
+        if page_until is not None:
+            expiries.append(page_until)
         return Decision(
             Outcome.ALLOWED,
             "grant",
-            can_download=download and (granted_download or viewer.may_edit),
-            cacheable=_cacheable(page, on_page, viewer),
+            can_download=download and (granted_download or viewer.may_change),
+            cacheable=_cacheable(live, on_page, viewer),
             # Until the last matching grant lapses; the earliest is simpler and safe.
             valid_until=min(expiries) if expiries else None,
         )
     if viewer.may_edit:
-        return Decision(Outcome.ALLOWED, "editor", can_download=download)
+        return Decision(Outcome.ALLOWED, "editor", can_download=download and viewer.may_change)
     return Decision(Outcome.FORBIDDEN, "no_grant")
 
 
-def _cacheable(page, on_page, viewer):
-    return page.live and on_page == _OWN_CONTENT and not viewer.relied_on_editing
+def _cacheable(live, on_page, viewer):
+    return live and on_page == _OWN_CONTENT and not viewer.relied_on_editing
 
 
 _OWN_CONTENT = "content"

@@ -1,9 +1,11 @@
+from django.http import Http404
 from django.urls import include, path, reverse
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.admin.menu import MenuItem
 
 from . import admin_urls
+from .policy import is_expired
 
 
 @hooks.register("register_admin_urls")
@@ -38,3 +40,11 @@ def register_grant_log_actions(actions):
     actions.register_action(
         "media_access.grant_revoke", _("Revoke viewer access"), _("Viewer access revoked")
     )
+
+
+@hooks.register("before_serve_page")
+def refuse_expired_page(page, request, serve_args, serve_kwargs):
+    """A page past its ``expire_at`` is gone at once, as its videos are
+    (``policy.is_expired``), not only when ``publish_scheduled`` next runs."""
+    if is_expired(page):
+        raise Http404

@@ -86,17 +86,109 @@ def test_video_in_the_streamfield_counts_and_others_do_not(sample_video, video):
     assert decide(None, page, video).outcome is Outcome.NOT_FOUND
 
 
-def test_unpublished_page_only_for_editors(video, sample_video):
+def editor_with(*codenames, name="editor", collection=None):
+    """A page editor (change on the home page) with these video permissions on ``collection``."""
+    from django.contrib.auth.models import Permission
+    from wagtail.models import Collection, GroupCollectionPermission
+
+    group = Group.objects.create(name=f"{name} group")
+    GroupPagePermission.objects.create(group=group, page=home_page(), permission_type="change")
+    for codename in codenames:
+        GroupCollectionPermission.objects.create(
+            group=group, collection=collection or Collection.get_first_root_node(),
+            permission=Permission.objects.get(codename=codename),
+        )
+    return make_user(name, groups=[group])
+
+
+def test_unpublished_page_only_for_editors_who_may_choose_the_video(video, sample_video):
+    # Was: any page editor previewed (and downloaded) every video of an unpublished page.
     page = make_video_page(video, title="Draft", live=False)
     assert decide(make_user("reader"), page, video).outcome is Outcome.NOT_FOUND
-    editors = Group.objects.create(name="Page editors")
-    GroupPagePermission.objects.create(group=editors, page=home_page(), permission_type="change")
-    editor = make_user("editor", groups=[editors])
-    assert decide(editor, page, video).outcome is Outcome.ALLOWED
+    assert decide(editor_with(), page, video).outcome is Outcome.NOT_FOUND
+    chooser = editor_with("choose_video", name="chooser")
+    decision = decide(chooser, page, video)
+    assert decision.outcome is Outcome.ALLOWED and not decision.cacheable
     # Editors need no viewer grant to preview.
     ViewerGrant.objects.create(page=page, group=Group.objects.create(name="Someone else"))
-    decision = decide(editor, page, video)
+    decision = decide(chooser, page, video, download=True)
     assert decision.outcome is Outcome.ALLOWED and decision.reason == "editor"
+    assert decision.can_download is False
+    changer = editor_with("choose_video", "change_video", name="changer")
+    assert decide(changer, page, video, download=True).can_download is True
+
+
+def test_draft_video_needs_choose_permission_to_preview(page, video, sample_video):
+    from wagtail.models import Collection
+
+    private = Collection.get_first_root_node().add_child(name="Private")
+    secret = make_video(sample_video, title="Secret", collection=private)
+    draft = page.get_latest_revision_as_object()
+    draft.video = secret
+    draft.save_revision()
+    page.refresh_from_db()
+    assert decide(editor_with(), page, secret).outcome is Outcome.NOT_FOUND
+    # Choose rights on another collection are not enough.
+    other = Collection.get_first_root_node().add_child(name="Other")
+    elsewhere = editor_with("choose_video", name="elsewhere", collection=other)
+    assert decide(elsewhere, page, secret).outcome is Outcome.NOT_FOUND
+    decision = decide(editor_with("choose_video", name="chooser", collection=private), page, secret)
+    assert decision.outcome is Outcome.ALLOWED and not decision.cacheable
+    # The live page's own video stays watchable for a page editor without video rights.
+    assert decide(editor_with(name="plain"), page, video).outcome is Outcome.ALLOWED
+
+
+def test_download_needs_a_grant_or_change_permission_not_page_editing(page, video):
+    editor = editor_with()
+    decision = decide(editor, page, video, download=True)
+    assert decision.outcome is Outcome.ALLOWED and decision.can_download is False
+    changer = editor_with("change_video", name="changer")
+    decision = decide(changer, page, video, download=True)
+    # Collection permissions are not watched by the decision cache.
+    assert decision.can_download is True and not decision.cacheable
+    ViewerGrant.objects.create(page=page, user=editor, can_download=True)
+    decision = decide(editor, page, video, download=True)
+    assert decision.can_download is True and decision.cacheable
+
+
+def test_page_past_expire_at_is_off_the_air(page, video):
+    soon = timezone.now() + timedelta(minutes=5)
+    VideoPage.objects.filter(pk=page.pk).update(expire_at=soon)
+    page.refresh_from_db()
+    decision = decide(None, page, video)
+    assert decision.outcome is Outcome.ALLOWED and decision.valid_until == soon
+    viewer = make_user("viewer")
+    ViewerGrant.objects.create(page=page, user=viewer, expires_at=soon + timedelta(days=1))
+    assert decide(viewer, page, video).valid_until == soon
+    VideoPage.objects.filter(pk=page.pk).update(expire_at=timezone.now() - timedelta(seconds=1))
+    page.refresh_from_db()
+    assert page.live
+    assert decide(None, page, video).outcome is Outcome.NOT_FOUND
+    assert decide(viewer, page, video).outcome is Outcome.NOT_FOUND
+
+
+def test_a_changed_password_is_a_new_restriction(page, video):
+    restriction = PageViewRestriction.objects.create(
+        page=page, restriction_type=PageViewRestriction.PASSWORD, password="sesame"
+    )
+    old_id = restriction.pk
+    restriction.save()  # unchanged: same row
+    assert restriction.pk == old_id
+    passed = {PageViewRestriction.passed_view_restrictions_session_key: [old_id]}
+    assert decide(None, page, video, session=passed).outcome is Outcome.ALLOWED
+    restriction.password = "new sesame"
+    restriction.save()
+    assert restriction.pk != old_id
+    assert list(PageViewRestriction.objects.filter(page=page).values_list("pk", flat=True)) == [restriction.pk]
+    decision = decide(None, page, video, session=passed)
+    assert decision.outcome is Outcome.FORBIDDEN and decision.reason == "password"
+    # Back to a login restriction and to a password again: a new row again.
+    restriction.restriction_type = PageViewRestriction.LOGIN
+    restriction.save()
+    login_id = restriction.pk
+    restriction.restriction_type = PageViewRestriction.PASSWORD
+    restriction.save()
+    assert restriction.pk != login_id
 
 
 def test_draft_video_is_previewable_by_editors_only(page, video, sample_video):

@@ -1,0 +1,132 @@
+"""The page editor's form: a page may only choose videos its editor may choose.
+
+The chooser modal lists only videos the user may choose, but a POST can name
+any id. ``VideoChoicePageForm`` checks every video the submitted page would
+hold, on the server, whatever path saves it (save draft, publish, submit for
+moderation, workflow actions, reverting to a revision: all validate this form
+in Wagtail's create and edit views). A video the user may not choose gets a
+form error on its field or block, and nothing is saved.
+"""
+
+from django import forms
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+from modelcluster.models import get_all_child_relations
+from wagtail.admin.forms.pages import WagtailAdminPageForm
+from wagtail.blocks import BlockField
+from wagtail.fields import StreamField
+
+from .blocks import chosen_videos, video_choice_error
+from .permissions import video_permission_policy
+
+NOT_ALLOWED = _("You do not have permission to choose this video.")
+
+
+def _is_video_model(model):
+    from .models import Video
+
+    return isinstance(model, type) and issubclass(model, Video)
+
+
+def _video_form_field(field):
+    return isinstance(field, forms.ModelChoiceField) and _is_video_model(field.queryset.model)
+
+
+def videos_held_by(obj):
+    """Ids of every video ``obj`` (a page, a revision's page object or one of
+    their inline children) holds: foreign keys and many-to-many fields to the
+    video model, every video chooser in its StreamFields, and the same for its
+    child relations (InlinePanel rows)."""
+    found = set()
+    for field in obj._meta.get_fields():
+        if isinstance(field, StreamField):
+            found.update(video.pk for video in chosen_videos(field.stream_block, getattr(obj, field.name)))
+        elif isinstance(field, models.ForeignKey) and _is_video_model(field.related_model):
+            value = getattr(obj, field.attname)
+            if value is not None:
+                found.add(value)
+        elif field.many_to_many and not field.auto_created and _is_video_model(field.related_model):
+            found.update(video.pk for video in getattr(obj, field.name).all())
+    for relation in get_all_child_relations(obj):
+        for child in getattr(obj, relation.get_accessor_name()).all():
+            found |= videos_held_by(child)
+    return found
+
+
+class VideoChoicePageForm(WagtailAdminPageForm):
+    """Base form for any page type that holds videos.
+
+    Every video the submitted page chooses (a foreign key or many-to-many
+    field to the video model, any video chooser block at any depth of any
+    StreamField, and the same in inline child forms) needs the user's
+    ``choose`` permission on that video's collection
+    (``cms.permissions.video_permission_policy``). A video already on the page
+    (its live content or its latest revision) may be kept without it, so an
+    editor without video rights can still edit the page's other fields.
+
+    Use it on your own page types::
+
+        from cms.page_forms import VideoChoicePageForm
+
+        class LessonPage(Page):
+            base_form_class = VideoChoicePageForm
+            ...
+
+    (or pass ``base_form_class=VideoChoicePageForm`` to your top-level panel).
+    """
+
+    video_not_allowed_message = NOT_ALLOWED
+
+    def clean(self):
+        cleaned_data = super().clean()
+        self._check_videos(self, cleaned_data)
+        for formset in getattr(self, "formsets", {}).values():
+            if not any(_video_form_field(field) for field in formset.form.base_fields.values()):
+                continue
+            formset.is_valid()  # cleans the child forms, as the form's own is_valid would
+            for form in formset.forms:
+                if getattr(form, "cleaned_data", None) and not (
+                    formset.can_delete and formset._should_delete_form(form)
+                ):
+                    self._check_videos(form, form.cleaned_data)
+        return cleaned_data
+
+    def _check_videos(self, form, cleaned_data):
+        for name, field in list(form.fields.items()):
+            if name not in cleaned_data:
+                continue
+            value = cleaned_data[name]
+            if isinstance(field, BlockField):
+                error = video_choice_error(field.block, value, self._refuse, self.video_not_allowed_message)
+                if error is not None:
+                    form.add_error(name, error)
+            elif _video_form_field(field):
+                videos = value if isinstance(field, forms.ModelMultipleChoiceField) else [value]
+                if any(video is not None and self._refuse(video) for video in videos):
+                    form.add_error(name, forms.ValidationError(
+                        self.video_not_allowed_message, code="video_not_allowed"))
+
+    def _refuse(self, video):
+        user = self.for_user
+        if user is not None and video_permission_policy().user_has_permission_for_instance(
+            user, "choose", video
+        ):
+            return False
+        return video.pk not in self._videos_already_on_page
+
+    @property
+    def _videos_already_on_page(self):
+        """Read from the database, not from ``self.instance``: the edit view's
+        instance can be an old revision being restored."""
+        if "_kept" not in self.__dict__:
+            kept = set()
+            if self.instance.pk is not None:
+                from wagtail.models import Page
+
+                page = Page.objects.filter(pk=self.instance.pk).first()
+                if page is not None:
+                    kept |= videos_held_by(page.specific)
+                    latest = page.get_latest_revision_as_object()
+                    kept |= videos_held_by(latest)
+            self.__dict__["_kept"] = kept
+        return self.__dict__["_kept"]
