@@ -2,6 +2,7 @@
 bounded ffmpeg concurrency, storage-API reads, renditions removed with the
 original."""
 
+import io
 import os
 import signal
 import subprocess
@@ -14,17 +15,27 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.files import File
+from django.core.management import call_command
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from tests.helpers import make_video
-from tests.stack import REPO
+from tests.stack import REPO, free_port
 from transcoding import pipeline
-from transcoding.models import Rendition, TranscodeJob
-from transcoding.profiles import Rung
+from transcoding.models import Rendition, RetiredFile, TranscodeJob
+from transcoding.profiles import Rung, segment_seconds
+from transcoding.publish import delete_retired_files, retired_file_grace_seconds
 from transcoding.runner import ffmpeg_slot
-from transcoding.tasks import enqueue_transcode, recover_stale_jobs
+from transcoding.tasks import (
+    PHASE_PRIORITY,
+    enqueue_transcode,
+    phase_queues,
+    recover_stale_jobs,
+    rerun,
+    resend_after_seconds,
+)
 from transcoding.testmedia import make_test_video
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True)]
@@ -56,8 +67,10 @@ def test_saving_a_video_only_enqueues_a_job(sample_video):
     assert job.status == "queued" and job.source_name == video.file.name
     # Waiting in the database queue for a transcoding worker, not run here.
     task = DBTaskResult.objects.get(backend_name="transcoding")
-    assert task.args_kwargs["args"] == [job.pk]
+    assert task.args_kwargs["args"] == [job.pk, "playable"]
     assert str(task.id) == job.task_id
+    # Ahead of every full ladder in the queue.
+    assert task.priority == PHASE_PRIORITY["playable"] > PHASE_PRIORITY["ladder"]
     assert not video.renditions.exists()
     assert video.status.code == "queued"
 
@@ -136,7 +149,8 @@ def test_stale_job_is_requeued_and_finished(sample_video):
 def test_queued_job_whose_task_was_never_sent_is_sent_again(sample_video):
     video = make_video(sample_video, title="Unsent")
     job = TranscodeJob.objects.create(video=video, source_name=video.file.name)
-    TranscodeJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    long_ago = timezone.now() - timedelta(minutes=10)
+    TranscodeJob.objects.filter(pk=job.pk).update(created_at=long_ago, queued_at=long_ago)
     with override_settings(TRANSCODING_LADDER=LADDER, TASKS=DB_TASKS):
         assert recover_stale_jobs() == [job.pk]
     job.refresh_from_db()
@@ -155,13 +169,14 @@ def test_job_failing_its_lease_too_often_fails_readably(sample_video):
     assert job.status == "failed" and "stopped responding 3 times" in job.error
 
 
-def _spawn_worker(log_path, database_name):
+def _spawn_worker(log_path, database_name, **extra_env):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "cms.settings.base",
         "DATABASE_URL": f"sqlite:///{database_name}",
         "TRANSCODING_LEASE_SECONDS": "2",
         "PYTHONUNBUFFERED": "1",
+        **extra_env,
     }
     log = open(log_path, "w")
     process = subprocess.Popen(
@@ -193,6 +208,7 @@ def _stop(process, log):
 
 def test_job_of_a_killed_worker_is_recovered_by_the_next_worker(sample_video, tmp_path):
     database = settings.DATABASES["default"]["NAME"]
+    scratch = tmp_path / "scratch"
     with override_settings(TRANSCODING_AUTO_ENQUEUE=True, TASKS=DB_TASKS):
         video = make_video(sample_video, title="Orphan")
     job = video.transcode_jobs.get()
@@ -200,17 +216,20 @@ def test_job_of_a_killed_worker_is_recovered_by_the_next_worker(sample_video, tm
     try:
         # Hold the host's only ffmpeg slot so the worker sits mid-job, heartbeating.
         with ffmpeg_slot():
-            first, first_log = _spawn_worker(tmp_path / "first.log", database)
+            first, first_log = _spawn_worker(tmp_path / "first.log", database, TRANSCODING_TEMP_DIR=str(scratch))
             workers.append((first, first_log))
             _wait_for(lambda: TranscodeJob.objects.get(pk=job.pk).status == "processing", 60,
                       "the first worker to claim the job")
+            _wait_for(lambda: list(scratch.glob(f"transcode-{job.pk}-*")), 30, "the job's scratch folder")
+            left_behind = list(scratch.glob(f"transcode-{job.pk}-*"))
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(timeout=10)
         time.sleep(3)  # longer than the 2 s lease
         job.refresh_from_db()
         assert job.status == "processing", "nobody may finish a dead worker's job by itself"
+        assert all(path.is_dir() for path in left_behind), "SIGKILL runs no cleanup"
 
-        second, second_log = _spawn_worker(tmp_path / "second.log", database)
+        second, second_log = _spawn_worker(tmp_path / "second.log", database, TRANSCODING_TEMP_DIR=str(scratch))
         workers.append((second, second_log))
         _wait_for(lambda: TranscodeJob.objects.get(pk=job.pk).status in ("ready", "failed"), 90,
                   "the second worker to recover and finish the job")
@@ -218,9 +237,50 @@ def test_job_of_a_killed_worker_is_recovered_by_the_next_worker(sample_video, tm
         assert job.status == "ready", (job.error, (tmp_path / "second.log").read_text()[-3000:])
         assert job.attempts == 2 and job.worker.endswith(f":{second.pid}")
         assert video.renditions.filter(name="hls-master").exists()
+        # The dead worker's folder went when the next worker started; the
+        # finished job left none.
+        assert not any(path.exists() for path in left_behind)
+        assert not [path.name for path in scratch.iterdir()]
     finally:
         for process, log in workers:
             _stop(process, log)
+
+
+def test_two_workers_sharing_one_ffmpeg_slot_keep_their_leases(media_dir, tmp_path):
+    """Every step can wait for the slot longer than the lease (here a
+    neighbour holds it 4 s at a time, like another worker's long ladder, and
+    the lease is 2 s): no job is taken from a worker that is alive."""
+    database = settings.DATABASES["default"]["NAME"]
+    source = make_test_video(media_dir / "slot-share.mp4", duration=2, width=320, height=240)
+    with override_settings(TRANSCODING_AUTO_ENQUEUE=True, TASKS=DB_TASKS):
+        videos = [make_video(source, title=f"Share {i}") for i in range(2)]
+    jobs = TranscodeJob.objects.filter(video__in=videos)
+    stop = threading.Event()
+
+    def neighbour():
+        while not stop.is_set():
+            with ffmpeg_slot(poll=0.05):
+                stop.wait(4)
+            time.sleep(0.7)  # a waiting worker (polling every 0.5 s) gets its turn
+
+    hog = threading.Thread(target=neighbour)
+    workers = []
+    try:
+        hog.start()
+        for name in ("a", "b"):
+            workers.append(_spawn_worker(tmp_path / f"{name}.log", database,
+                                         TRANSCODING_MAX_FFMPEG_PROCESSES="1"))
+        _wait_for(lambda: all(j.status in ("ready", "failed") for j in jobs.all()), 180,
+                  "both jobs to finish")
+    finally:
+        stop.set()
+        hog.join()
+        for process, log in workers:
+            _stop(process, log)
+    logs = "\n".join((tmp_path / f"{n}.log").read_text()[-2000:] for n in ("a", "b"))
+    for job in jobs.all():
+        assert (job.status, job.attempts, job.error) == ("ready", 1, ""), logs
+    assert "re-queued" not in logs and "recover_stale_jobs" not in logs
 
 
 def test_ffmpeg_slots_bound_concurrency(tmp_path):
@@ -273,3 +333,154 @@ def test_original_is_read_through_the_storage_api(sample_video, monkeypatch):
     assert job.status == "ready", job.error
     assert remote.opened == [video.file.name]
     assert Path(video.renditions.get(name="hls-master").file.path).exists()
+
+
+def _unreachable_task_queue():
+    """The transcoding backend on RQ with a Redis that is not there: every send fails."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    return override_settings(
+        TASKS={**DB_TASKS, "transcoding": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": phase_queues()}},
+        RQ_QUEUES={name: {"URL": url} for name in phase_queues()},
+    )
+
+
+def test_a_job_whose_send_fails_is_sent_again(sample_video):
+    # The upload itself succeeds; the job waits, queued, without a task.
+    with _unreachable_task_queue(), override_settings(TRANSCODING_AUTO_ENQUEUE=True):
+        video = make_video(sample_video, title="Unsendable")
+    job = video.transcode_jobs.get()
+    assert (job.status, job.task_id) == ("queued", "")
+    # A stale job whose re-send fails goes back to "unsent", not lost with an old task id.
+    stale = TranscodeJob.objects.create(
+        video=make_video(sample_video, title="Stale, unsendable"), source_name="x", status="processing",
+        attempts=1, worker="gone:1", task_id="old-task", heartbeat_at=timezone.now() - timedelta(minutes=10),
+    )
+    with _unreachable_task_queue(), override_settings(TRANSCODING_LEASE_SECONDS=60):
+        assert recover_stale_jobs() == []
+    stale.refresh_from_db()
+    assert (stale.status, stale.task_id, stale.attempts) == ("queued", "", 2)
+
+    # The queue is back: the next recovery pass (the worker runs one every
+    # LEASE/4 s) sends both.
+    later = timezone.now() + timedelta(seconds=resend_after_seconds() + 1)
+    with override_settings(TASKS=DB_TASKS, TRANSCODING_LEASE_SECONDS=60):
+        assert sorted(recover_stale_jobs(now=later)) == sorted([job.pk, stale.pk])
+    tasks = {task.args_kwargs["args"][0]: task for task in DBTaskResult.objects.filter(backend_name="transcoding")}
+    for sent in (job, stale):
+        sent.refresh_from_db()
+        assert sent.status == "queued" and sent.task_id == str(tasks[sent.pk].id)
+
+
+def _master_rungs(video):
+    master = video.renditions.get(name="hls-master")
+    return [line for line in Path(master.file.path).read_text().splitlines() if line.startswith("hls-")]
+
+
+def test_rerun_of_a_ready_video_keeps_its_ladder_until_the_new_one_replaces_it(sample_video, monkeypatch):
+    video = make_video(sample_video, title="Ready")
+    with override_settings(TRANSCODING_LADDER=LADDER):
+        first = enqueue_transcode(video)
+    first.refresh_from_db()
+    assert first.status == "ready"
+    rungs = _master_rungs(video)
+    assert len(rungs) == 2, rungs  # 144p, 90p
+    old_files = rendition_files(video)
+
+    seen = []
+    real_publish = pipeline.publish
+
+    def watching_publish(job, video_, outputs, **kwargs):
+        # What a player would find at each publish.
+        seen.append((kwargs["complete"], _master_rungs(video), all(os.path.exists(p) for p in old_files)))
+        return real_publish(job, video_, outputs, **kwargs)
+
+    monkeypatch.setattr(pipeline, "publish", watching_publish)
+    with override_settings(TRANSCODING_LADDER=LADDER):
+        again = rerun(video)
+    again.refresh_from_db()
+    assert again.status == "ready" and again.playable, again.error
+    # No quick version over the full ladder: one publish, the complete set.
+    assert seen == [(True, rungs, True)]
+    assert _master_rungs(video) == rungs
+    # The replaced files stay for the grace period.
+    assert set(rendition_files(video)).isdisjoint(old_files)
+    assert all(os.path.exists(path) for path in old_files)
+
+
+def test_replaced_files_are_deleted_after_the_grace_period(sample_video):
+    video = make_video(sample_video, title="Graceful")
+    with override_settings(TRANSCODING_LADDER=LADDER):
+        enqueue_transcode(video)
+        old_files = rendition_files(video)
+        rerun(video)
+    new_files = rendition_files(video)
+    assert old_files and new_files and set(old_files).isdisjoint(new_files)
+    grace = retired_file_grace_seconds()
+    assert grace >= settings.MEDIA_ACCESS_TOKEN_LIFETIME + segment_seconds()
+    # The first job's quick version and then its ladder, each kept when replaced.
+    retired = {video.file.storage.path(r.name) for r in RetiredFile.objects.filter(video=video)}
+    assert set(old_files) < retired and all(os.path.exists(path) for path in retired)
+
+    # Right after publishing nothing goes.
+    assert delete_retired_files() == 0
+    assert all(os.path.exists(path) for path in old_files)
+    # After the grace period the periodic cleanup removes the old sets (and
+    # their folders), not the new one.
+    assert delete_retired_files(now=timezone.now() + timedelta(seconds=grace + 1)) == len(retired)
+    assert not any(os.path.exists(path) for path in old_files)
+    assert not any(os.path.exists(os.path.dirname(path)) for path in old_files)
+    assert all(os.path.exists(path) for path in new_files)
+    assert not RetiredFile.objects.exists()
+
+
+def test_cleanup_command_deletes_expired_replaced_files(sample_video):
+    video = make_video(sample_video, title="Command")
+    with override_settings(TRANSCODING_LADDER=LADDER, TRANSCODING_RETIRED_FILE_GRACE_SECONDS=0):
+        enqueue_transcode(video)
+        old_files = rendition_files(video)
+        rerun(video)
+        assert all(os.path.exists(path) for path in old_files)
+        retired = RetiredFile.objects.count()
+        assert retired > len(old_files)  # the quick version's files too
+        out = io.StringIO()
+        call_command("transcoding_cleanup", stdout=out)
+    assert f"replaced files deleted: {retired}" in out.getvalue()
+    assert not any(os.path.exists(path) for path in old_files)
+    assert all(os.path.exists(path) for path in rendition_files(video))
+
+
+def test_deleting_a_video_deletes_its_replaced_files_at_once(sample_video):
+    video = make_video(sample_video, title="Gone")
+    with override_settings(TRANSCODING_LADDER=LADDER):
+        enqueue_transcode(video)
+        old_files = rendition_files(video)
+        rerun(video)
+    video.delete()
+    assert not any(os.path.exists(path) for path in old_files)
+
+
+def test_burst_of_uploads_is_playable_before_any_full_ladder_starts(media_dir, tmp_path):
+    """Six uploads at once, two workers: every video's quick version before
+    any worker starts a full ladder (from the recorded timestamps)."""
+    database = settings.DATABASES["default"]["NAME"]
+    source = make_test_video(media_dir / "burst.mp4", duration=2, width=320, height=240)
+    with override_settings(TRANSCODING_AUTO_ENQUEUE=True, TASKS=DB_TASKS), transaction.atomic():
+        videos = [make_video(source, title=f"Burst {i}") for i in range(6)]
+    jobs = TranscodeJob.objects.filter(video__in=videos)
+    workers = []
+    try:
+        for name in ("a", "b"):
+            workers.append(_spawn_worker(tmp_path / f"{name}.log", database, TRANSCODING_LEASE_SECONDS="30"))
+        _wait_for(lambda: all(j.status in ("ready", "failed") for j in jobs.all()), 240, "the burst to finish")
+    finally:
+        for process, log in workers:
+            _stop(process, log)
+    jobs = list(jobs.all())
+    assert all(j.status == "ready" for j in jobs), [(j.status, j.error) for j in jobs]
+    last_playable = max(j.playable_at for j in jobs)
+    first_ladder = min(j.ladder_started_at for j in jobs)
+    assert last_playable <= first_ladder, sorted(
+        [(j.pk, "playable", j.playable_at) for j in jobs] + [(j.pk, "ladder", j.ladder_started_at) for j in jobs],
+        key=lambda row: row[2])
+    # Both workers took part.
+    assert len({j.worker for j in jobs}) == 2

@@ -49,7 +49,13 @@ class Rendition(models.Model):
 
 
 class TranscodeJob(models.Model):
-    """One run of the pipeline for one original. The latest job per video is its status."""
+    """One run of the pipeline for one original. The latest job per video is its status.
+
+    A job runs as two tasks, one per ``phase``: the quick playable version,
+    then the full ladder. Between them it is queued again (``phase`` says
+    for which), so every waiting video gets its playable version before any
+    worker starts a full ladder.
+    """
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -58,8 +64,13 @@ class TranscodeJob(models.Model):
         FAILED = "failed", "Failed"
         SUPERSEDED = "superseded", "Superseded"
 
+    class Phase(models.TextChoices):
+        PLAYABLE = "playable", "Quick playable version"
+        LADDER = "ladder", "Full ladder"
+
     video = models.ForeignKey("cms.Video", related_name="transcode_jobs", on_delete=models.CASCADE)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.PLAYABLE)
     # The original this job was made for and the ladder it used: either
     # changing makes the job outdated.
     source_name = models.CharField(max_length=255)
@@ -73,13 +84,18 @@ class TranscodeJob(models.Model):
     source_info = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     stderr_tail = models.TextField(blank=True)
+    # The attempt now running (or queued): 1 + the times a worker lost it.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The task of the current phase; empty while not (yet) in the task queue.
     task_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=128, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # When the current phase was (re-)queued: an unsent task is sent again after a while.
+    queued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     playable_at = models.DateTimeField(null=True, blank=True)
+    ladder_started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -99,3 +115,18 @@ class TranscodeJob(models.Model):
 
     def __str__(self):
         return f"job {self.pk} for video {self.video_id}: {self.status}"
+
+
+class RetiredFile(models.Model):
+    """A published file that a newer set replaced. Players may still hold
+    signed URLs to it, so it is deleted only after ``delete_after`` (see
+    ``transcoding.publish.delete_retired_files``); the row's deletion
+    deletes the file, after commit."""
+
+    video = models.ForeignKey("cms.Video", related_name="+", on_delete=models.CASCADE)
+    name = models.CharField(max_length=255)
+    retired_at = models.DateTimeField(default=timezone.now)
+    delete_after = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return self.name

@@ -1,18 +1,25 @@
 """Publishing finished outputs: upload under a fresh prefix, then switch the
-Rendition rows in one transaction. Viewers find files only through those
-rows, so a half-uploaded set is never reachable; playlists go up last."""
+Rendition rows in one locked transaction. Viewers find files only through
+those rows, so a half-uploaded set is never reachable; playlists go up last.
+Files of a replaced set stay for a grace period (players hold signed URLs to
+them) and are deleted by ``delete_retired_files``."""
 
 import logging
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files import File
 from django.db import transaction
+from django.utils import timezone
 
 from cms.storage import private_storage
 
-from .models import Rendition, TranscodeJob
+from .models import Rendition, RetiredFile, TranscodeJob
+from .profiles import segment_seconds, setting
+from .signal_handlers import retiring
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +73,32 @@ class _FinishedFile(File):
         return self.name
 
 
-def publish(job, video, outputs, *, replace_all, on_upload=None):
-    """Store ``outputs`` and make them the video's renditions. With
-    ``replace_all`` every other rendition goes, else only same-named ones."""
+def retired_file_grace_seconds():
+    """How long a replaced file stays: a player may have fetched a playlist
+    naming it just before the switch and keeps using its signed URL until
+    the token expires, then fetches one more segment."""
+    configured = setting("RETIRED_FILE_GRACE_SECONDS", None)
+    if configured is not None:
+        return float(configured)
+    return float(getattr(settings, "MEDIA_ACCESS_TOKEN_LIFETIME", 300)) + segment_seconds() + 60
+
+
+def publish(job, video, outputs, *, complete, on_upload=None):
+    """Store ``outputs`` and make them the video's renditions; a published
+    video never gets worse.
+
+    ``complete``: a whole set (the full ladder); it replaces every published
+    rendition, whose files are retired for the grace period instead of being
+    deleted while players still fetch them. Otherwise a quick playable set,
+    published only while the video has nothing published: never over a
+    previous full ladder. Returns the stored names, or None when skipped.
+    """
     storage = private_storage()
+    if not complete and Rendition.objects.filter(video=video).exists():
+        return None
     prefix = rendition_prefix(video, job)
     stored, sizes = {}, {}
+    published = False
     try:
         for output in sorted(outputs, key=Output.upload_order):
             _rewrite_references(output)
@@ -82,17 +109,11 @@ def publish(job, video, outputs, *, replace_all, on_upload=None):
             if on_upload:
                 on_upload()
         with transaction.atomic():
-            current = TranscodeJob.objects.filter(
-                pk=job.pk, status=TranscodeJob.Status.PROCESSING, worker=job.worker
-            ).exists()
-            source_name = type(video).objects.filter(pk=video.pk).values_list("file", flat=True).first()
-            if not current or source_name != job.source_name:
-                raise JobSuperseded()
+            _lock_as_current(job, video)
             existing = Rendition.objects.filter(video=video)
-            if not replace_all:
-                existing = existing.filter(name__in=list(stored))
-            # Each row's file goes after commit (signal handler).
-            existing.delete()
+            if not complete and existing.exists():
+                return None
+            _retire(video, existing)
             Rendition.objects.bulk_create(
                 Rendition(
                     video=video,
@@ -108,11 +129,56 @@ def publish(job, video, outputs, *, replace_all, on_upload=None):
                 )
                 for output in outputs
             )
-    except BaseException:
-        for name in stored.values():
-            try:
-                storage.delete(name)
-            except Exception:  # noqa: BLE001 - cleanup must not hide the cause
-                logger.warning("could not delete unpublished %s", name, exc_info=True)
-        raise
+            published = True
+    finally:
+        if not published:
+            for name in stored.values():
+                try:
+                    storage.delete(name)
+                except Exception:  # noqa: BLE001 - cleanup must not hide the cause
+                    logger.warning("could not delete unpublished %s", name, exc_info=True)
     return stored
+
+
+def _lock_as_current(job, video):
+    """Lock the video's row, then the job's (PostgreSQL row locks, in the
+    order saving a video takes them; SQLite's IMMEDIATE transactions hold
+    the database's write lock already), and check under the lock that this
+    worker still owns the job and the original is the job's. A stale worker
+    and its replacement thus publish one after the other, and the second
+    finds it lost the job."""
+    source_name = (
+        type(video).objects.select_for_update().filter(pk=video.pk).values_list("file", flat=True).first()
+    )
+    owner = (
+        TranscodeJob.objects.select_for_update()
+        .filter(pk=job.pk, status=TranscodeJob.Status.PROCESSING, worker=job.worker)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if owner is None or source_name != job.source_name:
+        raise JobSuperseded()
+
+
+def _retire(video, renditions):
+    """Delete the rows of ``renditions`` but keep their files for the grace period."""
+    names = [name for name in renditions.values_list("file", flat=True) if name]
+    delete_after = timezone.now() + timedelta(seconds=retired_file_grace_seconds())
+    RetiredFile.objects.bulk_create(
+        RetiredFile(video=video, name=name, delete_after=delete_after) for name in names
+    )
+    retiring.names = set(names)
+    try:
+        renditions.delete()
+    finally:
+        retiring.names = ()
+
+
+def delete_retired_files(now=None):
+    """Delete replaced files whose grace period is over (each row's file goes
+    after commit). Run by every transcoding worker and by
+    ``manage.py transcoding_cleanup``. Returns how many."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        count, _ = RetiredFile.objects.filter(delete_after__lte=now).delete()
+    return count

@@ -1,9 +1,13 @@
 import os
+import threading
 
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
 from .profiles import setting
+
+# File names the publisher is retiring in this thread (see transcoding.publish).
+retiring = threading.local()
 
 
 def remember_previous_file(sender, instance, raw=False, **kwargs):
@@ -30,11 +34,20 @@ def transcode_new_original(sender, instance, created, raw=False, **kwargs):
 
 
 def delete_rendition_file_on_commit(sender, instance, **kwargs):
-    # After commit only: a rolled-back delete must not lose the file.
+    # After commit only: a rolled-back delete must not lose the file. A file
+    # the publisher retires (replaced by a newer set) stays for the grace
+    # period; its RetiredFile row deletes it later.
     name = instance.file.name
-    if name:
+    if name and name not in getattr(retiring, "names", ()):
         storage = instance.file.storage
         transaction.on_commit(lambda: _delete_with_empty_folder(storage, name))
+
+
+def delete_retired_file_on_commit(sender, instance, **kwargs):
+    from cms.storage import private_storage
+
+    name, storage = instance.name, private_storage()
+    transaction.on_commit(lambda: _delete_with_empty_folder(storage, name))
 
 
 def _delete_with_empty_folder(storage, name):
@@ -54,10 +67,13 @@ def _delete_with_empty_folder(storage, name):
 def register_signal_handlers():
     from cms.models import Video
 
-    from .models import Rendition
+    from .models import Rendition, RetiredFile
 
     pre_save.connect(remember_previous_file, sender=Video, dispatch_uid="transcoding_previous_file")
     post_save.connect(transcode_new_original, sender=Video, dispatch_uid="transcoding_enqueue")
     post_delete.connect(
         delete_rendition_file_on_commit, sender=Rendition, dispatch_uid="transcoding_rendition_file"
+    )
+    post_delete.connect(
+        delete_retired_file_on_commit, sender=RetiredFile, dispatch_uid="transcoding_retired_file"
     )

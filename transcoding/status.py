@@ -30,6 +30,14 @@ def video_status(video):
         # No job yet: the original is all there is.
         return VideoStatus("uploaded", "Uploaded")
     outdated = job.is_outdated(video)
+    if job.status == job.Status.QUEUED and job.phase == job.Phase.LADDER:
+        # Its playable version is out; the full ladder waits for a worker.
+        return VideoStatus(
+            "processing",
+            "Playable, waiting for the full ladder" if job.playable else "Waiting for the full ladder",
+            progress=job.progress,
+            playable=job.playable, outdated=outdated,
+        )
     if job.status == job.Status.QUEUED:
         return VideoStatus("queued", "Queued", progress=0, outdated=outdated)
     if job.status == job.Status.PROCESSING:

@@ -1,7 +1,14 @@
 """Transcoding through the Django Tasks API, on its own backend alias
 (``TRANSCODING_TASK_BACKEND``, default ``"transcoding"``) so transcoder
-workers can be run, scaled and tested apart from the default queue."""
+workers can be run, scaled and tested apart from the default queue.
 
+A job is sent twice, once per phase: first the quick playable version, then
+the full ladder. Playable tasks go ahead of ladder tasks: by priority on a
+backend that has priorities (the database backend), else on their own queue
+(``TRANSCODING_PLAYABLE_QUEUE``) that workers read before the ladder queue
+(RQ). So a burst of uploads is playable before any full ladder starts."""
+
+import logging
 from datetime import timedelta
 
 from django.db import transaction
@@ -11,24 +18,61 @@ from django_tasks import task
 from .models import TranscodeJob
 from .profiles import ladder_signature, setting
 
+logger = logging.getLogger(__name__)
+
 Status = TranscodeJob.Status
+Phase = TranscodeJob.Phase
+
+# Database backend: higher runs first (django-tasks allows -100..100).
+PHASE_PRIORITY = {Phase.PLAYABLE: 50, Phase.LADDER: -50}
 
 
 @task()
-def transcode_video(job_id):
+def transcode_video(job_id, phase=Phase.PLAYABLE):
     from .pipeline import run_job
 
-    return run_job(job_id)
+    return run_job(job_id, phase)
 
 
 def task_backend_alias():
     return setting("TASK_BACKEND", "transcoding")
 
 
+def phase_queues():
+    """Queue names for backends without priorities, playable first."""
+    return [
+        setting("PLAYABLE_QUEUE", "transcoding-playable"),
+        setting("LADDER_QUEUE", "transcoding-ladder"),
+    ]
+
+
+def _task_for(phase):
+    from django_tasks import task_backends
+
+    backend = task_backends[task_backend_alias()]
+    if backend.supports_priority:
+        return transcode_video.using(backend=backend.alias, priority=PHASE_PRIORITY[phase])
+    playable_queue, ladder_queue = phase_queues()
+    return transcode_video.using(
+        backend=backend.alias, queue_name=playable_queue if phase == Phase.PLAYABLE else ladder_queue
+    )
+
+
 def send_job(job_id):
-    result = transcode_video.using(backend=task_backend_alias()).enqueue(job_id)
-    # The immediate backend has run the job by now; never overwrite its state.
-    TranscodeJob.objects.filter(pk=job_id).update(task_id=str(result.id)[:64])
+    """Hand the job's current phase to the task backend. A failure is logged,
+    not raised: the job stays queued without a task id and
+    ``recover_stale_jobs`` sends it again. Returns the task result or None."""
+    phase = TranscodeJob.objects.filter(pk=job_id).values_list("phase", flat=True).first()
+    if phase is None:
+        return None
+    try:
+        result = _task_for(phase).enqueue(job_id, phase)
+    except Exception:  # noqa: BLE001 - the queue may be down; recovery retries
+        logger.exception("could not send transcode job %s (%s) to the task queue; will retry", job_id, phase)
+        return None
+    # The immediate backend has run the job by now (and may have sent its
+    # next phase): only fill in a task id nobody has set since.
+    TranscodeJob.objects.filter(pk=job_id, phase=phase, task_id="").update(task_id=str(result.id)[:64])
     return result
 
 
@@ -46,15 +90,21 @@ def enqueue_transcode(video):
     return job
 
 
+def resend_after_seconds():
+    """How long a queued job may wait for its task id before it is sent again."""
+    return float(setting("RESEND_AFTER_SECONDS", min(30, setting("LEASE_SECONDS", 120))))
+
+
 def recover_stale_jobs(now=None):
     """Jobs whose worker stopped heartbeating (killed, machine lost) go back
-    to the queue, or fail after ``TRANSCODING_MAX_ATTEMPTS``. Returns the
-    re-queued ids."""
+    to the queue in the phase they were in, or fail after
+    ``TRANSCODING_MAX_ATTEMPTS``; queued jobs that never reached the task
+    queue (a send failed) are sent again. Returns the ids sent."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=setting("LEASE_SECONDS", 120))
     max_attempts = setting("MAX_ATTEMPTS", 3)
-    requeued = []
     stale = TranscodeJob.objects.filter(status=Status.PROCESSING, heartbeat_at__lt=cutoff)
+    requeued = []
     for job in stale:
         # Conditional on the heartbeat we saw: a second recoverer, or the
         # worker coming back to life, makes this a no-op.
@@ -68,15 +118,21 @@ def recover_stale_jobs(now=None):
                 "the file may be too large or crash ffmpeg.",
                 finished_at=now,
             )
-        elif claimed.update(status=Status.QUEUED, worker="", stage="requeued", eta_seconds=None):
+        # Back in the queue without a task id: sent below, or again on the
+        # next pass if sending fails.
+        elif claimed.update(
+            status=Status.QUEUED, worker="", stage="requeued", eta_seconds=None, task_id="",
+            attempts=job.attempts + 1, queued_at=now,
+        ):
             requeued.append(job.pk)
-    # Queued jobs whose task never reached the queue (the enqueue after
-    # commit failed, e.g. the queue database was unreachable) are sent again.
-    unsent = TranscodeJob.objects.filter(status=Status.QUEUED, task_id="", created_at__lt=cutoff)
-    requeued += list(unsent.values_list("pk", flat=True))
-    for job_id in requeued:
-        send_job(job_id)
-    return requeued
+    unsent = TranscodeJob.objects.filter(
+        status=Status.QUEUED, task_id="", queued_at__lt=now - timedelta(seconds=resend_after_seconds())
+    ).exclude(pk__in=requeued).order_by("queued_at", "pk")
+    sent = []
+    for job_id in requeued + list(unsent.values_list("pk", flat=True)):
+        if send_job(job_id) is not None:
+            sent.append(job_id)
+    return sent
 
 
 def rerun(video):

@@ -1,6 +1,9 @@
 """The task worker for the transcoding backend (``db_worker`` for the
-database backend, ``rqworker`` for RQ on Redis), plus the lease keeper that
-re-queues jobs whose worker died."""
+database backend, ``rqworker`` for RQ on Redis, reading the playable queue
+before the ladder queue), plus the housekeeping thread: it re-queues jobs
+whose worker died, sends jobs whose send failed, removes job folders of
+stopped workers on this host and deletes replaced files after their grace
+period. On start, folders of stopped workers go first."""
 
 import logging
 import threading
@@ -10,19 +13,28 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connection
 
 from transcoding.profiles import setting
-from transcoding.tasks import recover_stale_jobs, task_backend_alias
+from transcoding.publish import delete_retired_files
+from transcoding.tasks import phase_queues, recover_stale_jobs, task_backend_alias
+from transcoding.workdirs import remove_abandoned_workdirs
 
 logger = logging.getLogger("transcoding.worker")
 
 
-def _recover_forever(stop, every):
-    while not stop.wait(every):
+def housekeeping():
+    """One pass; each part runs even if another fails."""
+    for step in (recover_stale_jobs, remove_abandoned_workdirs, delete_retired_files):
         try:
             close_old_connections()
-            if requeued := recover_stale_jobs():
-                logger.warning("re-queued transcode jobs with expired leases: %s", requeued)
+            if done := step():
+                logger.warning("%s: %s", step.__name__, done)
         except Exception:  # noqa: BLE001 - the watchdog must outlive a bad query
-            logger.exception("stale job recovery failed")
+            logger.exception("transcoding housekeeping step %s failed", step.__name__)
+
+
+def _housekeeping_forever(stop, every):
+    while not stop.wait(every):
+        try:
+            housekeeping()
         finally:
             connection.close()
 
@@ -42,12 +54,10 @@ class Command(BaseCommand):
         parser.add_argument("--max-tasks", type=int, default=None)
 
     def handle(self, *, interval, startup_delay, max_tasks, verbosity, **options):
-        requeued = recover_stale_jobs()
-        if requeued:
-            logger.warning("re-queued transcode jobs with expired leases: %s", requeued)
+        housekeeping()
         stop = threading.Event()
         every = max(1.0, setting("LEASE_SECONDS", 120) / 4)
-        threading.Thread(target=_recover_forever, args=(stop, every), daemon=True).start()
+        threading.Thread(target=_housekeeping_forever, args=(stop, every), daemon=True).start()
         try:
             if _uses_rq():
                 self.run_rq_worker(max_tasks, verbosity)
@@ -80,4 +90,7 @@ class Command(BaseCommand):
         }
         if max_tasks:
             options["max_jobs"] = max_tasks
-        call_command("rqworker", *sorted(backend.queues), **options)
+        # RQ takes from the first non-empty queue in this order: quick
+        # playable versions before any full ladder.
+        first = [name for name in phase_queues() if name in backend.queues]
+        call_command("rqworker", *first, *sorted(set(backend.queues) - set(first)), **options)
