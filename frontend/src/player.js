@@ -202,6 +202,7 @@
           await this.useEngine(candidate, resumeAt, candidates.slice(index + 1));
           this.root.dataset.engine = candidate.name;
           this.updateQualityMenu();
+          this.updateAudioMenu();
           return;
         } catch (error) {
           if (error instanceof AccessLost) return this.lose(error.info);
@@ -278,6 +279,8 @@
         this.root.dataset.level = this.lastLevelName;
         this.updateQualityMenu();
       });
+      hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, () => this.updateAudioMenu());
+      hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, () => this.updateAudioMenu());
       hls.on(Hls.Events.ERROR, (event, data) => {
         if (!data.fatal || !parsed) return;
         if (data.type === Hls.ErrorTypes.MEDIA_ERROR && !recovering) {
@@ -406,6 +409,14 @@
         type: "button", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": "Quality", text: "Auto",
       });
       this.qualityMenu = el("ul", "video-player__menu", { role: "menu", hidden: "" });
+      // Sound: one entry per alternate audio rendition (languages, commentary).
+      this.audioButton = el("button", "video-player__button video-player__audio", {
+        type: "button", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": "Audio track", text: "Audio",
+      });
+      this.audioMenu = el("ul", "video-player__audio-menu", { role: "menu", hidden: "" });
+      this.audioWrap = el("div", "video-player__audio-wrap");
+      this.audioWrap.append(this.audioButton, this.audioMenu);
+      this.audioWrap.hidden = true;
       this.captionsButton = el("button", "video-player__button video-player__captions", {
         type: "button", "aria-pressed": "false", "aria-label": "Captions", text: "CC",
       });
@@ -413,7 +424,8 @@
       this.fullscreenButton = el("button", "video-player__button video-player__fullscreen", { type: "button", "aria-label": "Full screen" });
       const quality = el("div", "video-player__quality-wrap");
       quality.append(this.qualityButton, this.qualityMenu);
-      bar.append(this.playButton, this.scrub, this.time, this.muteButton, this.captionsButton, quality, this.fullscreenButton);
+      bar.append(this.playButton, this.scrub, this.time, this.muteButton, this.captionsButton, this.audioWrap, quality,
+        this.fullscreenButton);
       this.stage.append(bar);
       setIcon(this.fullscreenButton, "fullscreen");
       this.syncState();
@@ -425,15 +437,27 @@
       this.captionsButton.addEventListener("click", () => this.toggleCaptions());
       this.qualityButton.addEventListener("click", (event) => {
         event.stopPropagation();
+        this.setAudioMenuOpen(false);
         this.setMenuOpen(this.qualityMenu.hidden);
       });
       document.addEventListener("click", (event) => {
         if (!this.qualityMenu.contains(event.target)) this.setMenuOpen(false);
+        if (!this.audioMenu.contains(event.target)) this.setAudioMenuOpen(false);
+      });
+      this.audioButton.addEventListener("click", (event) => {
+        event.stopPropagation();
+        this.setMenuOpen(false);
+        this.setAudioMenuOpen(this.audioMenu.hidden);
       });
       video.addEventListener("play", () => this.syncState());
       video.addEventListener("pause", () => this.syncState());
       video.addEventListener("playing", () => { this.started = true; this.syncState(); });
       video.addEventListener("volumechange", () => this.syncState());
+      if (video.audioTracks) {
+        for (const type of ["addtrack", "removetrack", "change"]) {
+          video.audioTracks.addEventListener(type, () => this.updateAudioMenu());
+        }
+      }
       video.addEventListener("timeupdate", () => this.syncTime());
       video.addEventListener("progress", () => this.syncTime());
       video.addEventListener("durationchange", () => this.syncTime());
@@ -530,7 +554,7 @@
 
     onKey(event) {
       if (event.altKey || event.ctrlKey || event.metaKey) return;
-      if (event.target.closest && event.target.closest(".video-player__menu")) return;
+      if (event.target.closest && event.target.closest(".video-player__menu, .video-player__audio-menu")) return;
       const video = this.video;
       const actions = {
         " ": () => this.togglePlay(),
@@ -616,6 +640,78 @@
       this.qualityButton.setAttribute("aria-expanded", String(open));
       if (open) {
         const checked = this.qualityMenu.querySelector('[aria-checked="true"]');
+        if (checked) checked.focus();
+      }
+    }
+
+    // ---- audio tracks ---------------------------------------------------------
+    // The master playlist lists each audio rendition (EXT-X-MEDIA TYPE=AUDIO):
+    // hls.js exposes them as audioTracks; a native HLS player as the
+    // element's audioTracks (where the browser has that API).
+    audioChoices() {
+      if (this.engine === "hlsjs" && this.hls) {
+        return this.hls.audioTracks.map((track, index) => ({
+          label: track.name || track.lang || "Track " + (index + 1), lang: track.lang || "", value: index,
+        }));
+      }
+      const tracks = this.engine === "native" && this.video.audioTracks;
+      if (!tracks) return [];
+      return Array.from(tracks, (track, index) => ({
+        label: track.label || track.language || "Track " + (index + 1), lang: track.language || "", value: index,
+      }));
+    }
+
+    currentAudio() {
+      if (this.engine === "hlsjs" && this.hls) return this.hls.audioTrack;
+      const tracks = this.engine === "native" && this.video.audioTracks;
+      return tracks ? Array.from(tracks).findIndex((track) => track.enabled) : -1;
+    }
+
+    updateAudioMenu() {
+      if (!this.audioMenu) return;
+      const choices = this.audioChoices();
+      this.audioWrap.hidden = choices.length < 2;
+      this.audioMenu.replaceChildren();
+      if (choices.length < 2) {
+        this.setAudioMenuOpen(false);
+        return;
+      }
+      const current = this.currentAudio();
+      for (const choice of choices) {
+        const item = el("li", "", { role: "none" });
+        const button = el("button", "video-player__audio-item", {
+          type: "button", role: "menuitemradio", "aria-checked": String(choice.value === current),
+          "data-audio-track": String(choice.value), text: choice.label,
+        });
+        if (choice.lang) button.lang = choice.lang;
+        button.addEventListener("click", () => {
+          this.chooseAudio(choice.value);
+          this.setAudioMenuOpen(false);
+          this.audioButton.focus();
+        });
+        item.append(button);
+        this.audioMenu.append(item);
+      }
+      const chosen = choices.find((choice) => choice.value === current);
+      this.audioButton.textContent = chosen ? chosen.label : "Audio";
+      this.root.dataset.audioTrack = chosen ? chosen.label : "";
+    }
+
+    chooseAudio(index) {
+      if (this.engine === "hlsjs" && this.hls) {
+        this.hls.audioTrack = index;
+      } else if (this.engine === "native" && this.video.audioTracks) {
+        Array.from(this.video.audioTracks).forEach((track, i) => { track.enabled = i === index; });
+      }
+      this.updateAudioMenu();
+    }
+
+    setAudioMenuOpen(open) {
+      if (!this.audioMenu) return;
+      this.audioMenu.hidden = !open;
+      this.audioButton.setAttribute("aria-expanded", String(open));
+      if (open) {
+        const checked = this.audioMenu.querySelector('[aria-checked="true"]');
         if (checked) checked.focus();
       }
     }
