@@ -4,19 +4,33 @@ The same template serves `make run`, the integration tests and production,
 so what is tested is what is shipped.
 """
 
-import getpass
 import os
+import pwd
+import re
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.template import Context, Engine
+from django.urls import reverse
 
 from . import s3, tokens
 
 TEMPLATE_PATH = Path(settings.BASE_DIR) / "deploy" / "nginx" / "site.conf.template"
 # Multipart envelope and form fields on top of the largest allowed file.
 _UPLOAD_OVERHEAD = 16 * 1024 * 1024
+# Request bodies anywhere but the admin: login forms, page passwords.
+SITE_BODY_LIMIT = 1024 * 1024
+# The rest of the admin (Wagtail's image and document uploads) unless
+# CMS_ADMIN_MAX_BODY_SIZE says otherwise.
+DEFAULT_ADMIN_BODY_LIMIT = 32 * 1024 * 1024
+# The video library's upload endpoints, the only URLs that take a video-sized
+# body: the upload view, the chooser's upload tab, and the edit view (its
+# form replaces the file). By URL name; the site decides where the admin lives.
+VIDEO_UPLOAD_URLS = ("cms_videos:add", "cms_video_chooser:create")
+VIDEO_REPLACE_URLS = ("cms_videos:edit",)
+# nginx workers when the master runs as root: the first of these that exists.
+UNPRIVILEGED_USERS = ("www-data", "nginx", "nobody")
 
 
 def nginx_context(**overrides):
@@ -28,9 +42,11 @@ def nginx_context(**overrides):
         "runtime_dir": runtime_dir,
         "error_log": "stderr",
         "access_log": "/dev/stdout",
-        # Running as root (make run in a container): keep workers as this
-        # user so they can read the private files gunicorn wrote.
-        "user": getpass.getuser() if os.geteuid() == 0 else "",
+        # A master started as root hands the requests to workers running as
+        # an unprivileged user, who read the files through a shared group
+        # (docs/deploy.md, "Files and who may read them"); not root, nginx
+        # cannot switch and ignores it.
+        "user": default_worker_user(),
         "mime_types": "/etc/nginx/mime.types",
         "listen": "127.0.0.1:8000",
         "server_name": "_",
@@ -44,7 +60,8 @@ def nginx_context(**overrides):
         "media_root": Path(settings.MEDIA_ROOT),
         "private_root": Path(settings.PRIVATE_MEDIA_ROOT),
         "private_location": _accel_prefix(),
-        "client_max_body_size": settings.CMS_VIDEO_MAX_UPLOAD_SIZE + _UPLOAD_OVERHEAD,
+        "site_body_limit": SITE_BODY_LIMIT,
+        "app_locations": app_locations(),
         # media_access: HLS - nginx checks the signed rendition URLs with this secret.
         "token_url_prefix": tokens.url_prefix(),
         "token_secret": tokens.token_secret(),
@@ -55,10 +72,48 @@ def nginx_context(**overrides):
     return context
 
 
+def app_locations():
+    """The locations proxied to Django, most specific first, each with its body limit."""
+    video_limit = settings.CMS_VIDEO_MAX_UPLOAD_SIZE + _UPLOAD_OVERHEAD
+    admin_limit = getattr(settings, "CMS_ADMIN_MAX_BODY_SIZE", DEFAULT_ADMIN_BODY_LIMIT)
+    locations = [
+        {"match": f"= {_nginx_path(reverse(name))}", "body_limit": video_limit, "upload": True}
+        for name in VIDEO_UPLOAD_URLS
+    ]
+    for name in VIDEO_REPLACE_URLS:
+        # Any object id: reverse with a marker, then make the marker a digit run.
+        marker = 918273645
+        pattern = re.escape(_nginx_path(reverse(name, args=[marker]))).replace(str(marker), "[0-9]+")
+        locations.append({"match": f"~ ^{pattern}$", "body_limit": video_limit, "upload": True})
+    locations.append({"match": _nginx_path(reverse("wagtailadmin_home")), "body_limit": admin_limit})
+    locations.append({"match": "/", "body_limit": None})
+    return locations
+
+
+def _nginx_path(path):
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path):
+        raise ImproperlyConfigured(f"The admin URL {path!r} cannot be written into the nginx config.")
+    return path
+
+
+def default_worker_user():
+    if os.geteuid() != 0:
+        return ""
+    for name in UNPRIVILEGED_USERS:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name
+    raise ImproperlyConfigured(
+        "No unprivileged user for nginx's workers: create www-data, or pass --user."
+    )
+
+
 def render_nginx_config(**overrides):
     engine = Engine(autoescape=False)
     template = engine.from_string(TEMPLATE_PATH.read_text())
-    return template.render(Context(nginx_context(**overrides)))
+    return template.render(Context(nginx_context(**overrides), autoescape=False))
 
 
 def _accel_prefix():

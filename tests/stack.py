@@ -77,6 +77,8 @@ class Stack:
             "--upstream", f"unix:{self.root / 'gunicorn.sock'}",
             "--runtime-dir", str(self.root / "nginx"),
             "--output", str(conf),
+            # Workers as root: the test data lives in 0700 pytest folders.
+            *(["--user", "root"] if os.geteuid() == 0 else []),
             *self.render_args,
         )
         self.nginx_conf = conf

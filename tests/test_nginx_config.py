@@ -5,7 +5,9 @@ the S3 pieces that need no server: the one X-Accel value and the token
 re-check of signed rendition URLs."""
 
 import os
+import pwd
 import re
+import stat
 import subprocess
 import time
 
@@ -50,6 +52,8 @@ def render(tmp_path, env):
     )
     assert checked.returncode == 0, checked.stderr
     assert "test is successful" in checked.stderr
+    # It holds the token secret: the owner's alone.
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
     return conf.read_text()
 
 
@@ -61,6 +65,30 @@ def test_local_config_passes_nginx_t_and_has_no_bucket(tmp_path):
     text = render(tmp_path, {"STORAGE": "local"})
     assert "storage: S3" not in text and "proxy_hide_header" not in text
     assert re.search(r"location \^~ /_private/ \{\s+internal;", text)
+
+
+def test_workers_never_run_as_root_unless_asked(tmp_path):
+    text = render(tmp_path, {"STORAGE": "local"})
+    users = re.findall(r"^user\s+([^;]+);", text, re.M)
+    if os.geteuid() == 0:
+        assert users == ["www-data"]
+        assert pwd.getpwnam("www-data").pw_uid != 0
+    else:
+        assert users == []  # nginx cannot switch users; the workers are the caller
+
+
+def test_an_existing_config_file_is_made_private_when_rendered_again(tmp_path):
+    conf = tmp_path / "nginx" / "nginx.conf"
+    conf.parent.mkdir()
+    conf.write_text("# world-readable leftover\n")
+    conf.chmod(0o644)
+    subprocess.run(
+        [str(VENV_BIN / "python"), "manage.py", "render_nginx_config", "--output", str(conf)],
+        cwd=REPO, env={**os.environ, "DJANGO_SETTINGS_MODULE": "cms.settings.base", "CMS_DATA_DIR": str(tmp_path)},
+        check=True, capture_output=True, text=True, timeout=120,
+    )
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    assert "secure_link_md5" in conf.read_text()
 
 
 def test_s3_config_passes_nginx_t(tmp_path):

@@ -206,6 +206,10 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 # The one upload limit: the admin form refuses larger files and the bundled
 # nginx config renders its client_max_body_size from it.
 CMS_VIDEO_MAX_UPLOAD_SIZE = env_size("CMS_VIDEO_MAX_UPLOAD_SIZE", "8G")
+# Request bodies on the rest of the admin (Wagtail's image and document
+# uploads), rendered into the bundled nginx config; other URLs take 1 MiB
+# (docs/deploy.md, "Request size limits").
+CMS_ADMIN_MAX_BODY_SIZE = env_size("CMS_ADMIN_MAX_BODY_SIZE", "32M")
 
 TASKS = {
     "default": {

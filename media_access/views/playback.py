@@ -5,9 +5,8 @@ the objects up by id → ask ``can_watch`` → answer. Only what these hand out
 """
 
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpResponse, HttpResponseForbidden, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_safe
 from wagtail.models import Page
 
 from cms.models import Video
@@ -16,7 +15,7 @@ from .. import hls
 from ..access_log import record_playback
 from ..policy import Outcome, can_watch
 from ..tokens import VideoToken
-from .serve import FORBIDDEN_BODY, PAGE_FIELDS, frontend_login_url, not_found
+from .serve import PAGE_FIELDS, forbidden, frontend_login_url, not_found, private, require_safe
 
 DENIED_MESSAGES = {
     Outcome.LOGIN_REQUIRED: "This video is private. Sign in to watch it.",
@@ -30,12 +29,6 @@ def _lookup(page_id, video_id):
     return page, video
 
 
-def _private(response):
-    # Denials too: a shared cache must not keep one viewer's answer for another.
-    response["Cache-Control"] = "private, no-store"
-    return response
-
-
 @csrf_exempt
 @require_safe
 def playback(request, page_id, video_id):
@@ -45,10 +38,10 @@ def playback(request, page_id, video_id):
     viewer who lost access gets the denial instead, and no new token."""
     page, video = _lookup(page_id, video_id)
     if page is None or video is None:
-        return _private(JsonResponse({"allowed": False, "reason": "not_found"}, status=404))
+        return private(JsonResponse({"allowed": False, "reason": "not_found"}, status=404))
     decision = can_watch(request, page, video)
     if decision.outcome is Outcome.NOT_FOUND:
-        return _private(JsonResponse({"allowed": False, "reason": "not_found"}, status=404))
+        return private(JsonResponse({"allowed": False, "reason": "not_found"}, status=404))
     if not decision.allowed:
         body = {
             "allowed": False,
@@ -57,8 +50,8 @@ def playback(request, page_id, video_id):
         }
         if decision.outcome is Outcome.LOGIN_REQUIRED:
             body["login_url"] = redirect_to_login(page.url or "/", frontend_login_url())["Location"]
-        return _private(JsonResponse(body, status=403))
-    return _private(JsonResponse(hls.playback_info(page, video)))
+        return private(JsonResponse(body, status=403))
+    return private(JsonResponse(hls.playback_info(page, video)))
 
 
 @csrf_exempt
@@ -67,25 +60,25 @@ def playlist(request, page_id, video_id, name):
     """The master or a rung's media playlist, with every URI it lists made fetchable."""
     page, video = _lookup(page_id, video_id)
     if page is None or video is None or not name.startswith("hls-") or name.endswith("-media"):
-        return _private(not_found())
+        return private(not_found())
     decision = can_watch(request, page, video)
     if decision.outcome is Outcome.NOT_FOUND:
-        return _private(not_found())
+        return private(not_found())
     if not decision.allowed:
         record_playback(request, page, video, name, decision)
         # A player cannot follow a login redirect for a playlist: say no plainly.
-        return _private(HttpResponseForbidden(FORBIDDEN_BODY, content_type="text/plain; charset=utf-8"))
+        return private(forbidden())
 
     renditions = hls.renditions_by_name(video)
     if name not in renditions:
-        return _private(not_found())
+        return private(not_found())
     try:
         if name == hls.MASTER:
             text = hls.master_playlist(page, video, renditions)
         else:
             text = hls.media_playlist(video, renditions, name, VideoToken.issue(video))
     except LookupError:
-        return _private(not_found())
+        return private(not_found())
     if name == hls.MASTER:
         record_playback(request, page, video, name, decision)
-    return _private(HttpResponse(text, content_type=hls.HLS_TYPE))
+    return private(HttpResponse(text, content_type=hls.HLS_TYPE))

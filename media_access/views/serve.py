@@ -11,12 +11,13 @@ rendition and kind is reused while nothing it rests on has changed
 ``request.user`` nor the session, and costs one small query.
 """
 
+from functools import wraps
+
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpResponseForbidden, HttpResponseNotFound
+from django.http import HttpResponseForbidden, HttpResponseNotAllowed, HttpResponseNotFound
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_safe
 from wagtail.models import Page
 
 from cms.models import Video
@@ -31,10 +32,24 @@ from ..responses import get_response_builder
 # else (an editor's permission check) loads on access.
 PAGE_FIELDS = (
     "id", "path", "depth", "title", "live", "has_unpublished_changes", "alias_of", "content_type",
+    "expire_at",
 )
 VIDEO_FIELDS = ("id", "title", "file", "original_filename")
 NOT_FOUND_BODY = b"Not found.\n"
 FORBIDDEN_BODY = b"You do not have access to this video.\n"
+PLAIN_TEXT = "text/plain; charset=utf-8"
+
+
+def require_safe(view):
+    """GET and HEAD only; anything else a plain-text 405 (Django's own is typed text/html)."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if request.method not in ("GET", "HEAD"):
+            return private(HttpResponseNotAllowed(["GET", "HEAD"], content_type=PLAIN_TEXT))
+        return view(request, *args, **kwargs)
+
+    return wrapped
 
 
 # Exempt from CSRF only so that other methods get an honest 405: the views
@@ -53,8 +68,18 @@ def download(request, page_id, video_id, rendition):
 
 def _serve(request, page_id, video_id, rendition, *, attachment):
     response = _decide_and_build(request, page_id, video_id, rendition, attachment=attachment)
-    # Denials too: a shared cache must not keep a login redirect or a 403 for someone else.
+    return private(response)
+
+
+def private(response):
+    """What every media_access answer says about caching, whichever branch made it.
+
+    Denials too: a shared cache must not keep a login redirect or a 403 for
+    someone else. ``Vary: Cookie`` on all of them, not only where the policy
+    happened to read the session: a 404 for an id that exists must look like
+    one for an id that does not."""
     response["Cache-Control"] = "private, no-store"
+    patch_vary_headers(response, ("Cookie",))
     return response
 
 
@@ -66,10 +91,7 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
     remembered = decisions.recall(key, generation)
     if remembered is not None:
         record_playback(request, remembered.page, remembered.video, rendition, remembered.decision)
-        response = get_response_builder().build(request, remembered.served)
-        # As when the policy read the session (the middleware adds it then).
-        patch_vary_headers(response, ("Cookie",))
-        return response
+        return get_response_builder().build(request, remembered.served)
 
     page = Page.objects.filter(pk=page_id).only(*PAGE_FIELDS).first()
     video = Video.objects.filter(pk=video_id).only(*VIDEO_FIELDS).first()
@@ -81,10 +103,10 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
         return not_found()
     if decision.outcome is Outcome.LOGIN_REQUIRED:
         record_playback(request, page, video, rendition, decision)
-        return redirect_to_login(request.get_full_path(), login_url=frontend_login_url())
+        return login_redirect(request.get_full_path())
     if decision.outcome is Outcome.FORBIDDEN or (attachment and not decision.can_download):
         record_playback(request, page, video, rendition, decision)
-        return HttpResponseForbidden(FORBIDDEN_BODY, content_type="text/plain; charset=utf-8")
+        return forbidden()
 
     served = resolve_file(video, rendition, attachment=attachment)
     if served is None:
@@ -94,8 +116,19 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
     return get_response_builder().build(request, served)
 
 
+# Denials are plain text (nosniff comes from SecurityMiddleware), never a page.
 def not_found():
-    return HttpResponseNotFound(NOT_FOUND_BODY, content_type="text/plain; charset=utf-8")
+    return HttpResponseNotFound(NOT_FOUND_BODY, content_type=PLAIN_TEXT)
+
+
+def forbidden():
+    return HttpResponseForbidden(FORBIDDEN_BODY, content_type=PLAIN_TEXT)
+
+
+def login_redirect(next_path):
+    response = redirect_to_login(next_path, login_url=frontend_login_url())
+    response["Content-Type"] = PLAIN_TEXT
+    return response
 
 
 def frontend_login_url():

@@ -21,12 +21,12 @@ import time
 
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_safe
 
 from cms.storage import private_storage
 
 from .. import tokens
 from ..responses import ServedFile, content_type_for, get_response_builder
+from .serve import private, require_safe
 
 # As the bundled nginx config's secure_link location matches them.
 _SIGNED_NAME = re.compile(
@@ -48,9 +48,8 @@ def token_allows(token, expires, name, *, now=None):
 
 
 def denied():
-    response = HttpResponse(b"", status=403)
-    response["Cache-Control"] = "private, no-store"
-    return response
+    # As nginx's own refusal of a bad token: 403, no body, plain text.
+    return private(HttpResponse(b"", status=403, content_type="text/plain"))
 
 
 @csrf_exempt
@@ -64,6 +63,4 @@ def rendition_file(request, token, expires, name):
         filename=posixpath.basename(name),
         content_type=content_type_for(name),
     )
-    response = get_response_builder().build(request, served)
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return private(get_response_builder().build(request, served))

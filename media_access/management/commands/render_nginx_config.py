@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 from django.conf import settings
@@ -21,6 +22,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--runtime-dir", help="nginx pid and temp files (default: DATA_DIR/nginx).")
         parser.add_argument(
+            "--user",
+            help="The user nginx's workers run as when its master is root (default: www-data, "
+            "else nginx, else nobody; never root unless given). Ignored with --server-block-only.",
+        )
+        parser.add_argument(
             "--server-block-only",
             action="store_true",
             help="Only the upstream and server blocks, to include from an existing nginx.conf.",
@@ -37,13 +43,20 @@ class Command(BaseCommand):
             overrides["http_listen"] = options["http_listen"]
         if options["upstream"]:
             overrides["upstream"] = options["upstream"]
+        if options["user"] is not None:
+            overrides["user"] = options["user"]
         runtime_dir = Path(options["runtime_dir"] or Path(settings.DATA_DIR) / "nginx")
         overrides["runtime_dir"] = runtime_dir
         config = render_nginx_config(**overrides)
         if options["output"]:
             path = Path(options["output"])
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(config)
+            # The config holds the token secret: readable by its owner only
+            # (nginx's master reads it as root; workers never need it).
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(config)
             if overrides["standalone"]:
                 runtime_dir.mkdir(parents=True, exist_ok=True)
                 (Path(settings.DATA_DIR) / "run").mkdir(parents=True, exist_ok=True)
