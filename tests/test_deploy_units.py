@@ -2,12 +2,15 @@
 
 import configparser
 import shlex
+import shutil
+import subprocess
 
 from django.core.management import get_commands
 
 from .stack import REPO
 
 UNITS = sorted((REPO / "deploy" / "systemd").glob("*.service"))
+TIMERS = sorted((REPO / "deploy" / "systemd").glob("*.timer"))
 
 
 def read_unit(path):
@@ -19,11 +22,15 @@ def read_unit(path):
 
 def test_units_exist_and_run_known_commands():
     assert {u.name for u in UNITS} == {
-        "privatevideo-web.service", "privatevideo-tasks.service", "privatevideo-transcoder@.service"}
+        "privatevideo-web.service", "privatevideo-tasks.service", "privatevideo-transcoder@.service",
+        "privatevideo-publish-scheduled.service"}
     commands = get_commands()
     for unit in UNITS:
         service = read_unit(unit)["Service"]
         assert service["EnvironmentFile"] == "/etc/privatevideo/env"
+        # Unprivileged, and what they write is for the service and nginx's group only.
+        assert service["User"] == "privatevideo" and service["Group"] == "www-data", unit.name
+        assert service["UMask"] == "0027", unit.name
         argv = shlex.split(service["ExecStart"])
         assert argv[0].startswith("/srv/privatevideo/.venv/bin/"), unit.name
         if argv[1:2] == ["manage.py"]:
@@ -43,3 +50,23 @@ def test_env_example_names_only_real_settings():
     sources += (REPO / "deploy" / "gunicorn.conf.py").read_text()
     for name in names:
         assert f'"{name}"' in sources or name == "DJANGO_SETTINGS_MODULE", name
+
+
+def test_a_timer_runs_publish_scheduled_every_minute():
+    # Pages past their expire_at leave the page tree (and go-live pages go
+    # live) without anyone running the command by hand.
+    assert [t.name for t in TIMERS] == ["privatevideo-publish-scheduled.timer"]
+    timer = read_unit(TIMERS[0])
+    target = timer["Timer"]["Unit"]
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    assert timer["Timer"]["OnCalendar"] == "minutely"
+    if shutil.which("systemd-analyze"):
+        normalised = subprocess.run(["systemd-analyze", "calendar", timer["Timer"]["OnCalendar"]],
+                                    capture_output=True, text=True, check=True).stdout
+        assert "Normalized form: *-*-* *:*:00" in normalised
+    service = read_unit(REPO / "deploy" / "systemd" / target)["Service"]
+    assert service["Type"] == "oneshot"
+    argv = shlex.split(service["ExecStart"])
+    assert argv[:3] == ["/srv/privatevideo/.venv/bin/python", "manage.py", "publish_scheduled"]
+    assert "publish_scheduled" in get_commands()
+    assert "Install" not in read_unit(REPO / "deploy" / "systemd" / target)  # started by the timer only
