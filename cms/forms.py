@@ -13,6 +13,16 @@ from wagtail.permissions import policy_registry
 from .models import Video
 from .validation import max_upload_size, validate_video_upload
 
+# Room for the multipart envelope and the form's other fields (title, tags,
+# collection, CSRF token) on top of the largest file.
+UPLOAD_FORM_OVERHEAD = 1024 * 1024
+
+
+def max_upload_request_size():
+    """The largest request body an upload or replace may have. The views refuse
+    a larger Content-Length from the header, before reading the body."""
+    return max_upload_size() + UPLOAD_FORM_OVERHEAD
+
 
 def title_from_filename(filename):
     stem = os.path.splitext(os.path.basename(filename or ""))[0]
@@ -31,10 +41,14 @@ class VideoForm(WagtailAdminModelForm):
             "file": forms.FileInput(attrs={"accept": "video/*"}),
         }
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, upload_needs=("add",), **kwargs):
+        # upload_needs: the permissions a new video's collection must carry;
+        # the chooser's upload tab adds "choose", as its upload is chosen at once.
+        self.upload_needs = tuple(upload_needs)
         super().__init__(*args, **kwargs)
         self.probe_info = None
         self.replaced_file_name = self.instance.file.name if self.instance.pk else None
+        self.original_collection = self.instance.collection if self.instance.pk else None
         # The uploader's file name can be long; only the generated key is stored.
         self.fields["file"].max_length = None
         self.fields["file"].help_text = "Largest upload: %s." % filesizeformat(max_upload_size())
@@ -48,43 +62,74 @@ class VideoForm(WagtailAdminModelForm):
     def permission_policy(self):
         return policy_registry.get_by_type(Video)
 
+    def _user_may_change_in(self, collection):
+        """Whether the user may change this video if it were in ``collection``."""
+        as_if_there = Video(collection=collection, uploaded_by_user=self.instance.uploaded_by_user)
+        return self.permission_policy.user_has_permission_for_instance(
+            self.for_user, "change", as_if_there
+        )
+
+    def _allowed_collections(self):
+        """The collections this form may put the video in, for this user. A new
+        video: where the user may add (and choose, from the chooser). An
+        existing one: where the user could still change it once there (change
+        permission, or add permission on their own upload), so a move needs
+        rights on the new collection as well as on the old one."""
+        if self.for_user is None:
+            return Collection.objects.all()
+        policy = self.permission_policy
+        if not self.instance.pk:
+            collections = Collection.objects.all()
+            for action in self.upload_needs:
+                collections = collections & policy.collections_user_has_permission_for(
+                    self.for_user, action
+                )
+            return collections
+        candidates = policy.collections_user_has_permission_for(self.for_user, "change")
+        return Collection.objects.filter(
+            pk__in=[c.pk for c in candidates if self._user_may_change_in(c)]
+        )
+
     def _limit_collections(self):
         if "collection" not in self.fields:
             return
-        if self.for_user is None:
-            collections = Collection.objects.all()
+        field = self.fields["collection"]
+        collections = self._allowed_collections()
+        field.queryset = collections
+        field.empty_label = None
+        if self.instance.pk:
+            # Never a silent move: an edit says where the video is to be.
+            field.required = True
+            field.error_messages["invalid_choice"] = "You may not move this video to that collection."
         else:
-            collections = self.permission_policy.collections_user_has_permission_for(
-                self.for_user, "add"
-            )
-        if self.instance.pk and self.instance.collection_id:
-            collections = collections | Collection.objects.filter(pk=self.instance.collection_id)
-        self.fields["collection"].queryset = collections
-        self.fields["collection"].empty_label = None
-        # Uploads from the multi-file page and the chooser may leave it out:
-        # clean_collection picks the topmost one the user may add to.
-        self.fields["collection"].required = False
+            # Uploads from the multi-file page and the chooser may leave it out:
+            # clean_collection picks the topmost one the user may add to.
+            field.required = False
+            field.error_messages["invalid_choice"] = "You may not add videos to that collection."
         if collections.count() == 1:
             # One choice is no choice: keep it, but don't ask.
-            self.fields["collection"].widget = forms.HiddenInput()
-            self.fields["collection"].initial = collections.first().pk
+            field.widget = forms.HiddenInput()
+            if not self.instance.pk:
+                field.initial = collections.first().pk
 
     def clean_collection(self):
         collection = self.cleaned_data.get("collection")
-        if collection is None and "collection" in self.fields:
+        if collection is None and "collection" in self.fields and not self.instance.pk:
             collection = self.fields["collection"].queryset.order_by("path").first()
             if collection is None:
                 raise forms.ValidationError("You may not add videos to any collection.")
         return collection
 
-    def clean_file(self):
-        uploaded = self.cleaned_data.get("file")
-        if isinstance(uploaded, UploadedFile):
-            self.probe_info = validate_video_upload(uploaded)
-        return uploaded
-
     def clean(self):
         cleaned = super().clean()
+        if (
+            self.instance.pk
+            and self.for_user is not None
+            and not self._user_may_change_in(self.original_collection)
+        ):
+            # The views already answer 404 for such a video; the form holds
+            # the line too, whoever uses it.
+            raise forms.ValidationError("You may not change this video.")
         if not cleaned.get("title"):
             uploaded = cleaned.get("file")
             if isinstance(uploaded, UploadedFile):
@@ -92,6 +137,12 @@ class VideoForm(WagtailAdminModelForm):
             elif self.instance.pk:
                 self.add_error("title", "A title is required.")
         return cleaned
+
+    def clean_file(self):
+        uploaded = self.cleaned_data.get("file")
+        if isinstance(uploaded, UploadedFile):
+            self.probe_info = validate_video_upload(uploaded)
+        return uploaded
 
     def save(self, commit=True):
         video = self.instance

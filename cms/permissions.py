@@ -1,4 +1,5 @@
 from wagtail.permission_policies.collections import CollectionOwnershipPermissionPolicy
+from wagtail.permissions import policy_registry
 
 
 def video_permission_policy():
@@ -8,4 +9,16 @@ def video_permission_policy():
 
     return CollectionOwnershipPermissionPolicy(
         Video, auth_model=Video, owner_field_name="uploaded_by_user"
+    )
+
+
+def videos_user_may(user, *actions):
+    """The videos ``user`` may act on with any of ``actions``, as a queryset.
+
+    Every admin view looks its id up in here, so a video the user has no
+    rights on is a 404, the same answer as an id that does not exist."""
+    from .models import Video
+
+    return policy_registry.get_by_type(Video).instances_user_has_any_permission_for(
+        user, list(actions)
     )

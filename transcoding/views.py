@@ -11,6 +11,7 @@ from wagtail.log_actions import log
 from wagtail.permissions import policy_registry
 
 from cms.models import Video
+from cms.permissions import videos_user_may
 
 from .status import video_status
 from .tasks import rerun
@@ -18,11 +19,6 @@ from .tasks import rerun
 
 def user_can_rerun(user, video):
     return policy_registry.get_by_type(Video).user_has_permission_for_instance(user, "change", video)
-
-
-def user_can_see_status(user, video):
-    policy = policy_registry.get_by_type(Video)
-    return policy.user_has_any_permission_for_instance(user, ["change", "choose"], video)
 
 
 def processing_context(request, video):
@@ -39,10 +35,9 @@ def processing_context(request, video):
 
 @require_GET
 def processing_status(request, pk):
-    """The badge's current rendering, polled by processing-status.js."""
-    video = get_object_or_404(Video, pk=pk)
-    if not user_can_see_status(request.user, video):
-        raise PermissionDenied
+    """The badge's current rendering, polled by processing-status.js. Only for
+    videos the user may change or choose: any other id is a 404."""
+    video = get_object_or_404(videos_user_may(request.user, "change", "choose"), pk=pk)
     status = video_status(video)
     html = render_to_string(
         "cms/videos/status_badge.html",
@@ -59,9 +54,11 @@ def processing_status(request, pk):
 
 @require_POST
 def rerun_transcode(request, pk):
-    video = get_object_or_404(Video, pk=pk)
-    if not user_can_rerun(request.user, video):
+    # No video rights at all: refused before any lookup. Otherwise the id is
+    # looked up among the videos this user may change: another's is a 404.
+    if not policy_registry.get_by_type(Video).user_has_permission(request.user, "change"):
         raise PermissionDenied
+    video = get_object_or_404(videos_user_may(request.user, "change"), pk=pk)
     if not video_status(video).can_rerun:
         messages.warning(request, f"“{video.title}” is already being processed or is up to date.")
     else:

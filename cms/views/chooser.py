@@ -1,8 +1,101 @@
-"""The video chooser modal (search, pick, or upload in its second tab)."""
+"""The video chooser modal (search, pick, or upload in its second tab).
 
+It lists, finds and returns only videos in collections where the user has
+"choose" permission (as Wagtail's document chooser), narrowed further by any
+`construct_video_chooser_queryset` hook; its upload tab puts a video only in a
+collection where the user may both add and choose."""
+
+from django.http import Http404
+from django.utils.functional import cached_property
+from django.views.generic.base import View
+from wagtail.admin.forms.choosers import BaseFilterForm, CollectionFilterMixin, SearchFilterMixin
+from wagtail.admin.ui.tables import Column
+from wagtail.admin.views.generic import chooser as chooser_views
 from wagtail.admin.viewsets.chooser import ChooserViewSet
+from wagtail.permissions import policy_registry
 
 from ..forms import VideoForm
+from ..models import Video
+from ..permissions import videos_user_may
+from .videos import refuse_oversize_upload
+
+# A video uploaded from the chooser is chosen at once, so its collection must
+# allow both.
+CHOOSER_UPLOAD_NEEDS = ("add", "choose")
+
+
+class VideoFilterForm(CollectionFilterMixin, SearchFilterMixin, BaseFilterForm):
+    pass
+
+
+class VideoCreationFormMixin(chooser_views.CreationFormMixin):
+    def can_create(self):
+        policy = policy_registry.get_by_type(Video)
+        collections = None
+        for action in CHOOSER_UPLOAD_NEEDS:
+            allowed = policy.collections_user_has_permission_for(self.request.user, action)
+            collections = allowed if collections is None else collections & allowed
+        return collections.exists()
+
+    def get_creation_form_kwargs(self):
+        kwargs = super().get_creation_form_kwargs()
+        kwargs["for_user"] = self.request.user
+        kwargs["upload_needs"] = CHOOSER_UPLOAD_NEEDS
+        if self.request.method in ("POST", "PUT"):
+            kwargs["instance"] = Video(uploaded_by_user=self.request.user)
+        return kwargs
+
+
+class BaseVideoChooseView(chooser_views.BaseChooseView):
+    construct_queryset_hook_name = "construct_video_chooser_queryset"
+
+    def get_object_list(self):
+        return videos_user_may(self.request.user, "choose").select_related("collection")
+
+    @cached_property
+    def collections(self):
+        policy = policy_registry.get_by_type(Video)
+        collections = policy.collections_user_has_permission_for(self.request.user, "choose")
+        return collections if len(collections) > 1 else None
+
+    def get_filter_form(self):
+        return VideoFilterForm(self.request.GET, collections=self.collections)
+
+    @property
+    def columns(self):
+        columns = super().columns
+        if self.collections:
+            columns.append(Column("collection", label="Collection", accessor="collection.name"))
+        return columns
+
+
+class VideoChooseView(chooser_views.ChooseViewMixin, VideoCreationFormMixin, BaseVideoChooseView):
+    pass
+
+
+class VideoChooseResultsView(
+    chooser_views.ChooseResultsViewMixin, VideoCreationFormMixin, BaseVideoChooseView
+):
+    pass
+
+
+class VideoChosenView(chooser_views.ChosenView):
+    def get_object(self, pk):
+        try:
+            return videos_user_may(self.request.user, "choose").get(pk=pk)
+        except (Video.DoesNotExist, ValueError):
+            raise Http404 from None
+
+
+class VideoChosenMultipleView(chooser_views.ChosenMultipleView):
+    def get_objects(self, pks):
+        pks = [pk for pk in pks if str(pk).isdigit()]
+        return videos_user_may(self.request.user, "choose").filter(pk__in=pks)
+
+
+class VideoChooserCreateView(chooser_views.CreateViewMixin, VideoCreationFormMixin,
+                             chooser_views.ChosenResponseMixin, View):
+    pass
 
 
 class VideoChooserViewSet(ChooserViewSet):
@@ -16,6 +109,15 @@ class VideoChooserViewSet(ChooserViewSet):
     creation_form_class = VideoForm
     url_filter_parameters = ["collection_id"]
     per_page = 12
+    choose_view_class = VideoChooseView
+    choose_results_view_class = VideoChooseResultsView
+    chosen_view_class = VideoChosenView
+    chosen_multiple_view_class = VideoChosenMultipleView
+    create_view_class = VideoChooserCreateView
+
+    @property
+    def create_view(self):
+        return refuse_oversize_upload(super().create_view)
 
 
 video_chooser_viewset = VideoChooserViewSet("cms_video_chooser", url_prefix="videos/chooser")

@@ -1,24 +1,89 @@
-"""The video library in the Wagtail admin: listing, upload, edit, delete, usage."""
+"""The video library in the Wagtail admin: listing, upload, edit, delete, usage.
+
+Every view checks the user's collection permissions on *that* video: objects
+are looked up among the videos the user has rights on (cms.permissions), so
+another collection's video is a 404 and nothing about it changes."""
 
 import json
+from functools import wraps
 
 import django_filters
+from django.http import HttpResponse, JsonResponse
+from django.template.defaultfilters import filesizeformat
+from django.template.loader import render_to_string
 from django.urls import path
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from wagtail.admin.filters import WagtailFilterSet
 from wagtail.admin.ui.tables import Column, DateColumn, TitleColumn
 from wagtail.admin.views import generic
+from wagtail.admin.views.generic.history import HistoryView
+from wagtail.admin.views.generic.usage import UsageView
 from wagtail.admin.viewsets.model import ModelViewSet
-from wagtail.models import Collection
+from wagtail.permissions import policy_registry
 
 from transcoding.views import processing_context, processing_status, rerun_transcode
 
-from ..forms import VideoForm
+from ..forms import VideoForm, max_upload_request_size
 from ..models import Video
+from ..permissions import videos_user_may
+from ..validation import max_upload_size
+
+
+# --- oversize uploads -------------------------------------------------------------
+
+
+def oversize_upload_response(request):
+    """A 413 for an upload whose Content-Length is over the limit, decided from
+    the header alone: nothing here touches request.POST or request.FILES."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None  # Django reads a body with a malformed length as empty.
+    if length <= max_upload_request_size():
+        return None
+    message = "This upload is %s; the largest video you can upload is %s." % (
+        filesizeformat(length),
+        filesizeformat(max_upload_size()),
+    )
+    accept = request.headers.get("Accept", "")
+    if "application/json" in accept or request.headers.get("x-requested-with") == "XMLHttpRequest":
+        return JsonResponse(
+            {"success": False, "error_code": "file_too_large", "error_message": message}, status=413
+        )
+    html = render_to_string("cms/videos/upload_too_large.html", {"message": message}, request=request)
+    return HttpResponse(html, status=413)
+
+
+def refuse_oversize_upload(view):
+    """Wrap an upload view so an oversize POST is refused before its body is
+    read. Django's CSRF middleware would read (and spool to disk) the whole
+    multipart body to find the token, so this view is exempt from the
+    middleware and runs the same CSRF check itself, after the size check."""
+    protected = csrf_protect(view)
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method == "POST":
+            refusal = oversize_upload_response(request)
+            if refusal is not None:
+                return refusal
+        return protected(request, *args, **kwargs)
+
+    return csrf_exempt(wrapper)
+
+
+# --- listing ---------------------------------------------------------------------
+
+
+def collections_user_may_see(request):
+    """The collection filter offers only collections the user has videos rights on."""
+    policy = policy_registry.get_by_type(Video)
+    return policy.collections_user_has_any_permission_for(request.user, ["add", "change"])
 
 
 class VideoFilterSet(WagtailFilterSet):
     collection = django_filters.ModelChoiceFilter(
-        queryset=Collection.objects.all(), label="Collection"
+        queryset=collections_user_may_see, label="Collection"
     )
     tag = django_filters.CharFilter(field_name="tags__name", label="Tag", distinct=True)
 
@@ -45,10 +110,15 @@ class StatusColumn(Column):
 
 
 class VideoIndexView(generic.IndexView):
+    """The listing, its search, filters and CSV/XLSX export: the videos the
+    user may change (in collections with "change", or their own uploads where
+    they may add), as Wagtail's documents index."""
+
+    any_permission_required = ["add", "change", "delete"]
+
     def get_base_queryset(self):
         return (
-            super()
-            .get_base_queryset()
+            videos_user_may(self.request.user, "change", "delete")
             .select_related("collection")
             .prefetch_related("tags", "transcode_jobs")
         )
@@ -59,10 +129,28 @@ class VideoEditView(generic.EditView):
 
     template_name = "cms/videos/edit.html"
 
+    def get_queryset(self):
+        return videos_user_may(self.request.user, "change")
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["processing"] = processing_context(self.request, self.object)
         return context
+
+
+class VideoDeleteView(generic.DeleteView):
+    def get_queryset(self):
+        return videos_user_may(self.request.user, "delete")
+
+
+class VideoUsageView(UsageView):
+    def get_base_object_queryset(self):
+        return videos_user_may(self.request.user, "change")
+
+
+class VideoHistoryView(HistoryView):
+    def get_base_object_queryset(self):
+        return videos_user_may(self.request.user, "change")
 
 
 class VideoUploadView(generic.CreateView):
@@ -104,6 +192,9 @@ class VideoViewSet(ModelViewSet):
     add_view_class = VideoUploadView
     index_view_class = VideoIndexView
     edit_view_class = VideoEditView
+    delete_view_class = VideoDeleteView
+    usage_view_class = VideoUsageView
+    history_view_class = VideoHistoryView
     copy_view_enabled = False
     inspect_view_enabled = False
     form_fields = ["title", "file", "collection", "tags"]
@@ -125,6 +216,15 @@ class VideoViewSet(ModelViewSet):
 
     def get_form_class(self, for_update=False):
         return VideoForm
+
+    @property
+    def add_view(self):
+        return refuse_oversize_upload(super().add_view)
+
+    @property
+    def edit_view(self):
+        # The replace-file POST is an upload too.
+        return refuse_oversize_upload(super().edit_view)
 
     def get_urlpatterns(self):
         return super().get_urlpatterns() + [
