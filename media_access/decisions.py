@@ -22,7 +22,8 @@ An entry is used only while all of these hold:
    migrations do) drops its triggers; until ``migrate`` re-installs them
    (post_migrate), nothing is remembered.
 3. Its absolute expiry has not passed: the session row's ``expire_date``, the
-   earliest expiry of the grants that allowed it, and at most
+   earliest expiry of the grants that allowed it, the page's ``expire_at``
+   (the policy's ``valid_until``), and at most
    ``MEDIA_ACCESS_DECISION_CACHE_TTL`` seconds (300).
 4. The key matches exactly: the raw session cookie (None without one), page
    id, video id, rendition name and whether it is a download. Nothing else in
@@ -43,8 +44,9 @@ allowed decision:
   (treebeard rewrites ``path`` with ``QuerySet.update`` and raw SQL, which no
   model signal sees), the main video or the body changing, alias syncing.
 - ``wagtailcore_pageviewrestriction`` and its groups table: a restriction
-  added on the page or an ancestor, its type or password changed, a group
-  taken off it.
+  added on the page or an ancestor, its type or password changed (a new
+  password is saved as a new row, see ``signal_handlers``, so the session's
+  remembered restriction id stops passing too), a group taken off it.
 - ``media_access_viewergrant``: a grant deleted, expired early, narrowed.
 - the user table and its groups table: deactivation, a password change (the
   session's auth hash stops matching), superuser removed, a user removed
@@ -58,8 +60,8 @@ allowed decision:
   remembered.
 - ``cms_video`` and ``transcoding_rendition``: a file replaced or deleted.
 
-Not watched, deliberately: page permissions (decisions that used them are
-not kept), revisions and drafts (only live content is used), the reference
+Not watched, deliberately: page permissions and the library's collection
+permissions (decisions that used them are not kept), revisions and drafts (only live content is used), the reference
 index (not used), Wagtail's site and locale tables (the policy does not read
 them). A writer that switches triggers off behind Django's back (PostgreSQL
 ``session_replication_role = replica``, ``pg_restore --disable-triggers``)

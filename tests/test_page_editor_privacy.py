@@ -164,7 +164,7 @@ def playback(page, video):
 # --- choosing videos on page save ----------------------------------------------------
 
 
-@pytest.mark.parametrize("action", [None, "publish"], ids=["draft", "publish"])
+@pytest.mark.parametrize("action", [None, "publish", "submit"], ids=["draft", "publish", "submit"])
 @pytest.mark.parametrize("where", ["main", "body"])
 def test_forged_video_id_on_create_is_refused(site, world, action, where):
     session, token = csrf_session(site, world.editor, create_url(world.home))
@@ -180,7 +180,7 @@ def test_forged_video_id_on_create_is_refused(site, world, action, where):
     assert not VideoPage.objects.filter(slug="forged").exists()
 
 
-@pytest.mark.parametrize("action", [None, "publish"], ids=["draft", "publish"])
+@pytest.mark.parametrize("action", [None, "publish", "submit"], ids=["draft", "publish", "submit"])
 @pytest.mark.parametrize("where", ["main", "body"])
 def test_forged_video_id_on_edit_is_refused(site, world, action, where):
     session, token = csrf_session(site, world.editor, edit_url(world.page))
@@ -245,6 +245,17 @@ def test_choose_permission_lets_an_editor_use_the_video(site, world):
     page = VideoPage.objects.get(pk=world.page.pk)
     assert page.title == "With secret" and page.video_id == world.secret.pk
     assert [v.pk for v in page.videos()] == [world.secret.pk, world.other_secret.pk]
+    session, token = csrf_session(site, world.chooser, create_url(world.home))
+    response = session.post(
+        site.url(create_url(world.home)),
+        data=page_post(token, title="New secret", slug="new-secret", video=world.secret,
+                       body_videos=[world.other_secret], action="submit"),
+        allow_redirects=False,
+    )
+    assert response.status_code == 302, response.text[-3000:]
+    created = VideoPage.objects.get(slug="new-secret")
+    assert created.get_latest_revision_as_object().video_id == world.secret.pk
+    assert created.current_workflow_state is not None
 
 
 def test_a_video_already_on_the_page_may_be_kept(site, world):
