@@ -279,14 +279,18 @@ def test_viewer_without_access_sees_a_message_not_a_player(stack, tmp_path, outp
 
 def test_native_hls_plays_and_continues_across_token_refreshes(short_token_stack, tmp_path, output_dir):
     stack = short_token_stack
+    # The browser make test installs plays HLS natively; one that cannot is a
+    # broken set-up, and this test fails (before the transcode) rather than skip.
+    with chromium_page(output_dir) as probe:
+        assert probe.evaluate("document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"), (
+            "this Chromium cannot play HLS natively: the native-HLS path would go untested"
+        )
     page_obj, video, viewer = transcoded_page(tmp_path, duration=24, segment_seconds=2)
     url, cookie = stack.url(page_obj.url), session_cookie(viewer)
     with chromium_page(output_dir, viewport=(640, 480)) as page:
         sign_in(page, stack, cookie)
         network = Network(page)
         page.goto(url)
-        if not page.evaluate("document.createElement('video').canPlayType('application/vnd.apple.mpegurl')"):
-            pytest.skip("this Chromium has no native HLS")
         page.wait_for_function("document.querySelector('.video-player').dataset.engine === 'native'")
         page.evaluate("document.querySelector('.video-player video').muted = true")
         page.locator(".video-player__play").click()
