@@ -9,6 +9,12 @@ PYTEST_ARGS ?=
 
 export CMS_DATA_DIR ?= $(CURDIR)/var
 export WAGTAILADMIN_BASE_URL ?= http://$(HOST):$(PORT)
+# `make run` as root (a container): nginx's workers run as this user and read
+# the data folder through its group; the services write with umask 027 and
+# that group (docs/deploy.md, "Files and who may read them").
+NGINX_USER ?= www-data
+AS_SERVICE := deploy/scripts/as-service $(NGINX_USER)
+NGINX_USER_ARG := $(if $(filter 0,$(shell id -u)),--user $(NGINX_USER))
 
 SYSTEM_DEPS := nginx:nginx-light ffmpeg:ffmpeg ffprobe:ffmpeg node:nodejs npm:npm
 # Browser tests need Chromium and a font; the RQ test Redis; the TLS test openssl and curl.
@@ -19,7 +25,7 @@ TEST_SYSTEM_DEPS := chromium:chromium /usr/share/fonts/truetype/liberation:fonts
 
 run: setup prepare
 	@echo "Starting nginx, gunicorn and the task worker on http://$(HOST):$(PORT)/ (Ctrl-C stops them)"
-	exec $(BIN)/honcho --no-colour -f Procfile start
+	exec $(AS_SERVICE) $(BIN)/honcho --no-colour -f Procfile start
 
 # --ds: an exported DJANGO_SETTINGS_MODULE would otherwise win over pyproject.toml.
 test: setup test-system-deps
@@ -55,10 +61,12 @@ frontend/static/frontend/.built: frontend/node_modules/.package-lock.json fronte
 	touch $@
 
 prepare:
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/python manage.py render_nginx_config --listen $(HOST):$(PORT) --output $(CMS_DATA_DIR)/nginx/nginx.conf
-	$(BIN)/python manage.py bootstrap_site --base-url http://$(HOST):$(PORT)
+	deploy/scripts/prepare-data-dir "$(CMS_DATA_DIR)" $(NGINX_USER)
+	$(AS_SERVICE) $(BIN)/python manage.py migrate --noinput
+	$(AS_SERVICE) $(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(AS_SERVICE) $(BIN)/python manage.py render_nginx_config --listen $(HOST):$(PORT) $(NGINX_USER_ARG) \
+		--output $(CMS_DATA_DIR)/nginx/nginx.conf
+	$(AS_SERVICE) $(BIN)/python manage.py bootstrap_site --base-url http://$(HOST):$(PORT)
 
 # Serving benchmark (docs/benchmarks.md): nginx static vs X-Accel vs FileResponse vs a bare view.
 bench-serve:

@@ -3,11 +3,17 @@ sign-in instructions printed, Ctrl-C stops everything, and a second run
 reuses what the first one made."""
 
 import os
+import pwd
 import re
+import shutil
 import signal
+import sqlite3
+import stat
 import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -89,8 +95,94 @@ def sign_in(run, username, password):
     return session, response
 
 
-def test_make_run_serves_stops_and_is_idempotent(tmp_path):
-    data_dir = tmp_path / "var"
+@pytest.fixture
+def data_dir():
+    """A data folder nginx's workers can reach when make run runs as root
+    (pytest's own temporary folders are 0700 all the way down)."""
+    path = Path(tempfile.mkdtemp(prefix="pv-make-run-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def nginx_processes(data_dir):
+    """{pid: (uid, gid, role)} of the nginx started for ``data_dir``: its master and workers."""
+    def status(pid):
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        return int(fields["Uid"].split()[0]), int(fields["Gid"].split()[0]), int(fields["PPid"])
+
+    found, masters = {}, set()
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            if entry.name.isdigit() and cmdline.startswith("nginx: master") and str(data_dir) in cmdline:
+                masters.add(int(entry.name))
+        except OSError:
+            continue
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            uid, gid, parent = status(entry.name)
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if int(entry.name) in masters:
+            found[int(entry.name)] = (uid, gid, "master")
+        elif parent in masters and cmdline.startswith("nginx: worker"):
+            found[int(entry.name)] = (uid, gid, "worker")
+    return found
+
+
+def assert_files_private(data_dir):
+    """No file of the data folder is world-readable; the secrets are the service user's alone."""
+    for path in [data_dir, *data_dir.rglob("*")]:
+        if path.is_socket():
+            continue  # the gunicorn socket: reachable only through run/ (0750)
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        assert mode & 0o007 == 0, (str(path), oct(mode))
+    for secret in ("nginx/nginx.conf", "db.sqlite3", "secret_key"):
+        mode = stat.S_IMODE((data_dir / secret).stat().st_mode)
+        assert mode == 0o600, (secret, oct(mode))
+    for wal in data_dir.glob("db.sqlite3-*"):
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600, wal
+    assert any((data_dir / "private").rglob("*.mp4")), "no private video files to check"
+
+
+def assert_nginx_workers_unprivileged(data_dir):
+    processes = nginx_processes(data_dir)
+    workers = [info for info in processes.values() if info[2] == "worker"]
+    assert workers, processes
+    if os.geteuid() == 0:
+        www = pwd.getpwnam("www-data")
+        assert all((uid, gid) == (www.pw_uid, www.pw_gid) for uid, gid, _ in workers), processes
+    else:
+        assert all(uid == os.geteuid() for uid, _, _ in workers), processes
+
+
+def assert_demo_video_plays(run, session, data_dir):
+    """Bytes of the original through X-Accel, and the poster (a rendition the
+    transcoder moved into place) through the signed nginx location."""
+    html = session.get(run.url("/demo-private-video/"), timeout=10).text
+    page_id, video_id = re.search(r'data-playback-url="/playback/(\d+)/(\d+)/"', html).groups()
+    with sqlite3.connect(data_dir / "db.sqlite3") as db:
+        name = db.execute("SELECT file FROM cms_video WHERE id = ?", (video_id,)).fetchone()[0]
+    original = (data_dir / "private" / name).read_bytes()
+    response = session.get(run.url(f"/watch/{page_id}/{video_id}/original/"),
+                           headers={"Range": "bytes=0-65535"}, timeout=10)
+    assert response.status_code == 206, (response.status_code, response.text[:300])
+    assert response.content == original[:65536]
+    deadline = time.monotonic() + 180
+    while True:
+        info = session.get(run.url(f"/playback/{page_id}/{video_id}/"), timeout=10).json()
+        if info.get("poster"):
+            break
+        assert time.monotonic() < deadline, (info, run.text[-3000:])
+        time.sleep(1)
+    poster = requests.get(run.url(info["poster"]), timeout=10)
+    assert poster.status_code == 200 and poster.content[:3] == b"\xff\xd8\xff", poster.status_code
+
+
+def test_make_run_serves_stops_and_is_idempotent(data_dir):
     port = free_port()
     run = MakeRun(data_dir, port)
     try:
@@ -115,6 +207,12 @@ def test_make_run_serves_stops_and_is_idempotent(tmp_path):
         listing = session.get(run.url("/admin/videos/"), timeout=10)
         assert "Demo clip (test pattern)" in listing.text
         assert session.get(run.url("/demo-private-video/"), timeout=10).status_code == 200
+
+        # Files and processes: nginx's workers are not root, yet still serve
+        # the private files; no file is world-readable; the secrets are 0600.
+        assert_demo_video_plays(run, session, data_dir)
+        assert_nginx_workers_unprivileged(data_dir)
+        assert_files_private(data_dir)
     finally:
         run.ctrl_c()
     with pytest.raises(requests.ConnectionError):
