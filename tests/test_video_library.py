@@ -266,23 +266,58 @@ def test_chooser_lists_and_chooses(admin_client, sample_video):
 
 
 def test_chooser_upload_tab_creates_video(admin_client, sample_video, text_as_mp4):
-    response = admin_client.get(reverse("cms_video_chooser:choose"))
-    assert 'id="tab-label-create"' in json.loads(response.content)["html"] or "Upload" in json.loads(response.content)["html"]
-    response = admin_client.post(
-        reverse("cms_video_chooser:create"), {"title": "From chooser", "file": upload(sample_video)}
-    )
+    html = json.loads(admin_client.get(reverse("cms_video_chooser:choose")).content)["html"]
+    # The modal has an upload tab whose form posts a file to the chooser's create view.
+    assert 'id="tab-label-create"' in html
+    create_url = reverse("cms_video_chooser:create")
+    form = re.search(rf'<form[^>]*action="{re.escape(create_url)}"[^>]*>(.*?)</form>', html, re.S)
+    assert form and 'enctype="multipart/form-data"' in form.group(0)
+    assert re.search(r'<input[^>]*type="file"[^>]*name="file"|<input[^>]*name="file"[^>]*type="file"', form.group(1))
+
+    before = private_files()
+    response = admin_client.post(create_url, {"title": "From chooser", "file": upload(sample_video)})
     body = json.loads(response.content)
     assert body["step"] == "chosen", body
-    assert Video.objects.get(title="From chooser")
-    response = admin_client.post(
-        reverse("cms_video_chooser:create"), {"title": "Bad", "file": upload(text_as_mp4)}
-    )
+    video = Video.objects.get(title="From chooser")
+    assert body["result"]["id"] == str(video.pk) and body["result"]["title"] == "From chooser"
+    # Saved as an upload through the library: probed, owned, stored privately, bytes intact.
+    assert video.uploaded_by_user == admin_client.user
+    assert video.duration == pytest.approx(4, abs=0.2) and (video.width, video.height) == (320, 180)
+    assert video.original_filename == "sample.mp4"
+    assert private_files() == sorted(before + [Path(settings.PRIVATE_MEDIA_ROOT) / video.file.name])
+    assert (Path(settings.PRIVATE_MEDIA_ROOT) / video.file.name).read_bytes() == Path(sample_video).read_bytes()
+
+    response = admin_client.post(create_url, {"title": "Bad", "file": upload(text_as_mp4)})
     body = json.loads(response.content)
     assert body["step"] == "reshow_creation_form"
     assert "not a video we can read" in body["htmlFragment"]
+    # Nothing kept of the refused file: no row, no stored bytes.
+    assert not Video.objects.filter(title="Bad").exists() and Video.objects.count() == 1
+    assert private_files() == sorted(before + [Path(settings.PRIVATE_MEDIA_ROOT) / video.file.name])
+
+
+def _chooser_urls_by_block(definition, path=()):
+    """{block path: chooser modal URL} from a StreamField's telepath definition."""
+    found = {}
+    if isinstance(definition, dict):
+        args = definition.get("_args") or []
+        if definition.get("_type") == "wagtail.admin.widgets.Chooser":
+            found[path] = next(a["modalUrl"] for a in args if isinstance(a, dict) and "modalUrl" in a)
+            return found
+        name = args[0] if args and isinstance(args[0], str) and args[0] else None
+        for arg in args:
+            found.update(_chooser_urls_by_block(arg, path + ((name,) if name else ())))
+    elif isinstance(definition, list):
+        for item in definition:
+            found.update(_chooser_urls_by_block(item, path))
+    return found
 
 
 def test_video_page_editor_has_chooser_and_block(admin_client, sample_video):
+    import html as htmllib
+
+    from wagtail.test.utils.form_data import nested_form_data, rich_text, streamfield
+
     from cms.models import VideoPage
 
     from .helpers import home_page
@@ -290,14 +325,34 @@ def test_video_page_editor_has_chooser_and_block(admin_client, sample_video):
     home = home_page()
     url = reverse("wagtailadmin_pages:add", args=["cms", "videopage", home.pk])
     html = admin_client.get(url).content.decode()
-    assert "Choose a video" in html
-    assert "VideoChooserBlock" in html or "cms.blocks.VideoChooserBlock" in html or '"video"' in html
-    video = make_video(sample_video, title="Body clip")
-    page = make_video_page(None, title="With body")
-    page.body = [("video", {"video": video, "caption": "Hello"})]
-    page.save_revision().publish()
-    page = VideoPage.objects.get(pk=page.pk)
-    assert [v.pk for v in page.videos()] == [video.pk]
+    chooser_url = reverse("cms_video_chooser:choose")
+    # The main video field is the library's chooser ...
+    main = re.search(r'<div id="id_video-chooser"[^>]*data-chooser-url="([^"]+)"', html)
+    assert main and main.group(1) == chooser_url
+    # ... and the body offers a "video" block whose "video" child is the same chooser.
+    definition = json.loads(htmllib.unescape(re.search(r'data-w-block-data-value="([^"]*)"', html).group(1)))
+    assert _chooser_urls_by_block(definition) == {("video", "video"): chooser_url}
+
+    # Publishing through the editor saves both choices.
+    main_video = make_video(sample_video, title="Main clip")
+    body_video = make_video(sample_video, title="Body clip")
+    response = admin_client.post(url, nested_form_data({
+        "title": "With body",
+        "slug": "with-body",
+        "video": main_video.pk,
+        "intro": rich_text(""),
+        "body": streamfield([("video", {"video": body_video.pk, "caption": "Hello"})]),
+        "viewer_grants": {"TOTAL_FORMS": 0, "INITIAL_FORMS": 0, "MIN_NUM_FORMS": 0, "MAX_NUM_FORMS": 1000},
+        "action-publish": "action-publish",
+    }))
+    assert response.status_code == 302, response.content.decode()[:3000]
+    page = VideoPage.objects.get(slug="with-body")
+    assert page.live and page.get_parent().pk == home.pk
+    assert page.video == main_video
+    assert [(block.block_type, block.value["video"].pk, block.value["caption"]) for block in page.body] == [
+        ("video", body_video.pk, "Hello")
+    ]
+    assert [v.pk for v in page.videos()] == [main_video.pk, body_video.pk]
 
 
 @pytest.fixture
@@ -320,12 +375,26 @@ def test_upload_requires_add_permission(editor_without_add, sample_video):
 def test_collection_permission_lets_editor_upload(client, sample_video):
     group = Group.objects.create(name="Video editors")
     group.permissions.add(Permission.objects.get(codename="access_admin"))
+    archive = Collection.get_first_root_node().add_child(name="Archive")
     GroupCollectionPermission.objects.create(
-        group=group, collection=Collection.get_first_root_node(),
-        permission=Permission.objects.get(codename="add_video"),
+        group=group, collection=archive, permission=Permission.objects.get(codename="add_video"),
     )
-    client.force_login(make_user("editor", groups=[group]))
+    editor = make_user("editor", groups=[group])
+    client.force_login(editor)
+    before = set(private_files())
     response = client.post(
-        reverse("cms_videos:add"), {"file": upload(sample_video)}, HTTP_ACCEPT="application/json"
+        reverse("cms_videos:add"), {"file": upload(sample_video, "editor clip.mp4"), "collection": archive.pk},
+        HTTP_ACCEPT="application/json",
     )
     assert response.status_code == 200, response.content
+    body = json.loads(response.content)
+    video = Video.objects.get()
+    assert body["success"] is True and body["pk"] == video.pk
+    # Saved in the collection the editor may add to, as theirs, probed and stored privately.
+    assert video.collection == archive
+    assert video.uploaded_by_user == editor
+    assert video.title == "editor clip" and video.original_filename == "editor clip.mp4"
+    assert video.duration == pytest.approx(4, abs=0.2) and video.video_codec == "h264"
+    stored = Path(settings.PRIVATE_MEDIA_ROOT) / video.file.name
+    assert stored.read_bytes() == Path(sample_video).read_bytes()
+    assert set(private_files()) - before == {stored}
