@@ -13,16 +13,6 @@ from wagtail.permissions import policy_registry
 from .models import Video
 from .validation import max_upload_size, validate_video_upload
 
-# Room for the multipart envelope and the form's other fields (title, tags,
-# collection, CSRF token) on top of the largest file.
-UPLOAD_FORM_OVERHEAD = 1024 * 1024
-
-
-def max_upload_request_size():
-    """The largest request body an upload or replace may have. The views refuse
-    a larger Content-Length from the header, before reading the body."""
-    return max_upload_size() + UPLOAD_FORM_OVERHEAD
-
 
 def title_from_filename(filename):
     stem = os.path.splitext(os.path.basename(filename or ""))[0]

@@ -14,11 +14,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.template import Context, Engine
 from django.urls import reverse
 
+from cms.validation import max_upload_request_size
+
 from . import s3, tokens
 
 TEMPLATE_PATH = Path(settings.BASE_DIR) / "deploy" / "nginx" / "site.conf.template"
-# Multipart envelope and form fields on top of the largest allowed file.
-_UPLOAD_OVERHEAD = 16 * 1024 * 1024
 # Request bodies anywhere but the admin: login forms, page passwords.
 SITE_BODY_LIMIT = 1024 * 1024
 # The rest of the admin (Wagtail's image and document uploads) unless
@@ -74,7 +74,8 @@ def nginx_context(**overrides):
 
 def app_locations():
     """The locations proxied to Django, most specific first, each with its body limit."""
-    video_limit = settings.CMS_VIDEO_MAX_UPLOAD_SIZE + _UPLOAD_OVERHEAD
+    # The same figure the upload views check the Content-Length against.
+    video_limit = max_upload_request_size()
     admin_limit = getattr(settings, "CMS_ADMIN_MAX_BODY_SIZE", DEFAULT_ADMIN_BODY_LIMIT)
     locations = [
         {"match": f"= {_nginx_path(reverse(name))}", "body_limit": video_limit, "upload": True}

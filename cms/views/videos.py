@@ -23,10 +23,10 @@ from wagtail.permissions import policy_registry
 
 from transcoding.views import processing_context, processing_status, rerun_transcode
 
-from ..forms import VideoForm, max_upload_request_size
+from ..forms import VideoForm
 from ..models import Video
 from ..permissions import videos_user_may
-from ..validation import max_upload_size
+from ..validation import max_upload_request_size, max_upload_size
 
 
 # --- oversize uploads -------------------------------------------------------------
@@ -159,6 +159,11 @@ class VideoUploadView(generic.CreateView):
     same URL takes a plain form post."""
 
     template_name = "cms/videos/upload.html"
+
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        context["max_upload_size"] = max_upload_size()
+        return context
 
     def json_error_response(self, error_code, error_message):
         response = super().json_error_response(error_code, error_message)

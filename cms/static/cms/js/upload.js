@@ -8,6 +8,9 @@
   const list = form.querySelector("[data-upload-list]");
   const template = form.querySelector("template[data-upload-item]");
   const url = form.dataset.uploadUrl;
+  // The server refuses larger files from the request's headers; say so at once
+  // instead of sending gigabytes to hear it.
+  const maxSize = Number(form.dataset.maxUploadSize) || 0;
   const queue = [];
   let busy = false;
 
@@ -30,6 +33,12 @@
     if (busy || !queue.length) return;
     busy = true;
     const { file, item } = queue.shift();
+    if (maxSize && file.size > maxSize) {
+      setState(item, `Refused: the largest video you can upload is ${form.dataset.maxUploadSizeText}.`, "is-error");
+      busy = false;
+      next();
+      return;
+    }
     const data = new FormData();
     data.append("csrfmiddlewaretoken", form.querySelector("[name=csrfmiddlewaretoken]").value);
     const collection = form.querySelector("[name=collection]");
@@ -55,7 +64,7 @@
         edit.href = body.url;
         edit.hidden = false;
       } else if (xhr.status === 413) {
-        setState(item, "Refused: the file is larger than the server accepts.", "is-error");
+        setState(item, body.error_message || "Refused: the file is larger than the server accepts.", "is-error");
       } else {
         setState(item, body.error_message || `Upload failed (HTTP ${xhr.status}).`, "is-error");
       }
