@@ -74,7 +74,11 @@ def rewrite_playlist(text, uri_for):
     return "\n".join(lines) + "\n"
 
 
-def master_playlist(page, video, renditions):
+def master_playlist(page, video, renditions, level=None):
+    """The master playlist with playlist URLs; with ``level`` (a video rung's
+    name) only that rung, still with every audio rendition: how a native HLS
+    player is held to one quality without losing the sound, which lives in
+    the audio renditions, not in the rung. An unknown level is a LookupError."""
     master = renditions[MASTER]
 
     def uri_for(name):
@@ -82,7 +86,29 @@ def master_playlist(page, video, renditions):
             return playlist_url(page, video, name)
         return None
 
-    return rewrite_playlist(read_text(master), uri_for)
+    text = read_text(master)
+    if level:
+        text = only_variant(text, level)
+    return rewrite_playlist(text, uri_for)
+
+
+def only_variant(text, level):
+    """``text`` (a master playlist) keeping only the variant whose URI is ``level``."""
+    lines, kept, pending = [], False, None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#EXT-X-STREAM-INF:"):
+            pending = stripped
+        elif pending is not None and stripped and not stripped.startswith("#"):
+            if stripped == level:
+                lines += [pending, stripped]
+                kept = True
+            pending = None
+        elif pending is None:
+            lines.append(line)
+    if not kept:
+        raise LookupError(level)
+    return "\n".join(lines) + "\n"
 
 
 def media_playlist(video, renditions, name, token):

@@ -103,3 +103,33 @@ def test_one_audio_track_shows_no_audio_menu(stack, tmp_path, output_dir):
         )
         assert page.locator(".video-player__audio").is_hidden()
         assert page.locator(".video-player__audio-item").count() == 0
+
+
+def test_native_hls_keeps_the_sound_when_a_quality_is_chosen(stack, tmp_path, output_dir):
+    page_obj, video, cookie = two_language_page(tmp_path, [("eng", None), ("fra", None)])
+    url = stack.url(page_obj.url) + "?player-engine=native"
+    requests = []
+    with chromium_page(output_dir, viewport=(640, 480), session_cookie=cookie, base_url=stack.base_url) as page:
+        page.on("response", lambda r: requests.append((time.monotonic(), r.status, r.url)))
+        page.goto(url)
+        page.wait_for_function("document.querySelector('.video-player').dataset.engine === 'native'")
+        page.evaluate("document.querySelector('.video-player video').muted = true")
+        page.locator(".video-player__play").click()
+        page.wait_for_function("document.querySelector('.video-player video').currentTime > 0.5")
+        chosen = time.monotonic()
+        page.locator(".video-player__quality").click()
+        page.locator('.video-player__menu-item[data-quality="90p"]').click()
+        page.wait_for_function("document.querySelector('.video-player video').videoHeight === 90", timeout=15_000)
+        src = page.evaluate("document.querySelector('.video-player video').currentSrc")
+        # Held to one rung through the master, which still names the sound.
+        assert src.endswith("/hls-master.m3u8?level=hls-90p"), src
+        # The sound of the reloaded source is fetched again (its bytes, signed).
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(
+            at >= chosen and "hls-audio1.m4s" in url for at, _, url in requests
+        ):
+            page.wait_for_timeout(200)
+    fetched = [(status, url) for at, status, url in requests if at >= chosen]
+    assert any("hls-audio1.m4s" in url and status in (200, 206) for status, url in fetched), fetched
+    assert any("hls-master.m3u8?level=hls-90p" in url and status == 200 for status, url in fetched), fetched
+    assert any("/hls-audio1.m3u8" in url and status == 200 for status, url in fetched), fetched

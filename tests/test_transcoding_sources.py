@@ -239,7 +239,7 @@ def test_each_audio_language_becomes_an_alternate_rendition(media_dir):
 def test_audio_playlists_are_signed_for_viewers(media_dir):
     source = make_multi_audio_video(media_dir / "signed-audio.mp4", [("eng", None), ("deu", None)], duration=1)
     video = make_video(source, title="Signed audio")
-    job = transcode(video, ladder=[Rung(90, 150)])
+    job = transcode(video, ladder=[Rung(144, 300), Rung(90, 150)])
     assert job.status == "ready", job.error
     page = make_video_page(video)
     members = Group.objects.create(name="Members")
@@ -258,7 +258,14 @@ def test_audio_playlists_are_signed_for_viewers(media_dir):
         assert uris and all(media_file in uri and uri != media_file for uri in uris), uris
     # The player's quality levels are the video rungs, not the audio tracks.
     levels = playback_info(page, video)["levels"]
-    assert [level["name"] for level in levels] == ["hls-90p"]
+    assert [level["name"] for level in levels] == ["hls-90p", "hls-144p"]
+    # One quality for a native player: that rung only, with both audio tracks.
+    one = client.get(f"/hls/{page.pk}/{video.pk}/hls-master.m3u8?level=hls-144p").content.decode()
+    assert [line for line in one.splitlines() if line and not line.startswith("#")] == [
+        f"/hls/{page.pk}/{video.pk}/hls-144p.m3u8"]
+    assert one.count("#EXT-X-STREAM-INF:") == 1 and one.count("#EXT-X-MEDIA:TYPE=AUDIO") == 2
+    for level in ("hls-audio1", "hls-1080p", "../hls-144p"):
+        assert client.get(f"/hls/{page.pk}/{video.pk}/hls-master.m3u8", {"level": level}).status_code == 404
     # A stranger gets no audio playlist either.
     stranger = Client()
     stranger.force_login(make_user("stranger"))

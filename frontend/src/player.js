@@ -628,7 +628,9 @@
       } else if (this.engine === "native") {
         this.nativeLevel = value === "auto" ? "" : value;
         const master = this.info.sources.find((source) => source.type === HLS_TYPE);
-        const src = this.nativeLevel ? master.src.replace(/hls-master\.m3u8$/, this.nativeLevel + ".m3u8") : master.src;
+        // One rung, still through the master: it names the audio renditions
+        // (a rung's own playlist has no sound).
+        const src = this.nativeLevel ? master.src + "?level=" + encodeURIComponent(this.nativeLevel) : master.src;
         this.source = { type: HLS_TYPE, src };
         await this.reloadNative();
       }

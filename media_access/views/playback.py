@@ -74,7 +74,8 @@ def playlist(request, page_id, video_id, name):
         return private(not_found())
     try:
         if name == hls.MASTER:
-            text = hls.master_playlist(page, video, renditions)
+            # ?level=<rung>: one quality for a native HLS player (see master_playlist).
+            text = hls.master_playlist(page, video, renditions, level=request.GET.get("level"))
         else:
             text = hls.media_playlist(video, renditions, name, VideoToken.issue(video))
     except LookupError:
