@@ -63,6 +63,8 @@ class VideoChoicePageForm(WagtailAdminPageForm):
     (``cms.permissions.video_permission_policy``). A video already on the page
     (its live content or its latest revision) may be kept without it, so an
     editor without video rights can still edit the page's other fields.
+    Without ``for_user`` (a form built outside Wagtail's views) only videos
+    already on the page are accepted.
 
     Use it on your own page types::
 
