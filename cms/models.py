@@ -1,4 +1,3 @@
-import posixpath
 import re
 import uuid
 
@@ -25,8 +24,13 @@ _SAFE_EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
 
 
 def video_upload_to(instance, filename):
-    """An unguessable key per upload; the uploader's filename is kept as data only."""
-    extension = posixpath.splitext(filename)[1].lower()
+    """An unguessable key per upload; the uploader's filename is kept as data
+    only. The extension is the container ffprobe detected (``apply_probe``
+    runs before the file is saved), never the one in the uploader's name: an
+    MP4 called "clip.m3u8" is stored as .mp4. Unprobed files get none."""
+    from transcoding.probe import container_extension
+
+    extension = "." + container_extension(instance.container, instance.probe_data) if instance.container else ""
     if not _SAFE_EXTENSION.match(extension):
         extension = ""
     instance.key = uuid.uuid4()
@@ -120,7 +124,8 @@ class Video(CollectionMember, index.Indexed, ClusterableModel):
         self.audio_codec = info.audio_codec[:32]
         self.container = info.format_name[:64]
         self.probe_data = {
-            "format": info.raw.get("format", {}),
+            # ffprobe's "filename" is a server path (a temporary one at upload).
+            "format": {k: v for k, v in info.raw.get("format", {}).items() if k != "filename"},
             "streams": info.raw.get("streams", []),
         }
 

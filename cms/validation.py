@@ -27,16 +27,22 @@ def max_upload_request_size():
 
 
 def _probe_uploaded(uploaded):
-    if hasattr(uploaded, "temporary_file_path"):
-        return probe_video(uploaded.temporary_file_path())
-    # In-memory uploads (small files, or a custom upload handler): ffprobe
-    # needs a seekable file, so spool to disk first.
-    suffix = os.path.splitext(uploaded.name or "")[1][:10]
-    with tempfile.NamedTemporaryFile(suffix=suffix) as spool:
-        for chunk in uploaded.chunks():
-            spool.write(chunk)
-        spool.flush()
-        return probe_video(spool.name)
+    """Probe the upload by its content alone. Django's temporary file ends
+    with the uploader's extension (``.upload.m3u8``), and ffprobe weighs a
+    name's extension when it picks a demuxer; so ffprobe gets a name with no
+    extension: a link in a private folder (or, for in-memory uploads, a spooled
+    copy). ffprobe itself opens it with the demuxer and protocol whitelists."""
+    with tempfile.TemporaryDirectory(prefix="probe-") as folder:
+        neutral = os.path.join(folder, "upload")
+        if hasattr(uploaded, "temporary_file_path"):
+            os.symlink(uploaded.temporary_file_path(), neutral)
+        else:
+            # In-memory uploads (small files, or a custom upload handler):
+            # ffprobe needs a seekable file, so spool to disk first.
+            with open(neutral, "wb") as spool:
+                for chunk in uploaded.chunks():
+                    spool.write(chunk)
+        return probe_video(neutral)
 
 
 def validate_video_upload(uploaded):

@@ -157,11 +157,12 @@ def test_indirection_uploads_naming_a_private_file_are_refused(stack, uploader, 
 def test_tiny_file_claiming_hours_is_refused(stack, uploader, tmp_path, suffix):
     tiny = _tiny_claiming_hours(tmp_path, suffix)
     assert tiny.stat().st_size < 16 * 1024
+    before = private_files()
     response = upload(stack, uploader, f"long{suffix}", tiny.read_bytes())
     assert_refused_clearly(response, f"long{suffix}", "claims to last 3:00:01", "/nonexistent")
     assert "too small" in response.json()["error_message"]
     assert Video.objects.count() == 0
-    assert private_files() == []
+    assert private_files() == before
 
 
 # --- real videos keep working, named by their content ----------------------

@@ -1,9 +1,48 @@
-"""ffprobe: what a media file really is, judged by its content."""
+"""ffprobe: what a media file really is, judged by its content.
 
+Also the one place that says how ffmpeg and ffprobe may open a file that
+came from an upload (DESIGN rule 4): only real container demuxers, only
+local files, under kernel resource limits.
+"""
+
+import json
+import os
+import re
+import subprocess
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-import ffmpeg
+from django.core.exceptions import ImproperlyConfigured
+from django.template.defaultfilters import filesizeformat
+
+from .profiles import setting
+
+# The demuxers an upload may be opened with (``TRANSCODING_INPUT_FORMATS``,
+# ffmpeg's names as ``ffmpeg -demuxers`` lists them): containers that hold
+# their media themselves. "mov" is the whole MP4/MOV/3GP family, "matroska"
+# covers WebM, "mpegts" is .ts/.mts/.m2ts, "mpeg" is program streams (.mpg,
+# .vob), "asf" is .wmv. Whatever the setting says, a format whose file is a
+# list of other files, URLs or devices is never allowed.
+DEFAULT_INPUT_FORMATS = ("mov", "matroska", "avi", "mpegts", "mxf", "flv", "mpeg", "asf", "ogg", "dv")
+_PLAYLIST_FORMATS = {
+    "hls", "applehttp", "concat", "dash", "webm_dash_manifest", "imf", "sdp", "rtp", "rtsp", "sap",
+}
+_NEVER_ALLOWED = _PLAYLIST_FORMATS | {
+    "image2", "image2pipe", "lavfi", "tee", "data", "subfile", "ffmetadata", "fbdev", "kmsgrab",
+    "video4linux2", "v4l2", "x11grab", "alsa", "pulse", "oss", "jack", "openal", "iec61883",
+    "libdc1394", "libcdio",
+}
+# Only local files: a source on S3 is copied to the worker first. No tcp,
+# udp, http, data, subfile, concat or pipe protocols.
+INPUT_PROTOCOLS = "file"
+
+# The stored original's extension, from the detected demuxer (never from the
+# uploader's file name). See ``container_extension``.
+_EXTENSIONS = {
+    "mov": "mp4", "matroska": "mkv", "avi": "avi", "mpegts": "ts", "mxf": "mxf", "flv": "flv",
+    "mpeg": "mpg", "asf": "wmv", "ogg": "ogv", "dv": "dv",
+}
+_WEBM_CODECS = {"vp8", "vp9", "av1", "opus", "vorbis", "webvtt"}
 
 # Containers ffmpeg reports for still images and text; a file that probes as
 # one of these is not a video whatever its extension says.
@@ -12,6 +51,51 @@ _NOT_VIDEO_FORMATS = {
     "svg_pipe", "tty", "srt", "webvtt", "ass", "lrc", "txt", "mpjpeg",
 }
 _STILL_IMAGE_CODECS = {"mjpeg", "png", "gif", "bmp", "tiff", "webp", "ansi"}
+
+
+def allowed_demuxers():
+    """The demuxer allow-list; ImproperlyConfigured if it names a playlist,
+    list or device format."""
+    formats = tuple(setting("INPUT_FORMATS", None) or DEFAULT_INPUT_FORMATS)
+    forbidden = sorted(set(formats) & _NEVER_ALLOWED)
+    if forbidden:
+        raise ImproperlyConfigured(
+            f"TRANSCODING_INPUT_FORMATS names {', '.join(forbidden)}: these open other files, URLs or "
+            "devices and are never allowed for uploads."
+        )
+    if not formats or not all(re.fullmatch(r"[a-z0-9_]+", name) for name in formats):
+        raise ImproperlyConfigured(f"TRANSCODING_INPUT_FORMATS {formats!r} must be ffmpeg demuxer names.")
+    return formats
+
+
+def input_options(demuxer=None):
+    """ffmpeg/ffprobe input options for anything made from an upload: the
+    demuxer and protocol whitelists, and the demuxer itself once a probe has
+    found it (so a file swapped after the probe is not read as something else)."""
+    options = {"format_whitelist": ",".join(allowed_demuxers()), "protocol_whitelist": INPUT_PROTOCOLS}
+    if demuxer:
+        options["f"] = demuxer
+    return options
+
+
+def input_args(demuxer=None):
+    return [arg for key, value in input_options(demuxer).items() for arg in (f"-{key}", value)]
+
+
+def container_extension(format_name, raw):
+    """The extension (without dot) for a file ffprobe reported as
+    ``format_name`` with ``raw`` ({"format": …, "streams": […]}), or ""."""
+    names = (format_name or "").split(",")
+    demuxer = next((name for name in _EXTENSIONS if name in names), None)
+    if demuxer == "mov":
+        brand = (((raw or {}).get("format") or {}).get("tags") or {}).get("major_brand", "").strip().lower()
+        if brand in ("", "qt"):
+            return "mov"
+        return "3gp" if brand.startswith("3g") else "mp4"
+    if demuxer == "matroska":
+        codecs = {stream.get("codec_name") for stream in (raw or {}).get("streams") or []}
+        return "webm" if codecs and codecs <= _WEBM_CODECS else "mkv"
+    return _EXTENSIONS.get(demuxer, "")
 
 
 class ProbeError(Exception):
@@ -41,6 +125,16 @@ class MediaInfo:
     has_audio: bool = False
     has_video: bool = False
     raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def demuxer(self):
+        """The allowed demuxer ffprobe chose, to force on later ffmpeg runs."""
+        names = self.format_name.split(",")
+        return next((name for name in allowed_demuxers() if name in names), None)
+
+    @property
+    def extension(self):
+        return container_extension(self.format_name, self.raw)
 
     @property
     def display_size(self):
@@ -90,17 +184,64 @@ def _float(value):
         return None
 
 
+def _refusal(stderr):
+    """A sentence for a file the whitelists refused, from ffprobe's log, or None."""
+    match = re.search(r"^\[([\w-]+) @ 0x[0-9a-f]+\] Format not on whitelist", stderr, re.MULTILINE)
+    if match:
+        name = match.group(1)
+        if name in _PLAYLIST_FORMATS:
+            return f"It is a playlist or a list of other files or streams ({name}); upload the video file itself."
+        if name in _NEVER_ALLOWED or name in _NOT_VIDEO_FORMATS or name.endswith("_pipe") or name in (
+            "apng", "mjpeg", "gif", "mpjpeg", "smjpeg", "ico", "alias_pix", "brender_pix",
+        ):
+            return "This is an image or text file, not a video."
+        return (
+            f"Its format ({name}) is not one this site accepts; upload an MP4, MOV, MKV, WebM, AVI, "
+            "MPEG-TS, MXF or FLV video."
+        )
+    if re.search(r"Protocol '[\w-]+' not on whitelist", stderr):
+        return "It refers to other files or network addresses; upload the video file itself."
+    return None
+
+
+def run_ffprobe(path, args, timeout=60):
+    """ffprobe's JSON answer for ``path`` (``args`` say what to show), with
+    the input whitelists and under resource limits. Raises ProbeError."""
+    from .runner import CHILD_ENV, child_preexec
+
+    cmd = ["ffprobe", "-v", "error", "-hide_banner", *args, "-of", "json", *input_args(), "-i", str(path)]
+    try:
+        completed = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+            preexec_fn=child_preexec("ffprobe"), env=CHILD_ENV,
+        )
+    except subprocess.TimeoutExpired:
+        raise ProbeError(f"Reading the file took longer than {timeout:g} seconds.") from None
+    except OSError as exc:  # ffprobe missing or not executable
+        raise ProbeError(f"ffprobe could not be started ({exc.strerror}).") from None
+    stderr = completed.stderr.decode("utf-8", "replace").strip()
+    if completed.returncode != 0:
+        detail = stderr.replace(str(path), "<file>")
+        if completed.returncode < 0:
+            raise ProbeError("Reading the file needed more time or memory than this site allows.", detail)
+        readable = _refusal(stderr)
+        if readable:
+            raise ProbeError(readable, detail)
+        lines = detail.splitlines()
+        reason = lines[-1] if lines else "ffprobe could not read the file"
+        if "Invalid data found when processing input" in reason:
+            reason = "Its content is not a media format ffmpeg knows; it is damaged or not a video."
+        # ffprobe prefixes the path; a server's temp path means nothing to users.
+        raise ProbeError(reason.removeprefix("<file>: "), detail)
+    try:
+        return json.loads(completed.stdout or b"{}")
+    except ValueError:
+        raise ProbeError("ffprobe gave an unreadable answer.", stderr) from None
+
+
 def probe(path, timeout=60):
     """Probe ``path`` with ffprobe. Raises ProbeError for anything unreadable."""
-    try:
-        data = ffmpeg.probe(str(path), timeout=timeout)
-    except ffmpeg.Error as exc:
-        detail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-        reason = detail[-1] if detail else "ffprobe could not read the file"
-        # ffprobe prefixes the path; a server's temp path means nothing to users.
-        raise ProbeError(reason.removeprefix(f"{path}: "), "\n".join(detail)) from None
-    except Exception as exc:  # timeout or ffprobe missing
-        raise ProbeError(f"ffprobe failed: {exc}") from None
+    data = run_ffprobe(path, ["-show_format", "-show_streams"], timeout=timeout)
 
     fmt = data.get("format") or {}
     info = MediaInfo(
@@ -136,10 +277,9 @@ def keyframe_gap(path, *, seconds=30, duration=None, timeout=60):
     (to the end of that window when keyframes stop), from the packet index
     alone: nothing is decoded. None when it cannot be told."""
     try:
-        data = ffmpeg.probe(
-            str(path), timeout=timeout, select_streams="v:0", read_intervals=f"%+{seconds}",
-            show_entries="packet=pts_time,flags",
-        )
+        data = run_ffprobe(path, [
+            "-select_streams", "v:0", "-read_intervals", f"%+{seconds}", "-show_entries", "packet=pts_time,flags",
+        ], timeout=timeout)
     except Exception:  # noqa: BLE001 - unknown spacing: the caller plays safe
         return None
     times = sorted(
@@ -167,4 +307,40 @@ def probe_video(path):
         raise ProbeError("The video stream has no picture size.")
     if not info.duration or info.duration <= 0:
         raise ProbeError("The video has no duration; it may be truncated.")
+    check_plausible_size(info, os.path.getsize(path))
     return info
+
+
+def _clock(seconds):
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def check_plausible_size(info, size):
+    """Refuse a file far too small for the duration or frame count it claims
+    (a few KB saying it lasts hours): the ladder would make hours of video
+    from it.
+
+    The floor, ``TRANSCODING_MIN_BYTES_PER_SECOND`` (default 4), is far below
+    any real recording. The sparsest real video is a screen recording of a
+    still screen: at 1 frame/s each skipped H.264 frame plus its container
+    index costs 10-20 bytes (a 720p slide with a 10-minute GOP measures
+    ~150 B/s); variable-rate recorders that write only changed frames still
+    write keyframes of several KB (3 frames in 10 minutes measures ~76 B/s);
+    any sound track adds 300 B/s or more. A frame takes at least one byte in
+    every codec and container, so more frames than bytes is refused too."""
+    floor = float(setting("MIN_BYTES_PER_SECOND", 4))
+    if info.duration and size < info.duration * floor:
+        raise ProbeError(
+            f"The file is {filesizeformat(size)} but claims to last {_clock(info.duration)}: too small for a "
+            "real video that long. It is damaged or made to look longer than it is."
+        )
+    frames = max((_int(s.get("nb_frames")) or 0 for s in info.raw.get("streams") or []
+                  if s.get("codec_type") == "video"), default=0)
+    if frames > size:
+        raise ProbeError(
+            f"The file is {filesizeformat(size)} but claims {frames:,} frames: too small for a real video "
+            "with that many. It is damaged or made to look longer than it is."
+        )

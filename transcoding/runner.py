@@ -4,6 +4,8 @@ with its ``-progress`` output turned into calls to a callback."""
 import collections
 import ctypes
 import fcntl
+import os
+import resource
 import signal
 import subprocess
 import threading
@@ -33,6 +35,96 @@ def _die_with_parent():
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:
         pass
+
+
+_GiB = 1024**3
+
+# What one ffmpeg or ffprobe may cost, enforced by the kernel (setrlimit in
+# the child before exec), so a hostile upload is bounded even where the
+# Python watchdog is not. TRANSCODING_FFMPEG_LIMITS and
+# TRANSCODING_FFPROBE_LIMITS (dicts) override any key; None is unlimited.
+DEFAULT_LIMITS = {
+    "ffmpeg": {
+        # CPU seconds summed over all threads; None: the wall-clock
+        # TRANSCODING_FFMPEG_TIMEOUT with every core of this host busy.
+        "cpu_seconds": None,
+        # Address space, not resident memory: a 1080p ladder maps ~1.5 GiB
+        # (with MALLOC_ARENA_MAX below); 4K sources need more.
+        "memory_bytes": 8 * _GiB,
+        # Per file written: the largest rendition of a long, tall source.
+        "file_size_bytes": 64 * _GiB,
+    },
+    "ffprobe": {
+        "cpu_seconds": 60,
+        "memory_bytes": 2 * _GiB,
+        # ffprobe writes no files (its answer goes to a pipe).
+        "file_size_bytes": 0,
+    },
+}
+
+# glibc reserves 64 MiB of address space per malloc arena, up to 8 per core:
+# on a large host that alone would trip the address-space limit.
+CHILD_ENV = {**os.environ, "MALLOC_ARENA_MAX": "4"}
+
+
+def resource_limits(kind):
+    """The effective limits for ``kind`` ("ffmpeg" or "ffprobe")."""
+    limits = {**DEFAULT_LIMITS[kind], **(setting(f"{kind.upper()}_LIMITS", None) or {})}
+    if kind == "ffmpeg" and limits["cpu_seconds"] is None:
+        limits["cpu_seconds"] = int(setting("FFMPEG_TIMEOUT", 6 * 3600)) * (os.cpu_count() or 1)
+    return limits
+
+
+def child_preexec(kind):
+    """A ``preexec_fn`` for ffmpeg/ffprobe: die with the parent, and run
+    under ``resource_limits(kind)``. Values are computed here, in the parent;
+    the child only makes system calls."""
+    limits = resource_limits(kind)
+    plan = [(resource.RLIMIT_CORE, 0, 0)]
+    if limits.get("cpu_seconds") is not None:
+        # Soft = hard: SIGKILL at the limit. (ffmpeg catches SIGXCPU and
+        # would keep going to finish its output cleanly.)
+        cpu = max(1, int(limits["cpu_seconds"]))
+        plan.append((resource.RLIMIT_CPU, cpu, cpu))
+    if limits.get("memory_bytes") is not None:
+        plan.append((resource.RLIMIT_AS, int(limits["memory_bytes"]), int(limits["memory_bytes"])))
+    if limits.get("file_size_bytes") is not None:
+        plan.append((resource.RLIMIT_FSIZE, int(limits["file_size_bytes"]), int(limits["file_size_bytes"])))
+
+    def preexec():
+        _die_with_parent()
+        for which, soft, hard in plan:
+            resource.setrlimit(which, (soft, hard))
+
+    return preexec
+
+
+def cpu_seconds(pid):
+    """CPU time used so far by a running child (user + system), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def limit_exceeded(returncode, kind, cpu_used=None):
+    """A sentence for a child the kernel stopped at one of its limits, else None.
+    ``cpu_used`` is the last sample of its CPU time, up to one watchdog tick
+    (half a second of every core) behind."""
+    limits = resource_limits(kind)
+    cpu_limit = limits.get("cpu_seconds")
+    if (
+        returncode in (-signal.SIGXCPU, -signal.SIGKILL)
+        and cpu_limit is not None
+        and cpu_used is not None
+        and cpu_used >= cpu_limit - (os.cpu_count() or 1)
+    ):
+        return f"{kind} used more than its CPU time limit ({cpu_limit:g} s)."
+    if returncode == -signal.SIGXFSZ:
+        return f"{kind} tried to write a file larger than its limit ({limits['file_size_bytes']:,} bytes)."
+    return None
 
 
 def _lock_dir():
@@ -89,16 +181,19 @@ def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_time
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=child_preexec("ffmpeg"),
+        env=CHILD_ENV,
     )
     reader = threading.Thread(target=_read_stderr, args=(process.stderr, tail), daemon=True)
     reader.start()
     started = time.monotonic()
     last_output = [started]
     killed_because = []
+    cpu_used = [None]
 
     def watchdog():
         while process.poll() is None:
+            cpu_used[0] = cpu_seconds(process.pid) or cpu_used[0]
             now = time.monotonic()
             if now - started > timeout:
                 killed_because.append(f"ffmpeg took longer than {timeout:g} s")
@@ -132,6 +227,9 @@ def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_time
     if killed_because:
         raise FFmpegError(killed_because[0].capitalize() + ".", stderr_tail)
     if process.returncode != 0:
+        limited = limit_exceeded(process.returncode, "ffmpeg", cpu_used[0])
+        if limited:
+            raise FFmpegError(limited, stderr_tail)
         last = tail[-1] if tail else f"exit status {process.returncode}"
         raise FFmpegError(f"ffmpeg failed: {last}", stderr_tail)
     return stderr_tail

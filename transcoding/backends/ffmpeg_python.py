@@ -2,6 +2,7 @@
 
 import ffmpeg
 
+from ..probe import input_options
 from ..profiles import (
     audio_kbps,
     hdr_transfer,
@@ -87,7 +88,7 @@ def picture_filters(video, info):
 
 class FFmpegPythonBackend(TranscoderBackend):
     def remux_command(self, source, info, label, outdir, *, audio=()):
-        source_input = ffmpeg.input(str(source))
+        source_input = ffmpeg.input(str(source), **input_options(info.demuxer))
         video = source_input["v:0"]
         copy = {"c": "copy", "dn": None, "sn": None}
         # The MP4 plays on its own: the picture and the default sound.
@@ -117,7 +118,7 @@ class FFmpegPythonBackend(TranscoderBackend):
         preset = preset or setting("X264_PRESET", "veryfast")
         rate = output_frame_rate(info)
         gop = max(1, round(rate * keyframe_seconds()))
-        source_input = ffmpeg.input(str(source))
+        source_input = ffmpeg.input(str(source), **input_options(info.demuxer))
         # Decode once, deinterlace and tone-map once, make the rate constant
         # once (VFR phone video), then split: every rung sees the same
         # frames, so keyframes line up.
@@ -169,16 +170,17 @@ class FFmpegPythonBackend(TranscoderBackend):
         return _compile(outputs)
 
     def progressive_command(self, rung_media, output, *, audio_media=None):
-        video = ffmpeg.input(str(rung_media))
+        # Both inputs are the ladder's own fMP4 files: the MP4 demuxer only.
+        video = ffmpeg.input(str(rung_media), **input_options("mov"))
         streams = [video["v:0"]]
         if audio_media:
-            streams.append(ffmpeg.input(str(audio_media))["a:0"])
+            streams.append(ffmpeg.input(str(audio_media), **input_options("mov"))["a:0"])
         stream = ffmpeg.output(*streams, str(output), c="copy", movflags="+faststart", f="mp4")
         return _compile([stream])
 
     def poster_command(self, source, info, output, *, seek, width, height):
         frame = (
-            picture_filters(ffmpeg.input(str(source), ss=f"{seek:.3f}")["v:0"], info)
+            picture_filters(ffmpeg.input(str(source), ss=f"{seek:.3f}", **input_options(info.demuxer))["v:0"], info)
             # The most representative of the next frames, not the first one
             # after the seek, which may be a fade or a black frame.
             .filter("thumbnail", 25)
