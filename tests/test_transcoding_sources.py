@@ -155,6 +155,25 @@ def test_interlaced_source_is_deinterlaced(media_dir):
         assert video_stream(path).get("field_order", "progressive") == "progressive"
 
 
+def test_interlacing_nobody_flagged_is_detected_with_idet(media_dir):
+    source = make_interlaced_video(media_dir / "unflagged.avi", duration=2, flagged=False)
+    assert video_stream(source).get("field_order", "unknown") == "unknown"
+    video = make_video(source, title="Unflagged")
+    job = transcode(video)
+    assert job.status == "ready", (job.error, job.stderr_tail)
+    assert (job.source_info["field_order"], job.source_info["interlaced"]) == ("tt", True)
+    after = idet_counts(local(renditions(video)["hls-240p-media"]))
+    assert after["progressive"] > 5 * (after["tff"] + after["bff"] + 1), after
+    # The same check on a progressive original of unknown order finds none.
+    plain = make_interlaced_video(media_dir / "plain.avi", duration=1, flagged=False, interlaced=False)
+    assert idet_counts(plain)["progressive"] > 20
+    from transcoding.backends import get_backend
+    from transcoding.pipeline import detect_field_order
+
+    info = probe(plain)
+    assert detect_field_order(get_backend(), plain, info) == "progressive"
+
+
 def test_hdr_pq_source_is_tone_mapped_to_bt709(media_dir):
     hdr = make_hdr_video(media_dir / "hdr-pq.mp4", duration=1)
     sdr = make_test_video(media_dir / "sdr-reference.mp4", duration=1, audio=False)

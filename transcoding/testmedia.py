@@ -119,14 +119,26 @@ def rotate_by_matrix(source, path, degrees):
     return Path(path)
 
 
-def make_interlaced_video(path, *, duration=2, width=320, height=240, field_order="tt"):
+def make_interlaced_video(path, *, duration=2, width=320, height=240, field_order="tt", flagged=True,
+                          interlaced=True):
     """Interlaced H.264 like a broadcast or camcorder recording: 50 fields a
-    second woven into 25 frames, coded as fields, ``field_order`` tagged."""
+    second woven into 25 frames, coded as fields, ``field_order`` tagged.
+    ``flagged=False``: the same pictures as MPEG-4 Part 2 in AVI, where
+    nothing says they are interlaced (ffprobe: field_order "unknown");
+    with ``interlaced=False`` too, the progressive 25 fps control.
+
+    The pattern is drawn at twice the size and scaled down: at its own size
+    testsrc2 has one-pixel lines that idet takes for combing."""
     weave = "interleave_top" if field_order in ("tt", "tb") else "interleave_bottom"
     parity = "tff" if field_order in ("tt", "tb") else "bff"
+    pattern = f"testsrc2=size={width * 2}x{height * 2}:rate={50 if interlaced else 25}:duration={duration}"
+    filters = f"scale={width}:{height}" + (f",tinterlace={weave},fieldorder={parity}" if interlaced else "")
+    picture = ["-f", "lavfi", "-i", pattern, "-vf", filters]
+    if not flagged:
+        _ffmpeg(*picture, "-c:v", "mpeg4", "-q:v", "3", "-an", "-f", "avi", str(path))
+        return Path(path)
     _ffmpeg(
-        "-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=50:duration={duration}",
-        "-vf", f"tinterlace={weave},fieldorder={parity}",
+        *picture,
         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
         "-flags", "+ilme+ildct", "-field_order", field_order, "-an", str(path),
     )

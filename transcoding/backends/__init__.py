@@ -72,6 +72,12 @@ class TranscoderBackend:
     def poster_command(self, source, info, output, *, seek, width, height):
         raise NotImplementedError
 
+    def field_order_command(self, source, info, output, *, frames):
+        """Run interlace detection on the first ``frames`` frames and write
+        ffmpeg's ``lavfi.idet.multiple.current_frame`` verdicts (tff, bff,
+        progressive, undetermined) as ``key=value`` lines to ``output``."""
+        raise NotImplementedError
+
 
 def get_backend():
     path = getattr(settings, "TRANSCODING_BACKEND", DEFAULT_BACKEND)

@@ -1,5 +1,7 @@
 """The default transcoder backend: ffmpeg graphs built with ffmpeg-python."""
 
+import os
+
 import ffmpeg
 
 from ..probe import input_options
@@ -188,4 +190,15 @@ class FFmpegPythonBackend(TranscoderBackend):
             .filter("setsar", "1")
         )
         stream = ffmpeg.output(frame, str(output), **{"frames:v": 1, "q:v": 3, "update": 1})
+        return _compile([stream])
+
+    def field_order_command(self, source, info, output, *, frames):
+        # idet's verdict per frame (over the frames seen so far) as text:
+        # ffmpeg logs its summary only at the info level, which we silence.
+        verdicts = (
+            ffmpeg.input(str(source), **input_options(info.demuxer))["v:0"]
+            .filter("idet")
+            .filter("metadata", mode="print", key="lavfi.idet.multiple.current_frame", file=str(output))
+        )
+        stream = ffmpeg.output(verdicts, os.devnull, f="null", **{"frames:v": frames})
         return _compile([stream])
