@@ -87,13 +87,79 @@ def output_dir(request):
 # storage: S3 ------------------------------------------------------------------
 
 S3_BUCKET = "private-video-test"
+S3RVER = REPO / "tests" / "s3rver" / "node_modules" / "s3rver" / "bin" / "s3rver.js"
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
-    """moto's standalone S3-compatible server on a free loopback port (the real
-    protocol over HTTP), with one private bucket. Yields the environment a
-    stack needs for STORAGE=s3; stopped after the session."""
+    """s3rver (npm, installed by `make test` into tests/s3rver/) on a free
+    loopback port: the S3 protocol over HTTP, one bucket, and a server that
+    refuses a presigned URL whose signature does not match the request
+    (SignatureDoesNotMatch). Yields the environment a stack needs for
+    STORAGE=s3; stopped after the session.
+
+    s3rver checks SigV2 presigned URLs only, so stacks run with
+    tests.s3rver_settings (the URLs nginx gets are presigned with SigV2;
+    everything else is production's). s3rver has no ACLs: it lets anyone
+    read, so bucket privacy is not tested here."""
+    import subprocess
+    import time
+
+    import requests
+
+    from .stack import free_port
+
+    if not S3RVER.exists():
+        raise RuntimeError(f"{S3RVER} is missing: run `make test` (or `cd tests/s3rver && npm ci`)")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("s3rver")
+    log = open(folder / "s3rver.log", "w")
+    server = subprocess.Popen(
+        ["node", str(S3RVER), "--directory", str(folder / "data"), "--address", "127.0.0.1",
+         "--port", str(port), "--no-vhost-buckets"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError("s3rver exited early:\n" + (folder / "s3rver.log").read_text())
+            try:
+                requests.get(endpoint + "/", timeout=1)
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("s3rver did not answer in 30 s")
+                time.sleep(0.1)
+        env = {
+            "STORAGE": "s3",
+            "DJANGO_SETTINGS_MODULE": "tests.s3rver_settings",
+            "AWS_STORAGE_BUCKET_NAME": S3_BUCKET,
+            "AWS_S3_ENDPOINT_URL": endpoint,
+            "AWS_S3_REGION_NAME": "us-east-1",
+            # s3rver's one account.
+            "AWS_ACCESS_KEY_ID": "S3RVER",
+            "AWS_SECRET_ACCESS_KEY": "S3RVER",
+        }
+        s3_client(env).create_bucket(Bucket=S3_BUCKET)
+        yield env
+    finally:
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait(timeout=5)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def moto_s3_server(tmp_path_factory):
+    """moto's standalone S3 server on a free loopback port, with one private
+    bucket: for what s3rver gets wrong (suffix byte ranges, anonymous reads).
+    moto checks no signatures; s3_server (s3rver) does. Yields the
+    environment a stack needs for STORAGE=s3; stopped after the session."""
     import subprocess
     import sys
     import time
@@ -147,8 +213,10 @@ def s3_server(tmp_path_factory):
         log.close()
 
 
-def s3_client(env):
+def s3_client(env, signature_version="s3v4"):
+    """A boto3 client for the test bucket; signature_version="s3" presigns as the stack does."""
     import boto3
+    from botocore.config import Config
 
     return boto3.session.Session().client(
         "s3",
@@ -156,4 +224,5 @@ def s3_client(env):
         region_name=env["AWS_S3_REGION_NAME"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        config=Config(signature_version=signature_version),
     )
