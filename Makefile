@@ -28,21 +28,27 @@ run: setup prepare
 	exec $(AS_SERVICE) $(BIN)/honcho --no-colour -f Procfile start
 
 # --ds: an exported DJANGO_SETTINGS_MODULE would otherwise win over pyproject.toml.
+# --durations=20: the slowest tests, printed at the end of every run.
 test: setup test-system-deps
-	$(BIN)/pytest --ds=cms.settings.test $(PYTEST_ARGS)
+	$(BIN)/pytest --ds=cms.settings.test --durations=20 $(PYTEST_ARGS)
 
 # The stack-level tests again, on a throwaway PostgreSQL server (CI runs both).
 # make run's own test is left out: it always uses the embedded SQLite database.
 test-postgres: setup test-system-deps
-	deploy/scripts/with-test-postgres $(BIN)/pytest --ds=cms.settings.test -m "integration or browser" --ignore=tests/test_make_run.py $(PYTEST_ARGS)
+	deploy/scripts/with-test-postgres $(BIN)/pytest --ds=cms.settings.test --durations=20 -m "integration or browser" --ignore=tests/test_make_run.py $(PYTEST_ARGS)
 
 setup: system-deps $(VENV)/.installed frontend
 
 system-deps:
 	@deploy/scripts/ensure-system-packages $(SYSTEM_DEPS)
 
-test-system-deps:
+test-system-deps: tests/s3rver/node_modules/.package-lock.json
 	@deploy/scripts/ensure-system-packages $(TEST_SYSTEM_DEPS)
+
+# s3rver: the S3 server the S3 tests run against (it checks presigned signatures).
+tests/s3rver/node_modules/.package-lock.json: tests/s3rver/package.json tests/s3rver/package-lock.json
+	cd tests/s3rver && npm ci --no-audit --no-fund
+	touch $@
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
