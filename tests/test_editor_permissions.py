@@ -269,6 +269,31 @@ def test_listings_do_not_leak_b(world, label, url_name, params):
 
 
 @pytestmark_db
+@pytest.mark.parametrize("url_name", ["cms_video_chooser:choose", "cms_video_chooser:choose_results"])
+def test_chooser_with_a_junk_collection_id_is_not_a_server_error(world, url_name):
+    response = signed_in(world.editor).get(reverse(url_name), {"collection_id": "1 or 1=1"})
+    assert response.status_code in (200, 404)
+    assert B_TITLE not in response.content.decode()
+    response = signed_in(world.editor).get(reverse("cms_video_chooser:chosen_multiple"), {"id": ["x", "1;2"]})
+    assert response.status_code == 200 and json.loads(response.content)["result"] == []
+
+
+@pytestmark_db
+def test_site_history_does_not_show_b(world):
+    # A logged change to B (by someone allowed), then the A editor looks at
+    # the admin's site history report.
+    response = signed_in(world.superuser).post(
+        reverse("cms_videos:edit", args=[world.video_b.pk]),
+        {"title": B_TITLE, "collection": world.b.pk, "tags": "confidential"},
+    )
+    assert response.status_code == 302
+    assert ModelLogEntry.objects.filter(label=B_TITLE).exists()
+    response = signed_in(world.editor).get(reverse("wagtailadmin_reports:site_history"))
+    assert response.status_code in (200, 302)
+    assert B_TITLE not in response.content.decode()
+
+
+@pytestmark_db
 def test_xlsx_export_lists_only_a(world):
     import openpyxl
 

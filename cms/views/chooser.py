@@ -61,6 +61,14 @@ class BaseVideoChooseView(chooser_views.BaseChooseView):
     def get_filter_form(self):
         return VideoFilterForm(self.request.GET, collections=self.collections)
 
+    def filter_object_list(self, objects):
+        # Wagtail hands url_filter_parameters to .filter() as they come: a
+        # junk collection id matches nothing rather than raising.
+        collection_id = self.request.GET.get("collection_id")
+        if collection_id is not None and not collection_id.isdigit():
+            return objects.none()
+        return super().filter_object_list(objects)
+
     @property
     def columns(self):
         columns = super().columns
