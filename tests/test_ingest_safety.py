@@ -411,7 +411,7 @@ def test_cpu_time_limit_stops_ffmpeg_readably(tmp_path):
     with override_settings(TRANSCODING_FFMPEG_LIMITS={"cpu_seconds": 1}):
         with pytest.raises(FFmpegError, match="CPU time"):
             run_ffmpeg([*FF, "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-t", "600",
-                        "-c:v", "libx264", "-preset", "veryslow", "-f", "null", "-"])
+                        "-c:v", "libx264", "-preset", "veryslow", "-f", "null", "-"], timeout=60)
 
 
 def test_ffprobe_runs_under_limits_too(sample_video):
