@@ -733,3 +733,36 @@ def test_through_nginx_oversize_upload_gets_a_quick_413(small_limit_stack, sampl
     )
     assert status is None, head[:500]
     assert snapshot(world.video_a) == before
+
+
+@pytest.mark.integration
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_browser_upload_page_refuses_an_oversize_file_without_sending_it(
+    small_limit_stack, sample_video, tmp_path, output_dir
+):
+    from .browser import chromium_page
+
+    world = World(sample_video)
+    big = tmp_path / "too-big.mp4"
+    big.write_bytes(Path(sample_video).read_bytes() + b"\0" * (2 * 1024**2))
+    session = stack_session(world.editor)
+    access_log = small_limit_stack.root / "gunicorn-access.log"
+    add_url = reverse("cms_videos:add")
+    with chromium_page(output_dir, session_cookie=session.cookies["sessionid"],
+                       base_url=small_limit_stack.base_url) as page:
+        page.goto(small_limit_stack.url(add_url))
+        posts_before = access_log.read_text().count(f"POST {add_url}")
+        page.set_input_files("[data-file-input]", [str(big), str(sample_video)])
+        page.wait_for_function(
+            "document.querySelectorAll('.video-upload__item.is-done, .video-upload__item.is-error').length === 2"
+        )
+        items = page.locator(".video-upload__item")
+        assert items.nth(0).locator("[data-state]").inner_text() == (
+            "Refused: the largest video you can upload is 1.0\xa0MB."
+        )
+        assert items.nth(1).locator("[data-state]").inner_text() == "Uploaded: sample"
+    # Only the file that fits was sent.
+    time.sleep(0.5)
+    assert access_log.read_text().count(f"POST {add_url}") == posts_before + 1
+    assert list(Video.objects.filter(collection=world.a).values_list("title", flat=True)) == ["sample", A_TITLE]
