@@ -128,3 +128,33 @@ def test_jobs_spread_over_two_rq_workers_and_survive_a_killed_one(rq_stack, samp
     # Recovered by the lease, not by luck: after it expired, well within bounds.
     assert time.monotonic() - killed_at >= LEASE_SECONDS - 1
     assert stack.processes["rq-b"].poll() is None
+
+
+def test_burst_on_rq_is_playable_before_any_full_ladder_starts(rq_stack, redis_url, tmp_path):
+    """Quick versions and ladders on their own RQ queues, read playable
+    first: five uploads at once are all playable before a ladder starts."""
+    from django.db import transaction
+    from django.test import override_settings
+
+    from transcoding.tasks import phase_queues
+    from transcoding.testmedia import make_test_video
+
+    from .helpers import make_video
+
+    stack = rq_stack
+    source = make_test_video(tmp_path / "rq-burst.mp4", duration=2, width=320, height=240)
+    queues = {name: {"URL": redis_url} for name in ["default", *phase_queues()]}
+    tasks = {
+        "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+        "transcoding": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": []},
+    }
+    with override_settings(TRANSCODING_AUTO_ENQUEUE=True, TASKS=tasks, RQ_QUEUES=queues), transaction.atomic():
+        videos = [make_video(source, title=f"RQ burst {i}") for i in range(5)]
+    jobs = TranscodeJob.objects.filter(video__in=videos)
+    logs = lambda: "\n".join(stack.log_text(n)[-2000:] for n in ("rq-a", "rq-b"))  # noqa: E731
+    wait_for(lambda: all(j.status in ("ready", "failed") for j in jobs.all()), 180, logs)
+    jobs = list(jobs.all())
+    assert all(j.status == "ready" and j.attempts == 1 for j in jobs), [(j.status, j.error) for j in jobs]
+    assert max(j.playable_at for j in jobs) <= min(j.ladder_started_at for j in jobs), sorted(
+        [(j.pk, "playable", j.playable_at) for j in jobs] + [(j.pk, "ladder", j.ladder_started_at) for j in jobs],
+        key=lambda row: row[2])

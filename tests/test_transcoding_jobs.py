@@ -209,6 +209,7 @@ def _stop(process, log):
 def test_job_of_a_killed_worker_is_recovered_by_the_next_worker(sample_video, tmp_path):
     database = settings.DATABASES["default"]["NAME"]
     scratch = tmp_path / "scratch"
+    scratch.mkdir()
     with override_settings(TRANSCODING_AUTO_ENQUEUE=True, TASKS=DB_TASKS):
         video = make_video(sample_video, title="Orphan")
     job = video.transcode_jobs.get()

@@ -229,6 +229,9 @@ RQ_QUEUES = {
         "DEFAULT_TIMEOUT": int(os.environ.get("RQ_JOB_TIMEOUT", str(12 * 3600))),
     }
 }
+# Transcoding on RQ: quick playable versions and full ladders on their own
+# queues; transcoding workers read the playable queue first.
+RQ_QUEUES["transcoding-playable"] = RQ_QUEUES["transcoding-ladder"] = RQ_QUEUES["default"]
 
 WAGTAIL_SITE_NAME = os.environ.get("WAGTAIL_SITE_NAME", "Private video")
 WAGTAILADMIN_BASE_URL = os.environ.get("WAGTAILADMIN_BASE_URL", "http://127.0.0.1:8000")
