@@ -16,6 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.template.defaultfilters import filesizeformat
 
 from .profiles import setting
+from .runner import child_env, child_preexec
 
 # The demuxers an upload may be opened with (``TRANSCODING_INPUT_FORMATS``,
 # ffmpeg's names as ``ffmpeg -demuxers`` lists them): containers that hold
@@ -207,13 +208,11 @@ def _refusal(stderr):
 def run_ffprobe(path, args, timeout=60):
     """ffprobe's JSON answer for ``path`` (``args`` say what to show), with
     the input whitelists and under resource limits. Raises ProbeError."""
-    from .runner import CHILD_ENV, child_preexec
-
     cmd = ["ffprobe", "-v", "error", "-hide_banner", *args, "-of", "json", *input_args(), "-i", str(path)]
     try:
         completed = subprocess.run(
             cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
-            preexec_fn=child_preexec("ffprobe"), env=CHILD_ENV,
+            preexec_fn=child_preexec("ffprobe"), env=child_env(),
         )
     except subprocess.TimeoutExpired:
         raise ProbeError(f"Reading the file took longer than {timeout:g} seconds.") from None

@@ -28,15 +28,6 @@ class FFmpegError(Exception):
         self.stderr_tail = stderr_tail
 
 
-def _die_with_parent():
-    # A worker killed with SIGKILL must not leave an orphaned ffmpeg
-    # burning CPU and holding a concurrency slot's worth of work.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-
-
 _GiB = 1024**3
 
 # What one ffmpeg or ffprobe may cost, enforced by the kernel (setrlimit in
@@ -49,7 +40,7 @@ DEFAULT_LIMITS = {
         # TRANSCODING_FFMPEG_TIMEOUT with every core of this host busy.
         "cpu_seconds": None,
         # Address space, not resident memory: a 1080p ladder maps ~1.5 GiB
-        # (with MALLOC_ARENA_MAX below); 4K sources need more.
+        # (with child_env's MALLOC_ARENA_MAX); 4K sources need more.
         "memory_bytes": 8 * _GiB,
         # Per file written: the largest rendition of a long, tall source.
         "file_size_bytes": 64 * _GiB,
@@ -62,9 +53,10 @@ DEFAULT_LIMITS = {
     },
 }
 
-# glibc reserves 64 MiB of address space per malloc arena, up to 8 per core:
-# on a large host that alone would trip the address-space limit.
-CHILD_ENV = {**os.environ, "MALLOC_ARENA_MAX": "4"}
+def child_env():
+    # glibc reserves 64 MiB of address space per malloc arena, up to 8 per
+    # core: on a large host that alone would trip the address-space limit.
+    return {**os.environ, "MALLOC_ARENA_MAX": "4"}
 
 
 def resource_limits(kind):
@@ -91,8 +83,18 @@ def child_preexec(kind):
     if limits.get("file_size_bytes") is not None:
         plan.append((resource.RLIMIT_FSIZE, int(limits["file_size_bytes"]), int(limits["file_size_bytes"])))
 
+    try:
+        # Resolved here: dlopen in a forked child of a threaded process can
+        # deadlock on the loader's lock.
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        prctl = None
+
     def preexec():
-        _die_with_parent()
+        # A worker killed with SIGKILL must not leave an orphaned ffmpeg
+        # burning CPU and holding a concurrency slot's worth of work.
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         for which, soft, hard in plan:
             resource.setrlimit(which, (soft, hard))
 
@@ -182,7 +184,7 @@ def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_time
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=child_preexec("ffmpeg"),
-        env=CHILD_ENV,
+        env=child_env(),
     )
     reader = threading.Thread(target=_read_stderr, args=(process.stderr, tail), daemon=True)
     reader.start()
