@@ -224,6 +224,22 @@ def test_editor_of_a_cannot_change_b_without_csrf_token(world, replacement, labe
 
 
 @pytestmark_db
+def test_upload_views_still_need_a_csrf_token(world, sample_video):
+    # They check CSRF themselves (after the size check), not in the middleware.
+    before = snapshot(world.video_a)
+    client = signed_in(world.editor, enforce_csrf=True)
+    for url in (reverse("cms_videos:add"), reverse("cms_video_chooser:create"),
+                reverse("cms_videos:edit", args=[world.video_a.pk])):
+        response = client.post(url, {"title": "No token", "collection": world.a.pk, "file": upload(sample_video)})
+        assert response.status_code == 403, url
+    assert snapshot(world.video_a) == before
+    token = csrf_token_from(client.get(reverse("cms_videos:add")).content.decode())
+    response = client.post(reverse("cms_videos:add"), {"csrfmiddlewaretoken": token, "file": upload(sample_video)},
+                           HTTP_ACCEPT="application/json")
+    assert response.status_code == 200, response.content
+
+
+@pytestmark_db
 def test_chosen_multiple_leaves_out_b(world):
     client = signed_in(world.editor)
     response = client.get(
