@@ -430,3 +430,50 @@ def test_probe_errors_never_show_server_paths(tmp_path):
     with pytest.raises(ProbeError) as caught:
         probe_video(hidden)
     assert str(tmp_path) not in str(caught.value)
+
+
+def test_ffmpeg_dies_with_its_worker_and_keeps_its_limits():
+    """The kernel limits do not replace PDEATHSIG: a worker killed with
+    SIGKILL takes its ffmpeg with it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from .stack import REPO
+
+    script = (
+        "import os, django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'cms.settings.test'); django.setup()\n"
+        "from transcoding.runner import run_ffmpeg\n"
+        "run_ffmpeg(['sleep', '120'])\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True)
+    child = None
+    try:
+        deadline, child = time.monotonic() + 30, None
+        while child is None and time.monotonic() < deadline:
+            children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
+            child = int(children[0]) if children else None
+            time.sleep(0.1)
+        assert child, "run_ffmpeg started nothing"
+        rows = _limits(Path(f"/proc/{child}/limits").read_text())
+        assert rows["Max address space"][0] == str(8 * 1024**3)
+        assert rows["Max core file size"][0] == "0"
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _running(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(child), "ffmpeg outlived its worker"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        if child and _running(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _running(pid):
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
