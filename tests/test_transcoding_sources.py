@@ -27,6 +27,7 @@ from transcoding.testmedia import (
     make_multi_audio_video,
     make_test_video,
     mean_luma,
+    rgb_difference,
     rotate_by_matrix,
 )
 
@@ -198,6 +199,19 @@ def test_hdr_pq_source_is_tone_mapped_to_bt709(media_dir):
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(hdr), "-frames:v", "1", "-pix_fmt", "yuv420p",
                     "-c:v", "libx264", str(washed)], check=True, timeout=60)
     assert abs(mean_luma(washed) - reference) > 20
+
+
+def test_sd_colours_survive_the_bt709_tags(media_dir):
+    # BT.601 YUV (SD video), tagged so; the rungs are tagged BT.709, so their
+    # YUV must be converted, or reds and greens shift in every browser.
+    source = make_test_video(media_dir / "sd-601.mp4", duration=1, audio=False,
+                             video_args=("-colorspace", "smpte170m"))
+    video = make_video(source, title="SD colours")
+    job = transcode(video, ladder=[Rung(180, 500)])
+    assert job.status == "ready", job.error
+    top = local(renditions(video)["hls-180p-media"])
+    assert video_stream(top)["color_space"] == "bt709"
+    assert rgb_difference(source, top) < 5.5  # 8.3 when the YUV is only re-tagged
 
 
 def test_hlg_is_recognised_as_hdr():

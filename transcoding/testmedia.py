@@ -192,3 +192,17 @@ def idet_counts(path):
         key.lower(): int(value)
         for key, value in re.findall(r"(TFF|BFF|Progressive|Undetermined):\s*(\d+)", line)
     }
+
+
+def rgb_difference(first, second, size="32x18"):
+    """Mean absolute difference (0-255) of the first frames of two videos,
+    each decoded to RGB by its own colour tags and shrunk to ``size``."""
+    def pixels(path):
+        return subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1",
+             "-vf", f"scale={size.replace('x', ':')}:flags=area,format=rgb24", "-f", "rawvideo", "-"],
+            check=True, capture_output=True, timeout=60,
+        ).stdout
+
+    a, b = pixels(first), pixels(second)
+    return sum(abs(x - y) for x, y in zip(a, b)) / len(a)

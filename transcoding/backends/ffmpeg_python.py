@@ -52,6 +52,23 @@ _ZSCALE_PRIMARIES = {"bt2020", "bt709", "smpte431", "smpte432"}
 _ZSCALE_MATRICES = {"bt2020nc", "bt2020c", "bt709"}
 # Colour tags for every SDR output: players must not guess.
 _BT709_TAGS = {"color_primaries": "bt709", "color_trc": "bt709", "colorspace": "bt709"}
+# ffprobe's matrix names → swscale's, to convert each rung's YUV to BT.709.
+_SWS_MATRICES = {
+    "bt709": "bt709", "smpte170m": "bt601", "bt470bg": "bt601", "fcc": "fcc", "smpte240m": "smpte240m",
+    "bt2020nc": "bt2020", "bt2020c": "bt2020",
+}
+
+
+def source_matrix(info):
+    """The YUV matrix of the pictures entering the scaler, as swscale names
+    it: BT.709 after tone mapping; else the source's tag; untagged video is
+    taken the way players take it (BT.601 below 720 lines, BT.709 from there)."""
+    if hdr_transfer(info):
+        return "bt709"
+    matrix = source_video_stream(info).get("color_space")
+    if matrix in _SWS_MATRICES:
+        return _SWS_MATRICES[matrix]
+    return "bt709" if min(info.width or 0, info.height or 0) >= 720 else "bt601"
 
 
 def picture_filters(video, info):
@@ -128,11 +145,13 @@ class FFmpegPythonBackend(TranscoderBackend):
             "fps", fps=f"{rate.numerator}/{rate.denominator}"
         )
         branches = video.filter_multi_output("split", len(planned) + (1 if storyboard else 0))
+        matrix = source_matrix(info)
         outputs = []
         for index, rung in enumerate(planned):
             scaled = (
                 branches.stream(index)
-                .filter("scale", rung.width, rung.height)
+                # Tagged BT.709 below, so converted to BT.709 here.
+                .filter("scale", rung.width, rung.height, in_color_matrix=matrix, out_color_matrix="bt709")
                 .filter("setsar", "1")
                 .filter("format", "yuv420p")
             )
