@@ -18,10 +18,13 @@ def rendition_upload_to(instance, filename):
 class Rendition(models.Model):
     """One published output of a video, served by ``media_access`` by name.
 
-    Names: ``mp4-<h>p`` (progressive MP4), ``hls-master`` (master playlist),
-    ``hls-<h>p`` (a rung's media playlist), ``hls-<h>p-media`` (that rung's
-    single fMP4 file, addressed by byte ranges), ``poster``, ``storyboard``
-    and ``storyboard-vtt``. Playlists and the storyboard index refer to their
+    Names (``<s>`` is the picture's short side, so a portrait 720x1280 rung
+    is ``720p``): ``mp4-<s>p`` (progressive MP4 with the first audio track),
+    ``hls-master`` (master playlist), ``hls-<s>p`` (a rung's media playlist,
+    video only), ``hls-<s>p-media`` (that rung's single fMP4 file, addressed
+    by byte ranges), ``hls-audio<n>`` and ``hls-audio<n>-media`` (the n-th
+    audio track of the source, an alternate audio rendition every rung
+    plays with), ``poster``, ``storyboard`` and ``storyboard-vtt``. Playlists and the storyboard index refer to their
     siblings by rendition name, relative to their own URL, so they work under
     any ``.../<rendition name>`` URL scheme.
     """
