@@ -327,6 +327,8 @@ def test_audio_track_names_come_from_the_source():
         ("", "Audio 5", False),
     ]
     assert [t.label for t in tracks] == ["audio1", "audio2", "audio3", "audio4", "audio5"]
+    with override_settings(TRANSCODING_MAX_AUDIO_TRACKS=2):
+        assert len(plan_audio(info(*[{"language": "eng"}] * 40))) == 2
 
 
 # ---- the fast path: only what browsers play well ----------------------------------------

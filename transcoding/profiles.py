@@ -292,6 +292,8 @@ class AudioTrack:
 def plan_audio(info):
     """Every audio stream of the source, in order; the first is the default."""
     streams = [s for s in info.raw.get("streams", []) if s.get("codec_type") == "audio"]
+    # An upload is hostile input: a hundred audio streams are not a hundred encodes.
+    streams = streams[: int(setting("MAX_AUDIO_TRACKS", 8))]
     tracks, names = [], set()
     for index, stream in enumerate(streams):
         tags = {key.lower(): value for key, value in (stream.get("tags") or {}).items()}
