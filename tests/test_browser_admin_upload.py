@@ -38,7 +38,10 @@ def test_editor_uploads_through_admin_ui(stack, sample_video, tmp_path, output_d
         assert items.nth(0).locator("[data-state]").inner_text() == "Uploaded: sample"
         assert items.nth(0).locator("progress").get_attribute("value") == "100"
         refusal = items.nth(1).locator("[data-state]").inner_text()
-        assert refusal == "“notes.mp4” is not a video we can read: Invalid data found when processing input"
+        assert refusal == (
+            "“notes.mp4” is not a video we can read: "
+            "Its content is not a media format ffmpeg knows; it is damaged or not a video."
+        )
         page.screenshot(path=str(output_dir / "upload.png"))
 
         page.goto(stack.url(reverse("cms_videos:index")))
