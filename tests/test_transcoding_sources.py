@@ -141,6 +141,14 @@ def test_display_matrix_rotation_is_turned_upright_not_squeezed(media_dir):
     assert "rotated" in job.source_info["fast_path_refusal"]
 
 
+def mostly_progressive(counts):
+    """idet's verdict on a deinterlaced video: bwdif leaves a little it can
+    mistake for combing on moving test patterns (up to a fifth of the
+    frames here), where the interlaced source reads as all TFF."""
+    decided = counts["tff"] + counts["bff"] + counts["progressive"]
+    return decided > 0 and counts["progressive"] >= 0.75 * decided
+
+
 def test_interlaced_source_is_deinterlaced(media_dir):
     source = make_interlaced_video(media_dir / "interlaced.mp4", duration=2)
     before = idet_counts(source)
@@ -152,7 +160,7 @@ def test_interlaced_source_is_deinterlaced(media_dir):
     for name in ("hls-240p-media", "hls-90p-media"):
         path = local(renditions(video)[name])
         after = idet_counts(path)
-        assert after["progressive"] > 5 * (after["tff"] + after["bff"] + 1), (name, after)
+        assert mostly_progressive(after), (name, after)
         assert video_stream(path).get("field_order", "progressive") == "progressive"
 
 
@@ -164,7 +172,7 @@ def test_interlacing_nobody_flagged_is_detected_with_idet(media_dir):
     assert job.status == "ready", (job.error, job.stderr_tail)
     assert (job.source_info["field_order"], job.source_info["interlaced"]) == ("tt", True)
     after = idet_counts(local(renditions(video)["hls-240p-media"]))
-    assert after["progressive"] > 5 * (after["tff"] + after["bff"] + 1), after
+    assert mostly_progressive(after), after
     # The same check on a progressive original of unknown order finds none.
     plain = make_interlaced_video(media_dir / "plain.avi", duration=1, flagged=False, interlaced=False)
     assert idet_counts(plain)["progressive"] > 20
