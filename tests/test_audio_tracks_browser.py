@@ -133,3 +133,33 @@ def test_native_hls_keeps_the_sound_when_a_quality_is_chosen(stack, tmp_path, ou
     assert any("hls-audio1.m4s" in url and status in (200, 206) for status, url in fetched), fetched
     assert any("hls-master.m3u8?level=hls-90p" in url and status == 200 for status, url in fetched), fetched
     assert any("/hls-audio1.m3u8" in url and status == 200 for status, url in fetched), fetched
+
+
+def test_portrait_rungs_are_named_by_their_short_side_in_the_quality_menu(stack, tmp_path, output_dir):
+    from transcoding.testmedia import make_test_video
+
+    clip = make_test_video(tmp_path / "portrait.mp4", duration=4, width=180, height=320)
+    video = make_video(clip, title="Portrait")
+    with override_settings(TRANSCODING_LADDER=LADDER):
+        job = enqueue_transcode(video)
+    job.refresh_from_db()
+    assert job.status == "ready", job.error
+    page_obj = make_video_page(video, title="Portrait page")
+    members = Group.objects.create(name="Members")
+    ViewerGrant.objects.create(page=page_obj, group=members)
+    client = Client()
+    client.force_login(make_user("viewer", groups=[members]))
+    url = stack.url(page_obj.url) + "?player-engine=hlsjs"
+    with chromium_page(output_dir, viewport=(640, 480), session_cookie=client.cookies["sessionid"].value,
+                       base_url=stack.base_url) as page:
+        page.goto(url)
+        page.wait_for_function("document.querySelector('.video-player').dataset.engine === 'hlsjs'")
+        page.evaluate("document.querySelector('.video-player video').muted = true")
+        page.locator(".video-player__play").click()
+        page.wait_for_function("document.querySelector('.video-player video').currentTime > 0.3")
+        page.locator(".video-player__quality").click()
+        # 180x320 and 90x160: the names the server gives them, not their heights.
+        assert page.locator(".video-player__menu-item").all_inner_texts() == ["180p", "90p", "Auto"]
+        page.locator('.video-player__menu-item[data-quality="90p"]').click()
+        page.wait_for_function("document.querySelector('.video-player video').videoWidth === 90", timeout=15_000)
+        assert page.evaluate("document.querySelector('.video-player video').videoHeight") == 160

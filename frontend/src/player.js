@@ -64,6 +64,13 @@
     return (h ? h + ":" : "") + mm + ":" + String(s).padStart(2, "0");
   }
 
+  // A rung is named by its short side, as the server names it: a portrait
+  // 720x1280 rung is "720p", not "1280p".
+  function levelLabel(level) {
+    const sides = [level.width, level.height].filter((side) => side > 0);
+    return (sides.length ? Math.min(...sides) : level.height) + "p";
+  }
+
   function el(tag, className, attributes = {}) {
     const node = document.createElement(tag);
     if (className) node.className = className;
@@ -275,7 +282,7 @@
       let recovering = false, parsed = false;
       hls.on(Hls.Events.LEVEL_SWITCHED, (event, data) => {
         const level = hls.levels[data.level];
-        this.lastLevelName = level ? level.height + "p" : "";
+        this.lastLevelName = level ? levelLabel(level) : "";
         this.root.dataset.level = this.lastLevelName;
         this.updateQualityMenu();
       });
@@ -582,10 +589,10 @@
     // ---- quality ----------------------------------------------------------
     qualityChoices() {
       if (this.engine === "hlsjs" && this.hls) {
-        return this.hls.levels.map((level, index) => ({ label: level.height + "p", value: index }));
+        return this.hls.levels.map((level, index) => ({ label: levelLabel(level), value: index }));
       }
       if (this.engine === "native") {
-        return this.info.levels.map((level) => ({ label: level.height + "p", value: level.name }));
+        return this.info.levels.map((level) => ({ label: levelLabel(level), value: level.name }));
       }
       return [];
     }
