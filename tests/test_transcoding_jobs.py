@@ -485,3 +485,45 @@ def test_burst_of_uploads_is_playable_before_any_full_ladder_starts(media_dir, t
         key=lambda row: row[2])
     # Both workers took part.
     assert len({j.worker for j in jobs}) == 2
+
+
+def test_a_stale_worker_cannot_publish_after_its_job_was_taken_over(sample_video, tmp_path):
+    """The worker that lost its lease comes back and tries to publish: under
+    the row lock it finds the job is another worker's, publishes nothing and
+    leaves no files behind."""
+    from transcoding.publish import JobSuperseded, Output, publish
+
+    video = make_video(sample_video, title="Contested")
+    with override_settings(TRANSCODING_LADDER=LADDER):
+        enqueue_transcode(video)
+    before = {r.name: r.file.name for r in video.renditions.all()}
+    retired_before = RetiredFile.objects.count()
+    job = TranscodeJob.objects.create(
+        video=video, source_name=video.file.name, status="processing", phase="ladder", worker="stale:1",
+        attempts=1, heartbeat_at=timezone.now(),
+    )
+    stale_view = TranscodeJob.objects.get(pk=job.pk)
+    # Recovered and claimed by its replacement meanwhile.
+    TranscodeJob.objects.filter(pk=job.pk).update(worker="replacement:2", attempts=2)
+    poster = tmp_path / "poster.jpg"
+    poster.write_bytes(b"\xff\xd8\xff" + b"0" * 100)
+    prefix_folder = Path(video.file.storage.path(f"videos/{video.key.hex[:2]}/{video.key.hex}/renditions"))
+    folders_before = set(prefix_folder.iterdir())
+    with pytest.raises(JobSuperseded):
+        publish(stale_view, video, [Output("poster", poster, "image/jpeg")], complete=True)
+    assert {r.name: r.file.name for r in video.renditions.all()} == before
+    assert RetiredFile.objects.count() == retired_before
+    assert set(prefix_folder.iterdir()) == folders_before
+
+
+def test_system_checks_name_a_queue_setup_that_cannot_put_playable_first():
+    from django.core.checks import run_checks
+
+    rq_one_queue = {**DB_TASKS, "transcoding": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+    with override_settings(TASKS=rq_one_queue):
+        assert "transcoding.E002" in [message.id for message in run_checks()]
+    with override_settings(TASKS=rq_one_queue, TRANSCODING_PLAYABLE_QUEUE="default", TRANSCODING_LADDER_QUEUE="default"):
+        assert "transcoding.E002" not in [message.id for message in run_checks()]
+    with override_settings(TRANSCODING_RETIRED_FILE_GRACE_SECONDS=10):
+        assert "transcoding.W001" in [message.id for message in run_checks()]
+    assert not [m.id for m in run_checks() if m.id.startswith("transcoding.")]

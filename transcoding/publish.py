@@ -19,7 +19,7 @@ from cms.storage import private_storage
 
 from .models import Rendition, RetiredFile, TranscodeJob
 from .profiles import segment_seconds, setting
-from .signal_handlers import retiring
+from .signal_handlers import _delete_with_empty_folder, retiring
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def publish(job, video, outputs, *, complete, on_upload=None):
         if not published:
             for name in stored.values():
                 try:
-                    storage.delete(name)
+                    _delete_with_empty_folder(storage, name)
                 except Exception:  # noqa: BLE001 - cleanup must not hide the cause
                     logger.warning("could not delete unpublished %s", name, exc_info=True)
     return stored
