@@ -3,6 +3,7 @@ from django.utils.translation import ngettext
 from wagtail import hooks
 from wagtail.admin.forms.collections import collection_member_permission_formset_factory
 
+from . import page_actions
 from .models import Video
 from .views.chooser import video_chooser_viewset
 from .views.videos import video_viewset
@@ -36,3 +37,8 @@ def describe_collection_videos(collection):
             % {"count": count},
             "url": reverse("cms_videos:index") + f"?collection={collection.pk}",
         }
+
+
+# Copying a page, or the admin API restoring a revision, chooses its videos again.
+hooks.register("before_copy_page", page_actions.before_copy_page)
+hooks.register("construct_admin_api", page_actions.guard_admin_api)

@@ -24,6 +24,18 @@ def ready_renditions(video):
     return [r for r in renditions if getattr(r, "is_ready", True)]
 
 
+def _stem(video):
+    """The uploader's name without its extension (the title if there is none)."""
+    name = video.original_filename or video.title or "video"
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    return stem or "video"
+
+
+def _extension(stored_name):
+    last = stored_name.rsplit("/", 1)[-1]
+    return "." + last.rsplit(".", 1)[-1] if "." in last else ""
+
+
 def resolve_file(video, name, *, attachment=False):
     """The ServedFile for ``name`` on ``video``, or None if there is no such ready file."""
     if name == ORIGINAL:
@@ -32,7 +44,9 @@ def resolve_file(video, name, *, attachment=False):
         return ServedFile(
             storage=video.file.storage,
             name=video.file.name,
-            filename=video.original_filename or f"{video.title}.mp4",
+            # The stored extension is the detected container's, never the
+            # uploader's: an MP4 uploaded as "clip.exe" downloads as clip.mp4.
+            filename=_stem(video) + _extension(video.file.name),
             content_type=content_type_for(video.file.name),
             attachment=attachment,
         )
@@ -42,12 +56,10 @@ def resolve_file(video, name, *, attachment=False):
     rendition = Rendition.objects.filter(video=video, name=name).exclude(file="").first()
     if rendition is None or not getattr(rendition, "is_ready", True):
         return None
-    stem = (video.original_filename or video.title).rsplit(".", 1)[0]
-    extension = rendition.file.name.rsplit(".", 1)[-1] if "." in rendition.file.name else ""
     return ServedFile(
         storage=rendition.file.storage,
         name=rendition.file.name,
-        filename=f"{stem}-{rendition.name}.{extension}" if extension else f"{stem}-{rendition.name}",
+        filename=f"{_stem(video)}-{rendition.name}{_extension(rendition.file.name)}",
         content_type=content_type_for(rendition.file.name, getattr(rendition, "content_type", "")),
         attachment=attachment,
     )

@@ -1,0 +1,124 @@
+"""Page actions that put videos on a page without the page form.
+
+Copying a page (or creating an alias of it) makes a new page that holds the
+source's videos, and the admin API's page actions (``/admin/api/main/pages/
+<id>/action/<name>/``) copy, alias and revert without ever validating
+``VideoChoicePageForm``. Each is choosing those videos again, so each needs
+"choose" permission on every video the new content would hold, as a save
+through the form does: otherwise an editor with page rights only could copy
+a members-only page holding a private video into a public part of the tree,
+publish the copy, and hand the video to anyone.
+
+Wired in ``cms.wagtail_hooks``: ``before_copy_page`` for the admin's copy
+view (copy and alias) and ``construct_admin_api`` for the API.
+"""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.utils.translation import gettext_lazy as _
+
+from .page_forms import videos_held_by
+from .permissions import videos_user_may
+
+NOT_ALLOWED = _("You may not copy this page: it holds a video you may not choose.")
+REVERT_NOT_ALLOWED = _("You may not restore this revision: it holds a video you may not choose.")
+
+
+def _content_of(page):
+    """The page as stored and as its latest revision (a copy takes both: the
+    live row and, with the revisions, the draft)."""
+    specific = page.specific
+    yield specific
+    if specific.latest_revision_id:
+        yield specific.get_latest_revision_as_object()
+
+
+def videos_of_pages(pages):
+    found = set()
+    for page in pages:
+        for content in _content_of(page):
+            found |= videos_held_by(content)
+    return found
+
+
+def unchoosable(user, video_ids, kept=()):
+    """The ids among ``video_ids`` that ``user`` may not choose (and that are not in ``kept``)."""
+    wanted = set(video_ids) - set(kept)
+    if not wanted:
+        return set()
+    return wanted - set(videos_user_may(user, "choose").filter(pk__in=wanted).values_list("pk", flat=True))
+
+
+def pages_copied(page, *, recursive=False, with_ancestors=False):
+    pages = [page]
+    if recursive:
+        pages += list(page.get_descendants())
+    if with_ancestors:
+        pages += list(page.get_ancestors().filter(depth__gt=1))
+    return pages
+
+
+# --- the admin's copy view (copy and alias) ----------------------------------------------
+
+
+def before_copy_page(request, page):
+    """Refuse a copy or alias holding any video the user may not choose; on the
+    form (GET) the page itself, on the POST with its subpages if asked."""
+    recursive = request.method == "POST" and bool(request.POST.get("copy_subpages"))
+    if unchoosable(request.user, videos_of_pages(pages_copied(page, recursive=recursive))):
+        messages.error(request, NOT_ALLOWED)
+        parent = page.get_parent()
+        return redirect("wagtailadmin_explore", parent.pk if parent else page.pk)
+    return None
+
+
+# --- the admin API's page actions --------------------------------------------------------
+
+
+def _guarded(action_class, refused_for):
+    class Guarded(action_class):
+        def execute(self, instance, data):
+            message = refused_for(self.request.user, instance, data)
+            if message:
+                raise PermissionDenied(message)
+            return super().execute(instance, data)
+
+    Guarded.__name__ = Guarded.__qualname__ = f"VideoChoice{action_class.__name__}"
+    return Guarded
+
+
+def _copy_refused(user, page, data):
+    pages = pages_copied(page, recursive=data.get("recursive", False),
+                         with_ancestors=data.get("copy_parents", False))
+    return NOT_ALLOWED if unchoosable(user, videos_of_pages(pages)) else None
+
+
+def _revert_refused(user, page, data):
+    revision = page.revisions.filter(pk=data.get("revision_id")).first()
+    if revision is None:
+        return None  # Wagtail's own 404
+    # As the page form: a video already on the page (live or latest) may stay.
+    kept = videos_of_pages([page])
+    return REVERT_NOT_ALLOWED if unchoosable(user, videos_held_by(revision.as_object()), kept) else None
+
+
+GUARDS = {
+    "copy": _copy_refused,
+    "create_alias": _copy_refused,
+    "copy_for_translation": _copy_refused,
+    "revert_to_page_revision": _revert_refused,
+}
+
+
+def guard_admin_api(router):
+    """``construct_admin_api``: the pages endpoint again, with the actions
+    that copy or restore content checking the videos it holds."""
+    from wagtail.admin.api.views import PagesAdminAPIViewSet
+
+    base = router._endpoints.get("pages", PagesAdminAPIViewSet)
+    actions = dict(base.actions)
+    for name, refused_for in GUARDS.items():
+        if name in actions:
+            actions[name] = _guarded(actions[name], refused_for)
+    router.register_endpoint("pages", type("VideoChoicePagesAdminAPIViewSet", (base,), {"actions": actions}))

@@ -1,0 +1,371 @@
+"""Hostile probes against the editor and upload side, through the real stack
+(nginx in front of gunicorn). Each test is one attack that once worked (or
+that a reviewer expected might) and the answer it must get now.
+
+- A page editor copies (or aliases) a page holding a video they may not
+  choose into a public part of the tree: the copy view and the admin API's
+  page actions (copy, create_alias, revert_to_page_revision) need choose
+  permission on every video the new content would hold.
+- A preview posting a forged video id renders no player for it.
+- A download is named with the stored (detected) extension, not the one the
+  uploader typed.
+- The CSRF-exempt upload views (they run their own CSRF check after the size
+  check) refuse cross-site posts: no token, a forged header token, a
+  multipart body; a chunked body with no Content-Length still meets nginx's
+  limit.
+"""
+
+import json
+import re
+import socket
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Group, Permission
+from wagtail.models import (
+    Collection,
+    GroupCollectionPermission,
+    GroupPagePermission,
+    Page,
+    PageViewRestriction,
+)
+from wagtail.test.utils.form_data import inline_formset, nested_form_data, rich_text, streamfield
+
+from cms.models import IndexPage, Video, VideoPage
+
+from .helpers import home_page, make_user, make_video, make_video_page, stack_session
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+
+def collection_group(name, collection, *codenames):
+    group = Group.objects.create(name=name)
+    group.permissions.add(Permission.objects.get(codename="access_admin"))
+    for codename in codenames:
+        GroupCollectionPermission.objects.create(
+            group=group, collection=collection, permission=Permission.objects.get(codename=codename)
+        )
+    return group
+
+
+@pytest.fixture
+def world(sample_video):
+    """A members-only section (login restriction) holding a page with a video of
+    the private collection; a page editor with add/change/publish on the whole
+    site but no video rights; a chooser who may also choose private videos."""
+    root = Collection.get_first_root_node()
+    private = root.add_child(name="Private")
+    home = home_page()
+    page_editors = Group.objects.create(name="Page editors")
+    page_editors.permissions.add(Permission.objects.get(codename="access_admin"))
+    for permission_type in ("add", "change", "publish"):
+        GroupPagePermission.objects.create(
+            group=page_editors, page=home,
+            permission=Permission.objects.get(codename=f"{permission_type}_page"),
+        )
+    choosers = collection_group("Private choosers", private, "choose_video")
+    secret = make_video(sample_video, title="Secret", collection=private)
+    public_video = make_video(sample_video, title="Public clip")
+    members = IndexPage(title="Members", slug="members")
+    home.add_child(instance=members)
+    members.save_revision().publish()
+    PageViewRestriction.objects.create(page=members, restriction_type=PageViewRestriction.LOGIN)
+    vault = make_video_page(secret, title="Vault", parent=members)
+    return SimpleNamespace(
+        home=home, members=members, vault=vault, secret=secret, public_video=public_video,
+        editor=make_user("editor", groups=[page_editors]),
+        chooser=make_user("chooser", groups=[page_editors, choosers]),
+        admin=make_user("boss", superuser=True),
+        data=Path(settings.PRIVATE_MEDIA_ROOT, secret.file.name).read_bytes(),
+    )
+
+
+def csrf_session(stack, user, url="/admin/"):
+    session = stack_session(user)
+    response = session.get(stack.url(url), timeout=30)
+    assert response.status_code == 200, response.text[:500]
+    return session, session.cookies["csrftoken"]
+
+
+def anonymous_watch(stack, page, video):
+    return stack_session(None).get(
+        stack.url(f"/watch/{page.pk}/{video.pk}/original/"), headers={"Range": "bytes=0-63"}, timeout=30,
+        allow_redirects=False,
+    )
+
+
+def pages_holding(video):
+    return set(VideoPage.objects.filter(video=video).values_list("pk", flat=True))
+
+
+def assert_no_new_copy(world, before):
+    assert pages_holding(world.secret) == before
+    assert not Page.objects.filter(slug="vault-copy").exists()
+
+
+# --- copying a page is choosing its videos ---------------------------------------------
+
+
+@pytest.mark.parametrize("alias", [False, True], ids=["copy", "alias"])
+def test_copy_view_refuses_a_page_holding_a_video_the_editor_may_not_choose(stack, world, alias):
+    # Before: the editor (page rights only) copied the members-only page to the
+    # public home page, published, and anyone could fetch the private original.
+    session, token = csrf_session(stack, world.editor)
+    before = pages_holding(world.secret)
+    data = {
+        "csrfmiddlewaretoken": token, "new_title": "Vault copy", "new_slug": "vault-copy",
+        "new_parent_page": world.home.pk, "publish_copies": "on",
+    }
+    if alias:
+        data["alias"] = "on"
+    response = session.post(stack.url(f"/admin/pages/{world.vault.pk}/copy/"), data=data,
+                            headers={"Referer": stack.url("/admin/")}, timeout=30, allow_redirects=True)
+    assert "may not choose" in response.text, response.text[:2000]
+    assert_no_new_copy(world, before)
+    # The copy form itself is refused too (nothing to fill in that could succeed).
+    form = session.get(stack.url(f"/admin/pages/{world.vault.pk}/copy/"), timeout=30)
+    assert "may not choose" in form.text and 'name="new_slug"' not in form.text
+
+
+def test_copy_view_lets_an_editor_who_may_choose_copy(stack, world):
+    session, token = csrf_session(stack, world.chooser)
+    response = session.post(stack.url(f"/admin/pages/{world.vault.pk}/copy/"), data={
+        "csrfmiddlewaretoken": token, "new_title": "Vault copy", "new_slug": "vault-copy",
+        "new_parent_page": world.home.pk, "publish_copies": "on",
+    }, headers={"Referer": stack.url("/admin/")}, timeout=30, allow_redirects=False)
+    assert response.status_code == 302, response.text[:2000]
+    copy = VideoPage.objects.get(slug="vault-copy")
+    assert copy.video_id == world.secret.pk and copy.live
+
+
+def test_recursive_copy_checks_the_videos_of_every_subpage(stack, world):
+    # The members section itself holds no video; its child does.
+    session, token = csrf_session(stack, world.editor)
+    before = pages_holding(world.secret)
+    response = session.post(stack.url(f"/admin/pages/{world.members.pk}/copy/"), data={
+        "csrfmiddlewaretoken": token, "new_title": "Members copy", "new_slug": "members-copy",
+        "new_parent_page": world.home.pk, "publish_copies": "on", "copy_subpages": "on",
+    }, headers={"Referer": stack.url("/admin/")}, timeout=30, allow_redirects=True)
+    assert "may not choose" in response.text, response.text[:2000]
+    assert pages_holding(world.secret) == before
+    assert not Page.objects.filter(slug="members-copy").exists()
+
+
+@pytest.mark.parametrize("action,payload", [
+    ("copy", lambda w: {"destination_page_id": w.home.pk, "slug": "vault-copy", "keep_live": True}),
+    ("create_alias", lambda w: {"destination_page_id": w.home.pk, "update_slug": "vault-copy"}),
+    ("copy", lambda w: {"destination_page_id": w.home.pk, "slug": "vault-copy", "keep_live": False}),
+], ids=["copy", "alias", "copy-draft"])
+def test_admin_api_page_actions_cannot_copy_an_unchoosable_video(stack, world, action, payload):
+    # The admin API (/admin/api/main/pages/<id>/action/<name>/) runs Wagtail's
+    # page actions without the copy view or the page form.
+    session, token = csrf_session(stack, world.editor)
+    before = pages_holding(world.secret)
+    response = session.post(
+        stack.url(f"/admin/api/main/pages/{world.vault.pk}/action/{action}/"),
+        data=json.dumps(payload(world)),
+        headers={"Content-Type": "application/json", "X-CSRFToken": token,
+                 "Referer": stack.url("/admin/")}, timeout=30,
+    )
+    assert response.status_code == 403, (response.status_code, response.text[:500])
+    assert "may not choose" in response.text
+    assert_no_new_copy(world, before)
+    copy = Page.objects.filter(slug="vault-copy").first()
+    assert copy is None
+    watched = anonymous_watch(stack, world.vault, world.secret)
+    # The members-only page itself still sends an anonymous visitor to sign in.
+    assert watched.status_code in (302, 403), watched.status_code
+    assert world.data[:64] not in watched.content
+
+
+def test_admin_api_copy_works_for_an_editor_who_may_choose(stack, world):
+    session, token = csrf_session(stack, world.chooser)
+    response = session.post(
+        stack.url(f"/admin/api/main/pages/{world.vault.pk}/action/copy/"),
+        data=json.dumps({"destination_page_id": world.home.pk, "slug": "vault-copy", "keep_live": True}),
+        headers={"Content-Type": "application/json", "X-CSRFToken": token,
+                 "Referer": stack.url("/admin/")}, timeout=30,
+    )
+    assert response.status_code == 201, response.text[:500]
+    assert VideoPage.objects.get(slug="vault-copy").video_id == world.secret.pk
+
+
+def test_admin_api_revert_cannot_bring_back_an_unchoosable_video(stack, world):
+    # An admin once put the secret on the public page, then replaced it. The
+    # editor (no video rights) reverts to the old revision through the API and
+    # publishes: the form's choose check never runs on that path.
+    page = make_video_page(world.secret, title="Launch")
+    old_revision = page.latest_revision
+    page = VideoPage.objects.get(pk=page.pk)
+    page.video = world.public_video
+    page.save_revision(user=world.admin).publish()
+    session, token = csrf_session(stack, world.editor)
+    headers = {"Content-Type": "application/json", "X-CSRFToken": token, "Referer": stack.url("/admin/")}
+    response = session.post(
+        stack.url(f"/admin/api/main/pages/{page.pk}/action/revert_to_page_revision/"),
+        data=json.dumps({"revision_id": old_revision.pk}), headers=headers, timeout=30,
+    )
+    assert response.status_code == 403, (response.status_code, response.text[:500])
+    assert "may not choose" in response.text
+    published = session.post(stack.url(f"/admin/api/main/pages/{page.pk}/action/publish/"),
+                             data="{}", headers=headers, timeout=30)
+    assert published.status_code in (200, 403), published.text[:500]
+    page = VideoPage.objects.get(pk=page.pk)
+    assert page.video_id == world.public_video.pk
+    assert page.get_latest_revision_as_object().video_id == world.public_video.pk
+    watched = anonymous_watch(stack, page, world.secret)
+    assert watched.status_code == 404 and world.data[:64] not in watched.content
+
+
+# --- preview ----------------------------------------------------------------------------
+
+
+def test_preview_with_a_forged_video_id_renders_no_player_for_it(stack, world):
+    page = make_video_page(world.public_video, title="Launch")
+    session, token = csrf_session(stack, world.editor, f"/admin/pages/{page.pk}/edit/")
+    data = nested_form_data({
+        "title": "Launch", "slug": page.slug, "video": world.secret.pk, "intro": rich_text(""),
+        "body": streamfield([("video", {"video": world.secret.pk, "caption": ""})]),
+        "viewer_grants": inline_formset([]), "comments": inline_formset([]),
+    })
+    data["csrfmiddlewaretoken"] = token
+    preview_url = stack.url(f"/admin/pages/{page.pk}/edit/preview/")
+    response = session.post(preview_url, data=data, headers={"Referer": stack.url("/admin/")}, timeout=30)
+    assert response.status_code == 200
+    assert response.json()["is_valid"] is False
+    shown = session.get(preview_url, timeout=30)
+    assert f"/{world.secret.pk}/" not in shown.text.replace(f"/{page.pk}/", "/PAGE/")
+    assert "Secret" not in shown.text
+    # And the playback JSON for it, as a previewing editor, is still a 404.
+    playback = session.get(stack.url(f"/playback/{page.pk}/{world.secret.pk}/"), timeout=30)
+    assert playback.status_code == 404 and b"token" not in playback.content
+
+
+# --- download names ---------------------------------------------------------------------
+
+
+def test_download_is_named_with_the_stored_extension(stack, world, sample_video, tmp_path):
+    # An MP4 uploaded as "clip.exe": stored as .mp4, and downloaded as clip.mp4,
+    # never as an .exe typed video/mp4.
+    disguised = tmp_path / "clip.exe"
+    disguised.write_bytes(Path(sample_video).read_bytes())
+    video = make_video(disguised, title="Disguised")
+    assert video.original_filename == "clip.exe" and video.file.name.endswith(".mp4")
+    page = make_video_page(video, title="Disguised page")
+    session = stack_session(world.admin)  # change permission: may download
+    response = session.get(stack.url(f"/watch/{page.pk}/{video.pk}/original/download/"), timeout=30)
+    assert response.status_code == 200, response.text[:300]
+    assert response.content == disguised.read_bytes()
+    assert response.headers["Content-Type"] == "video/mp4"
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;"), disposition
+    assert 'filename="clip.mp4"' in disposition and "clip.mp4" in disposition.split("filename*=")[1]
+    assert ".exe" not in disposition
+
+
+# --- CSRF on the CSRF-exempt upload views ------------------------------------------------
+
+
+def _multipart(fields, files):
+    boundary = "----probe7d3f"
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, (filename, content) in files.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: video/mp4\r\n\r\n".encode() + content + b"\r\n"
+        )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("how", ["no-token", "forged-header", "forged-field", "evil-origin"])
+@pytest.mark.parametrize("url", ["/admin/videos/new/", "/admin/videos/chooser/create/", "EDIT"])
+def test_csrf_exempt_upload_views_refuse_cross_site_posts(stack, world, sample_video, how, url):
+    target = make_video(sample_video, title="Target")
+    if url == "EDIT":
+        url = f"/admin/videos/edit/{target.pk}/"
+    session, token = csrf_session(stack, world.admin)
+    count = Video.objects.count()
+    fields = {"title": "Cross-site", "collection": Collection.get_first_root_node().pk, "tags": ""}
+    headers = {"Referer": stack.url("/admin/"), "X-Requested-With": "XMLHttpRequest"}
+    if how == "forged-header":
+        headers["X-CSRFToken"] = "A" * 64
+    elif how == "forged-field":
+        fields["csrfmiddlewaretoken"] = "B" * 64
+    elif how == "evil-origin":
+        # A real token, but the browser says the form came from elsewhere.
+        fields["csrfmiddlewaretoken"] = token
+        headers = {"Origin": "https://evil.example", "Referer": "https://evil.example/form"}
+    body, content_type = _multipart(fields, {"file": ("x.mp4", Path(sample_video).read_bytes())})
+    headers["Content-Type"] = content_type
+    response = session.post(stack.url(url), data=body, headers=headers, timeout=30, allow_redirects=False)
+    assert response.status_code == 403, (how, url, response.status_code, response.text[:300])
+    assert "CSRF" in response.text
+    assert Video.objects.count() == count
+    target.refresh_from_db()
+    assert target.title == "Target"
+
+
+@pytest.fixture(scope="module")
+def small_limit_stack(tmp_path_factory, stack_database_url, static_root):
+    from .conftest import _start_stack
+
+    stack = _start_stack(tmp_path_factory, stack_database_url, static_root,
+                         extra_env={"CMS_VIDEO_MAX_UPLOAD_SIZE": "1M"})
+    yield stack
+    stack.stop()
+
+
+def test_chunked_upload_without_content_length_meets_the_nginx_limit(small_limit_stack, world):
+    # No Content-Length, so the view's header check cannot see the size: nginx
+    # counts the chunks against the upload URL's client_max_body_size.
+    from django.test import override_settings
+
+    from cms.validation import max_upload_request_size
+
+    stack = small_limit_stack
+    with override_settings(CMS_VIDEO_MAX_UPLOAD_SIZE=1 << 20):
+        limit = max_upload_request_size()
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=60) as sock:
+        sock.sendall(
+            f"POST /admin/videos/new/ HTTP/1.1\r\nHost: 127.0.0.1:{stack.port}\r\n"
+            "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        chunk = b"a" * (1 << 20)
+        frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        sent = 0
+        answer = b""
+        sock.settimeout(0.001)
+        try:
+            while sent <= limit + (4 << 20):
+                try:
+                    sock.sendall(frame)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sent += len(chunk)
+                try:
+                    answer += sock.recv(65536)
+                    if answer:
+                        break
+                except (TimeoutError, BlockingIOError, socket.timeout):
+                    pass
+        finally:
+            sock.settimeout(10)
+            try:
+                while b"\r\n\r\n" not in answer:
+                    more = sock.recv(65536)
+                    if not more:
+                        break
+                    answer += more
+            except (TimeoutError, ConnectionResetError, socket.timeout):
+                pass
+    assert answer.startswith(b"HTTP/1.1 413 "), (sent, answer[:300])
+    assert sent <= limit + (4 << 20)
