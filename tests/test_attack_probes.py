@@ -369,3 +369,69 @@ def test_chunked_upload_without_content_length_meets_the_nginx_limit(small_limit
                 pass
     assert answer.startswith(b"HTTP/1.1 413 "), (sent, answer[:300])
     assert sent <= limit + (4 << 20)
+
+
+# --- huge picture sizes ----------------------------------------------------------------
+
+
+def _raw_avi_claiming(folder, side):
+    """A 47 KB AVI of 64×64 grey rawvideo frames whose headers (avih and the
+    stream's BITMAPINFOHEADER) claim ``side``×``side``: for rawvideo ffmpeg
+    takes the picture size from the container."""
+    import struct
+    import subprocess
+
+    small = folder / "raw.avi"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc=s=64x64:d=2:r=5", "-c:v", "rawvideo", "-pix_fmt", "gray", str(small)],
+                   check=True, timeout=60)
+    data = bytearray(small.read_bytes())
+    struct.pack_into("<II", data, data.find(b"avih") + 8 + 32, side, side)
+    struct.pack_into("<ii", data, data.find(b"strf") + 8 + 4, side, side)
+    path = folder / f"huge{side}.avi"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _upload(stack, session, name, data):
+    url = stack.url("/admin/videos/new/")
+    page = session.get(url, timeout=30)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    return session.post(url, data={"csrfmiddlewaretoken": token}, files={"file": (name, data, "video/mp4")},
+                        headers={"Accept": "application/json", "Referer": url}, timeout=120)
+
+
+def test_a_30000_pixel_square_frame_header_is_refused_at_upload(stack, world, tmp_path):
+    # ffprobe itself will not size a frame that large (av_image_check_size).
+    path = _raw_avi_claiming(tmp_path, 30000)
+    count = Video.objects.count()
+    response = _upload(stack, stack_session(world.admin), "huge.avi", path.read_bytes())
+    assert response.status_code == 400, response.text[:500]
+    assert "has no picture size" in response.json()["error_message"]
+    assert Video.objects.count() == count
+
+
+def test_a_16000_pixel_square_source_fails_its_job_readably(world, tmp_path):
+    # Under ffprobe's own bound, so the upload's probe accepts it; the job
+    # refuses it (TRANSCODING_MAX_SOURCE_PIXELS) with a sentence, makes no
+    # rendition and keeps the original, and the worker carries on.
+    from django.core.files.base import ContentFile
+    from django.test import override_settings
+
+    from transcoding.models import TranscodeJob
+    from transcoding.profiles import Rung
+    from transcoding.tasks import enqueue_transcode
+
+    data = _raw_avi_claiming(tmp_path, 16000).read_bytes()
+    video = Video(title="Huge", original_filename="huge.avi", file_size=len(data))
+    video.file.save("huge.avi", ContentFile(data), save=False)
+    video.save()
+    started = time.monotonic()
+    with override_settings(TRANSCODING_LADDER=[Rung(144, 300)], TRANSCODING_PROGRESSIVE_HEIGHT=144):
+        job = enqueue_transcode(video)
+    job.refresh_from_db()
+    assert job.status == TranscodeJob.Status.FAILED, job.status
+    assert "16000×16000" in job.error and "pixels per frame" in job.error, job.error
+    assert video.renditions.count() == 0
+    assert video.file.storage.exists(video.file.name)
+    assert time.monotonic() - started < 60
