@@ -12,6 +12,7 @@ from django import forms
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 from modelcluster.models import get_all_child_relations
+from wagtail import hooks
 from wagtail.admin.forms.pages import WagtailAdminPageForm
 from wagtail.blocks import BlockField
 from wagtail.fields import StreamField
@@ -81,6 +82,8 @@ class VideoChoicePageForm(WagtailAdminPageForm):
 
     def clean(self):
         cleaned_data = super().clean()
+        # Every video the submitted page holds, for the checks below and the hook.
+        self.submitted_videos = set()
         self._check_videos(self, cleaned_data)
         for formset in getattr(self, "formsets", {}).values():
             if not any(_video_form_field(field) for field in formset.form.base_fields.values()):
@@ -91,6 +94,10 @@ class VideoChoicePageForm(WagtailAdminPageForm):
                     formset.can_delete and formset._should_delete_form(form)
                 ):
                     self._check_videos(form, form.cleaned_data)
+        # Apps above the library check what they own on the same form (media_access:
+        # a viewer grant that allows downloads needs change permission on the videos).
+        for fn in hooks.get_hooks("clean_video_page_form"):
+            fn(self, self.submitted_videos)
         return cleaned_data
 
     def _check_videos(self, form, cleaned_data):
@@ -99,11 +106,13 @@ class VideoChoicePageForm(WagtailAdminPageForm):
                 continue
             value = cleaned_data[name]
             if isinstance(field, BlockField):
+                self.submitted_videos.update(chosen_videos(field.block, value))
                 error = video_choice_error(field.block, value, self._refuse, self.video_not_allowed_message)
                 if error is not None:
                     form.add_error(name, error)
             elif _video_form_field(field):
                 videos = value if isinstance(field, forms.ModelMultipleChoiceField) else [value]
+                self.submitted_videos.update(video for video in videos if video is not None)
                 if any(video is not None and self._refuse(video) for video in videos):
                     form.add_error(name, forms.ValidationError(
                         self.video_not_allowed_message, code="video_not_allowed"))

@@ -4,7 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.admin.menu import MenuItem
 
-from . import admin_urls
+from . import admin_urls, page_checks
 from .policy import is_expired
 
 
@@ -48,3 +48,7 @@ def refuse_expired_page(page, request, serve_args, serve_kwargs):
     (``policy.is_expired``), not only when ``publish_scheduled`` next runs."""
     if is_expired(page):
         raise Http404
+
+
+# A viewer grant that allows downloads needs change permission on the page's videos.
+hooks.register("clean_video_page_form", page_checks.refuse_download_grants_without_change)

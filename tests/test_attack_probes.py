@@ -435,3 +435,64 @@ def test_a_16000_pixel_square_source_fails_its_job_readably(world, tmp_path):
     assert video.renditions.count() == 0
     assert video.file.storage.exists(video.file.name)
     assert time.monotonic() - started < 60
+
+
+# --- granting yourself downloads ----------------------------------------------------------
+
+
+def _grant_post(token, page, video, grants, initial=0):
+    data = nested_form_data({
+        "title": page.title, "slug": page.slug, "video": video.pk, "intro": rich_text(""),
+        "body": streamfield([]),
+        "viewer_grants": inline_formset(grants, initial=initial),
+        "comments": inline_formset([]),
+    })
+    data["csrfmiddlewaretoken"] = token
+    data["action-publish"] = "action-publish"
+    return data
+
+
+def test_page_editor_cannot_grant_themselves_downloads_of_a_video_they_may_not_change(stack, world):
+    # The page (with the private video, put there by an admin) is the editor's
+    # to edit and publish, and they may manage who watches it; but a grant
+    # that allows downloads hands out the original, which needs change
+    # permission on the video. Before: the editor added a download grant for
+    # themselves, published, and downloaded the whole original.
+    page = make_video_page(world.secret, title="Launch")
+    session, token = csrf_session(stack, world.editor, f"/admin/pages/{page.pk}/edit/")
+    response = session.post(stack.url(f"/admin/pages/{page.pk}/edit/"), data=_grant_post(
+        token, page, world.secret, [{"user": world.editor.pk, "group": "", "expires_at": "", "can_download": "on"}]),
+        headers={"Referer": stack.url("/admin/")}, timeout=30, allow_redirects=False)
+    assert response.status_code == 200, response.status_code
+    assert "may not allow downloads" in response.text
+    assert not page.viewer_grants.exists()
+    download = session.get(stack.url(f"/watch/{page.pk}/{world.secret.pk}/original/download/"),
+                           allow_redirects=False, timeout=30)
+    assert download.status_code == 403 and world.data[:64] not in download.content
+    # A viewing grant (no download) is still the page editor's to give.
+    response = session.post(stack.url(f"/admin/pages/{page.pk}/edit/"), data=_grant_post(
+        token, page, world.secret, [{"user": world.editor.pk, "group": "", "expires_at": ""}]),
+        headers={"Referer": stack.url("/admin/")}, timeout=30, allow_redirects=False)
+    assert response.status_code == 302, response.text[:3000]
+    assert list(page.viewer_grants.values_list("user_id", "can_download")) == [(world.editor.pk, False)]
+
+
+def test_a_download_grant_made_by_someone_allowed_may_be_kept(stack, world):
+    from media_access.models import ViewerGrant
+
+    page = make_video_page(world.secret, title="Launch")
+    grant = ViewerGrant.objects.create(page=page, group=Group.objects.get(name="Private choosers"),
+                                       can_download=True)
+    session, token = csrf_session(stack, world.editor, f"/admin/pages/{page.pk}/edit/")
+    kept = {"id": grant.pk, "user": "", "group": grant.group_id, "expires_at": "", "can_download": "on"}
+    response = session.post(stack.url(f"/admin/pages/{page.pk}/edit/"), data=_grant_post(
+        token, page, world.secret, [kept], initial=1), headers={"Referer": stack.url("/admin/")}, timeout=30,
+        allow_redirects=False)
+    assert response.status_code == 302, response.text[:3000]
+    # But not pointed at someone else (themselves): that is a new download grant.
+    response = session.post(stack.url(f"/admin/pages/{page.pk}/edit/"), data=_grant_post(
+        token, page, world.secret, [{**kept, "group": "", "user": world.editor.pk}], initial=1),
+        headers={"Referer": stack.url("/admin/")}, timeout=30, allow_redirects=False)
+    assert response.status_code == 200 and "may not allow downloads" in response.text
+    grant.refresh_from_db()
+    assert (grant.user_id, grant.group_id, grant.can_download) == (None, grant.group_id, True)
