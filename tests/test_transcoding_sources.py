@@ -360,3 +360,18 @@ def test_fast_path_refuses_what_browsers_play_badly(media_dir):
     assert refusal.startswith("keyframes 10"), refusal
     short_gop = make_test_video(media_dir / "short-gop.mp4", duration=4)
     assert fast_path_refusal(probe(short_gop), short_gop) == ""
+
+
+def test_poster_of_an_hdr_source_is_tone_mapped(media_dir, tmp_path):
+    from transcoding.backends import get_backend
+    from transcoding.runner import run_ffmpeg
+
+    backend = get_backend()
+    hdr = make_hdr_video(media_dir / "poster-hdr.mp4", duration=1)
+    sdr = make_test_video(media_dir / "poster-sdr.mp4", duration=1, audio=False)
+    lumas = {}
+    for name, source in (("hdr", hdr), ("sdr", sdr)):
+        out = tmp_path / f"{name}.jpg"
+        run_ffmpeg(backend.poster_command(source, probe(source), out, seek=0, width=320, height=180))
+        lumas[name] = mean_luma(out)
+    assert abs(lumas["hdr"] - lumas["sdr"]) < 16, lumas  # 32 apart when not tone-mapped
