@@ -62,6 +62,8 @@ def nginx_context(**overrides):
         "private_location": _accel_prefix(),
         "site_body_limit": SITE_BODY_LIMIT,
         "app_locations": app_locations(),
+        # Where nginx asks whether a POST to an upload URL may send its body.
+        "upload_gate_path": _nginx_path(reverse("media_access:upload_gate")),
         # media_access: HLS - nginx checks the signed rendition URLs with this secret.
         "token_url_prefix": tokens.url_prefix(),
         "token_secret": tokens.token_secret(),

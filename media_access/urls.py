@@ -3,7 +3,7 @@ import re
 from django.urls import path, re_path
 
 from . import tokens
-from .views import playback, serve, signed
+from .views import playback, serve, signed, upload_gate
 
 app_name = "media_access"
 urlpatterns = [
@@ -19,6 +19,8 @@ urlpatterns = [
     # media_access: HLS - the player's description and the signed playlists.
     path("playback/<int:page_id>/<int:video_id>/", playback.playback, name="playback"),
     path("hls/<int:page_id>/<int:video_id>/<slug:name>.m3u8", playback.playlist, name="hls_playlist"),
+    # nginx's auth_request before it reads a video upload's body.
+    path("_upload-gate/", upload_gate.upload_gate, name="upload_gate"),
     # storage: S3 - signed rendition files nginx checked but cannot presign
     # (and every signed URL when no nginx is in front); the view checks the token again.
     re_path(

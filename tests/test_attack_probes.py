@@ -326,7 +326,8 @@ def small_limit_stack(tmp_path_factory, stack_database_url, static_root):
 
 def test_chunked_upload_without_content_length_meets_the_nginx_limit(small_limit_stack, world):
     # No Content-Length, so the view's header check cannot see the size: nginx
-    # counts the chunks against the upload URL's client_max_body_size.
+    # counts the chunks against the upload URL's client_max_body_size. (From
+    # a user who may upload: anyone else is refused before any chunk is read.)
     from django.test import override_settings
 
     from cms.validation import max_upload_request_size
@@ -337,6 +338,7 @@ def test_chunked_upload_without_content_length_meets_the_nginx_limit(small_limit
     with socket.create_connection(("127.0.0.1", stack.port), timeout=60) as sock:
         sock.sendall(
             f"POST /admin/videos/new/ HTTP/1.1\r\nHost: 127.0.0.1:{stack.port}\r\n"
+            f"Cookie: sessionid={stack_session(world.admin).cookies['sessionid']}\r\n"
             "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
         )
         chunk = b"a" * (1 << 20)
@@ -496,3 +498,46 @@ def test_a_download_grant_made_by_someone_allowed_may_be_kept(stack, world):
     assert response.status_code == 200 and "may not allow downloads" in response.text
     grant.refresh_from_db()
     assert (grant.user_id, grant.group_id, grant.can_download) == (None, grant.group_id, True)
+
+
+# --- video-sized bodies only from users who may upload ---------------------------------------
+
+
+def _announce(stack, path, length, cookie=None, timeout=3.0):
+    """Announce a ``length``-byte POST body, send none of it, wait for an
+    answer: None if nginx waits for the body (it would read and buffer it)."""
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=timeout) as sock:
+        sock.sendall((
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.port}\r\n"
+            + (f"Cookie: {cookie}\r\n" if cookie else "")
+            + "Content-Type: multipart/form-data; boundary=x\r\n"
+            f"Content-Length: {length}\r\n\r\n"
+        ).encode())
+        try:
+            return sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            return None
+
+
+def test_upload_urls_take_no_body_from_visitors_who_may_not_upload(stack, world, sample_video):
+    # Before: anyone, signed in or not, could make nginx read and buffer to
+    # disk a body of up to the upload limit (8 GiB by default) on each upload
+    # URL, before Django sent them to sign in.
+    target = make_video(sample_video, title="Target")
+    paths = ["/admin/videos/new/", "/admin/videos/chooser/create/", f"/admin/videos/edit/{target.pk}/"]
+    page_editor = stack_session(world.editor)  # admin access, page rights, no video rights
+    for who, cookie in (("anonymous", None), ("page editor", f"sessionid={page_editor.cookies['sessionid']}")):
+        for path in paths:
+            answer = _announce(stack, path, 64 << 20, cookie)
+            assert answer is not None, f"{who}: nginx waited for the body of {path}"
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 403 "), (who, path, head[:200])
+            assert b"\r\nContent-Type: text/plain" in head and b"\r\nX-Content-Type-Options: nosniff" in head
+    # Someone who may upload: nginx takes the body (and waits for it).
+    uploader = stack_session(world.admin)
+    for path in paths:
+        assert _announce(stack, path, 64 << 20, f"sessionid={uploader.cookies['sessionid']}") is None, path
+    # GET keeps Django's answers: the sign-in redirect, the upload page.
+    response = stack_session(None).get(stack.url("/admin/videos/new/"), allow_redirects=False, timeout=30)
+    assert response.status_code == 302 and "/admin/login/" in response.headers["Location"]
+    assert uploader.get(stack.url("/admin/videos/new/"), timeout=30).status_code == 200
