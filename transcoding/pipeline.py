@@ -5,47 +5,100 @@ import logging
 import math
 import os
 import socket
-import tempfile
+import threading
 import time
 import traceback
 from contextlib import contextmanager
+from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
 
+from django.db import connection
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from cms.storage import private_storage
 
 from . import backends
 from .backends import POSTER_NAME, STORYBOARD_NAME, StoryboardPlan, get_backend
-from .models import TranscodeJob
-from .probe import ProbeError, probe, probe_video
+from .models import Rendition, TranscodeJob
+from .probe import ProbeError, keyframe_gap, probe, probe_video
 from .profiles import (
     display_aspect,
+    display_dimensions,
     even,
+    even_below,
+    fit_short_side,
+    hdr_transfer,
+    is_interlaced,
     lowest_rung,
+    plan_audio,
     plan_ladder,
     progressive_rung,
     setting,
+    source_video_stream,
+    video_level,
 )
 from .publish import JobSuperseded, Output, publish
 from .runner import FFmpegError, ffmpeg_slot, run_ffmpeg
+from .tasks import send_job
+from .workdirs import job_workdir
 
 logger = logging.getLogger(__name__)
 
 Status = TranscodeJob.Status
+Phase = TranscodeJob.Phase
 HLS_TYPE = "application/vnd.apple.mpegurl"
 
 # Share of the job's progress bar per stage: the ladder is the long part.
 _STAGES = {"probe": (0, 2), "playable": (2, 12), "ladder": (12, 94), "finish": (94, 100)}
 
 
+class Lease:
+    """Keeps the job's lease (its heartbeat) fresh from a thread, whatever
+    the job is doing: waiting for an ffmpeg slot, downloading, encoding,
+    packaging, uploading. Notes when the job was taken away."""
+
+    def __init__(self, job):
+        self.job = job
+        self.every = max(0.2, float(setting("LEASE_SECONDS", 120)) / 4)
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, name=f"lease-{job.pk}", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _keep(self):
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    renewed = TranscodeJob.objects.filter(
+                        pk=self.job.pk, status=Status.PROCESSING, worker=self.job.worker
+                    ).update(heartbeat_at=timezone.now())
+                except Exception:  # noqa: BLE001 - a busy database; try again next beat
+                    logger.warning("could not renew the lease of job %s", self.job.pk, exc_info=True)
+                    continue
+                if not renewed:
+                    self.lost.set()
+                    return
+        finally:
+            connection.close()
+
+
 class JobReporter:
     """Writes progress, ETA and the heartbeat (the job's lease) to the
     database, throttled, and notices when the job was taken away."""
 
-    def __init__(self, job):
+    def __init__(self, job, lease=None):
         self.job = job
+        self.lease = lease
         self.min_interval = float(setting("PROGRESS_INTERVAL", 1.0))
         self.last_write = 0.0
         self.stage_name = ""
@@ -71,6 +124,8 @@ class JobReporter:
         self._write({})
 
     def _write(self, fields, force=False):
+        if self.lease is not None and self.lease.lost.is_set():
+            raise JobSuperseded()
         now = time.monotonic()
         if not force and now - self.last_write < self.min_interval:
             return
@@ -86,51 +141,65 @@ def worker_name():
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim(job_id):
-    """Take a queued job; None when another worker has it or it is gone."""
+def claim(job_id, phase=Phase.PLAYABLE):
+    """Take a queued job for ``phase``; None when another worker has it, it
+    is in another phase, or it is gone. ``attempts`` becomes at least 1:
+    handing over to the ladder phase is not a new attempt, a recovery is."""
     now = timezone.now()
-    worker = worker_name()
-    claimed = TranscodeJob.objects.filter(pk=job_id, status=Status.QUEUED).update(
-        status=Status.PROCESSING,
-        worker=worker,
-        attempts=F("attempts") + 1,
-        heartbeat_at=now,
-        started_at=now,
-        progress=0,
-        eta_seconds=None,
-        error="",
-        stderr_tail="",
-    )
+    fields = {
+        "status": Status.PROCESSING,
+        "worker": worker_name(),
+        "attempts": Greatest(F("attempts"), 1),
+        "heartbeat_at": now,
+        "eta_seconds": None,
+        "error": "",
+        "stderr_tail": "",
+    }
+    if phase == Phase.PLAYABLE:
+        fields.update(started_at=now, progress=0)
+    claimed = TranscodeJob.objects.filter(pk=job_id, status=Status.QUEUED, phase=phase).update(**fields)
     if not claimed:
         return None
     return TranscodeJob.objects.select_related("video").get(pk=job_id)
 
 
-def run_job(job_id):
-    """The task body. Never raises for bad media: the job records why."""
-    job = claim(job_id)
+def run_job(job_id, phase=Phase.PLAYABLE):
+    """The task body for one phase of a job. Never raises for bad media: the
+    job records why. After the playable phase the job goes back to the
+    queue for its ladder, behind every other video's playable phase."""
+    job = claim(job_id, phase)
     if job is None:
         return "skipped"
-    reporter = JobReporter(job)
-    try:
-        with tempfile.TemporaryDirectory(prefix=f"transcode-{job.pk}-", dir=setting("TEMP_DIR", None)) as tmp:
-            transcode(job, reporter, Path(tmp))
-    except JobSuperseded:
-        logger.info("transcode job %s was superseded", job.pk)
-        return "superseded"
-    except ProbeError as exc:
-        _fail(job, readable_probe_error(exc))
-    except FFmpegError as exc:
-        _fail(job, readable_ffmpeg_error(exc), exc.stderr_tail)
-    except Exception as exc:  # noqa: BLE001 - the worker must survive anything
-        logger.exception("transcode job %s crashed", job.pk)
-        _fail(job, f"Processing failed unexpectedly: {exc}", traceback.format_exc()[-4000:])
-    else:
-        TranscodeJob.objects.filter(pk=job.pk, status=Status.PROCESSING, worker=job.worker).update(
-            status=Status.READY, progress=100, eta_seconds=0, stage="", finished_at=timezone.now()
-        )
-        return "ready"
-    return "failed"
+    outcome = "failed"
+    with Lease(job) as lease:
+        reporter = JobReporter(job, lease)
+        try:
+            with job_workdir(job.pk) as tmp:
+                transcode(job, reporter, tmp)
+        except JobSuperseded:
+            logger.info("transcode job %s was superseded", job.pk)
+            outcome = "superseded"
+        except ProbeError as exc:
+            _fail(job, readable_probe_error(exc))
+        except FFmpegError as exc:
+            _fail(job, readable_ffmpeg_error(exc), exc.stderr_tail)
+        except Exception as exc:  # noqa: BLE001 - the worker must survive anything
+            logger.exception("transcode job %s crashed", job.pk)
+            _fail(job, f"Processing failed unexpectedly: {exc}", traceback.format_exc()[-4000:])
+        else:
+            outcome = "playable" if job.phase == Phase.PLAYABLE else "ready"
+    mine = TranscodeJob.objects.filter(pk=job.pk, status=Status.PROCESSING, worker=job.worker)
+    if outcome == "playable":
+        if mine.update(status=Status.QUEUED, phase=Phase.LADDER, worker="", task_id="",
+                       queued_at=timezone.now(), eta_seconds=None):
+            send_job(job.pk)
+        else:
+            outcome = "superseded"
+    elif outcome == "ready":
+        if not mine.update(status=Status.READY, progress=100, eta_seconds=0, stage="",
+                           finished_at=timezone.now()):
+            outcome = "superseded"
+    return outcome
 
 
 def _fail(job, message, stderr_tail=""):
@@ -207,39 +276,108 @@ def local_source(name, workdir, reporter):
         yield Path(path)
         return
     target = workdir / ("source" + os.path.splitext(name)[1])
-    with storage.open(name, "rb") as source, target.open("wb") as out:
-        while chunk := source.read(4 * 1024 * 1024):
-            out.write(chunk)
-            reporter.heartbeat()
+    if not target.exists():  # the playable phase may have fetched it already
+        partial = target.with_name(target.name + ".part")
+        with storage.open(name, "rb") as source, partial.open("wb") as out:
+            while chunk := source.read(4 * 1024 * 1024):
+                out.write(chunk)
+                reporter.heartbeat()
+        partial.rename(target)
     yield target
 
 
-def is_web_playable(info):
-    """Browsers play it as is: H.264 8-bit 4:2:0 with AAC or no sound."""
-    return (
-        info.video_codec == "h264"
-        and info.pix_fmt in ("yuv420p", "yuvj420p")
-        and info.profile in ("Constrained Baseline", "Baseline", "Main", "High")
-        and (not info.has_audio or info.audio_codec == "aac")
+def fast_path_refusal(info, source=None):
+    """Why the original cannot be streamed as it is (remuxed, not encoded),
+    or "" when browsers play it well: H.264 8-bit 4:2:0 up to 1080p (short
+    side) at a sane level and bit rate, keyframes at most a few seconds
+    apart, SDR, progressive, upright square pixels, AAC or no sound.
+    ``source`` is read for the keyframe spacing; without it that is not checked."""
+    stream = source_video_stream(info)
+    width, height = info.width or 0, info.height or 0
+    level = video_level(info)
+    max_kbps = int(setting("FAST_PATH_MAX_KBPS", 10_000))
+    checks = (
+        (info.video_codec == "h264", "not H.264"),
+        (info.pix_fmt in ("yuv420p", "yuvj420p"), f"pixel format {info.pix_fmt}"),
+        (info.profile in ("Constrained Baseline", "Baseline", "Main", "High"), f"profile {info.profile}"),
+        (all(track.codec == "aac" for track in plan_audio(info)), "sound is not AAC"),
+        (min(width, height) <= int(setting("FAST_PATH_MAX_SHORT_SIDE", 1080))
+         and max(width, height) <= 2 * int(setting("FAST_PATH_MAX_SHORT_SIDE", 1080)), f"{width}x{height}"),
+        (level is None or level <= int(setting("FAST_PATH_MAX_LEVEL", 42)), f"level {level}"),
+        (not info.bit_rate or info.bit_rate <= max_kbps * 1000, f"{info.bit_rate} bit/s"),
+        (not hdr_transfer(info) and stream.get("color_primaries") != "bt2020", "HDR or wide gamut"),
+        (not is_interlaced(info), "interlaced"),
+        (info.rotation == 0, f"rotated {info.rotation}°"),
+        (stream.get("sample_aspect_ratio") in (None, "", "0:1", "1:1", "N/A"), "non-square pixels"),
+        ((info.frame_rate or 0) <= 60, f"{info.frame_rate} fps"),
     )
+    for passed, reason in checks:
+        if not passed:
+            return reason
+    if source is not None:
+        gap = keyframe_gap(source, seconds=30, duration=info.duration)
+        limit = float(setting("FAST_PATH_MAX_KEYFRAME_SECONDS", 5))
+        if gap is None or gap > limit:
+            return f"keyframes {gap} s apart"
+    return ""
+
+
+def is_web_playable(info, source=None):
+    """Browsers play it as is (see ``fast_path_refusal``)."""
+    return not fast_path_refusal(info, source)
+
+
+def _source_label(info):
+    """The label of a rung at the source's own size: its short side."""
+    return f"{even_below(min(info.display_size))}p"
 
 
 def transcode(job, reporter, workdir):
+    """Run the job's current phase. After the playable phase the worker goes
+    on with the ladder itself (same folder, no second download) unless
+    another video waits for its playable version; then the job goes back to
+    the queue (``job.phase`` stays "playable", see ``run_job``)."""
+    if job.phase == Phase.PLAYABLE:
+        transcode_playable(job, reporter, workdir)
+        if TranscodeJob.objects.filter(status=Status.QUEUED, phase=Phase.PLAYABLE).exists():
+            return
+        if not TranscodeJob.objects.filter(pk=job.pk, status=Status.PROCESSING, worker=job.worker).update(
+            phase=Phase.LADDER
+        ):
+            raise JobSuperseded()
+        job.phase = Phase.LADDER
+    transcode_ladder(job, reporter, workdir)
+
+
+def _mark_playable(job):
+    TranscodeJob.objects.filter(pk=job.pk, playable_at__isnull=True).update(
+        playable=True, playable_at=timezone.now()
+    )
+
+
+def transcode_playable(job, reporter, workdir):
+    """Probe, then publish a quick playable version unless the video has a
+    published set already (a re-run or a recovered job): that one stays
+    until the full ladder replaces it."""
     video = job.video
     backend = get_backend()
     reporter.stage("probe")
     with local_source(job.source_name, workdir, reporter) as source:
         info = _probe_source(source)
-        _record_probe(job, video, info)
+        _record_probe(job, video, info, source)
         check_source_size(info)
 
         reporter.stage("playable")
+        if Rendition.objects.filter(video=video).exists():
+            _mark_playable(job)
+            return
         fast_dir = workdir / "playable"
         fast_dir.mkdir()
         planned = plan_ladder(info)
-        if is_web_playable(info):
-            label = f"{even(info.display_size[1])}p"
-            cmd = backend.remux_command(source, info, label, fast_dir)
+        audio = plan_audio(info)
+        if job.source_info["web_playable"]:
+            label = _source_label(info)
+            cmd = backend.remux_command(source, info, label, fast_dir, audio=audio)
             try:
                 _run(cmd, info, reporter)
                 fast = _rung_outputs(fast_dir, label, info)
@@ -251,23 +389,38 @@ def transcode(job, reporter, workdir):
         else:
             rung = lowest_rung(info)
             preset = setting("FAST_X264_PRESET", "veryfast")
-            cmd = backend.ladder_command(source, info, [rung], fast_dir, preset=preset)
+            cmd = backend.ladder_command(source, info, [rung], fast_dir, preset=preset, audio=audio)
             _run(cmd, info, reporter)
             _run(backend.progressive_command(fast_dir / backends.hls_media_name(rung.label),
-                                             fast_dir / backends.mp4_name(rung.label)), None, None)
+                                             fast_dir / backends.mp4_name(rung.label),
+                                             audio_media=_default_audio_media(fast_dir, audio)), None, None)
             fast = _rung_outputs(fast_dir, rung.label, info, size=(rung.width, rung.height))
         if fast:
             mp4, media, playlist = fast
-            publish(job, video, [mp4, media, playlist, _master([playlist], fast_dir)],
-                    replace_all=True, on_upload=reporter.heartbeat)
-            now = timezone.now()
-            TranscodeJob.objects.filter(pk=job.pk).update(playable=True, playable_at=now)
+            sound = _audio_renditions(fast_dir, audio, info)
+            publish(job, video, [mp4, media, playlist, *_audio_files(sound), _master([playlist], fast_dir, sound)],
+                    complete=False, on_upload=reporter.heartbeat)
+            _mark_playable(job)
 
-        reporter.stage("ladder")
+
+def transcode_ladder(job, reporter, workdir):
+    """The full ladder, MP4, poster and storyboard, published as one set that
+    replaces the quick version (or a previous ladder)."""
+    video = job.video
+    backend = get_backend()
+    reporter.stage("ladder")
+    playable_first(job, reporter)
+    TranscodeJob.objects.filter(pk=job.pk).update(ladder_started_at=timezone.now())
+    with local_source(job.source_name, workdir, reporter) as source:
+        info = _probe_source(source)
+        detect_field_order(backend, source, info, known=job.source_info.get("field_order"))
+        planned = plan_ladder(info)
+        audio = plan_audio(info)
         out = workdir / "ladder"
         out.mkdir()
         storyboard = plan_storyboard(info)
-        _run(backend.ladder_command(source, info, planned, out, storyboard=storyboard), info, reporter)
+        _run(backend.ladder_command(source, info, planned, out, storyboard=storyboard, audio=audio),
+             info, reporter)
 
         reporter.stage("finish")
         outputs, hls_outputs = [], []
@@ -275,14 +428,44 @@ def transcode(job, reporter, workdir):
             _, media, playlist = _rung_outputs(out, rung.label, info, size=(rung.width, rung.height))
             outputs += [media, playlist]
             hls_outputs.append(playlist)
-        outputs.append(_master(hls_outputs, out))
+        sound = _audio_renditions(out, audio, info)
+        outputs += _audio_files(sound)
+        outputs.append(_master(hls_outputs, out, sound))
         mp4_rung = progressive_rung(planned)
         _run(backend.progressive_command(out / backends.hls_media_name(mp4_rung.label),
-                                         out / backends.mp4_name(mp4_rung.label)), None, None)
+                                         out / backends.mp4_name(mp4_rung.label),
+                                         audio_media=_default_audio_media(out, audio)), None, None)
         outputs.append(_mp4_output(out, mp4_rung.label, info, (mp4_rung.width, mp4_rung.height)))
         outputs.append(_poster(backend, source, info, out))
         outputs += _storyboard_outputs(out, storyboard, info)
-        publish(job, video, outputs, replace_all=True, on_upload=reporter.heartbeat)
+        publish(job, video, outputs, complete=True, on_upload=reporter.heartbeat)
+    _mark_playable(job)
+
+
+def playable_first(job, reporter):
+    """Before a full ladder starts: no video waits for its playable version.
+    Quick phases still queued are run here, first (their own tasks then find
+    them taken), and those other workers are running are waited for, up to
+    ``TRANSCODING_PLAYABLE_FIRST_WAIT_SECONDS``. Queue priorities do this
+    already; this closes the gaps (uploads arriving meanwhile, one worker,
+    a worker reading its queues in another order)."""
+    deadline = time.monotonic() + float(setting("PLAYABLE_FIRST_WAIT_SECONDS", 60))
+    lease = timedelta(seconds=float(setting("LEASE_SECONDS", 120)))
+    while time.monotonic() < deadline:
+        waiting = (
+            TranscodeJob.objects.filter(status=Status.QUEUED, phase=Phase.PLAYABLE)
+            .order_by("queued_at", "pk").values_list("pk", flat=True).first()
+        )
+        if waiting is not None:
+            run_job(waiting, Phase.PLAYABLE)
+            continue
+        running = TranscodeJob.objects.filter(
+            status=Status.PROCESSING, phase=Phase.PLAYABLE, heartbeat_at__gte=timezone.now() - lease
+        ).exclude(pk=job.pk)
+        if not running.exists():
+            return
+        reporter.heartbeat()
+        time.sleep(0.2)
 
 
 def _run(cmd, info, reporter):
@@ -292,10 +475,48 @@ def _run(cmd, info, reporter):
         return run_ffmpeg(cmd, duration=duration, on_progress=reporter.progress if reporter else None)
 
 
-def _record_probe(job, video, info):
+def detect_field_order(backend, source, info, known=None):
+    """When the container does not say whether the picture is interlaced
+    (AVI, some MPEG-4 Part 2 and MPEG-2 files), ask ffmpeg's idet filter over
+    the first frames and note the verdict in the probe result as ffprobe
+    would ("tt", "bb" or "progressive"), so ``profiles.is_interlaced`` and
+    the fast path see it. Sources that state an order are trusted: running
+    idet on every upload would cost a decode of each. ``known``: a verdict
+    from an earlier phase of the same job (a fresh probe does not have it)."""
+    import tempfile
+
+    stream = source_video_stream(info)
+    if stream.get("field_order") not in (None, "", "unknown"):
+        return stream.get("field_order")
+    if known and known != "unknown":
+        stream["field_order"] = known
+        return known
+    frames = int(setting("IDET_FRAMES", 120))
+    with tempfile.TemporaryDirectory(prefix="idet-", dir=setting("TEMP_DIR", None)) as tmp:
+        output = Path(tmp) / "idet.txt"
+        try:
+            _run(backend.field_order_command(source, info, output, frames=frames), None, None)
+            verdicts = [line.partition("=")[2].strip() for line in output.read_text().splitlines()
+                        if line.startswith("lavfi.idet.multiple.current_frame=")]
+        except (FFmpegError, OSError):
+            logger.warning("interlace detection failed; treating the source as progressive", exc_info=True)
+            return stream.get("field_order")
+    tff, bff, progressive = (verdicts.count(kind) for kind in ("tff", "bff", "progressive"))
+    # Interlaced when most decided frames show combing in both directions of time.
+    if tff + bff > 2 * progressive and tff + bff >= 5:
+        stream["field_order"] = "tt" if tff >= bff else "bb"
+    else:
+        stream["field_order"] = "progressive"
+    return stream["field_order"]
+
+
+def _record_probe(job, video, info, source=None):
     video.apply_probe(info)
     fields = ["duration", "width", "height", "video_codec", "audio_codec", "container", "probe_data"]
     type(video).objects.filter(pk=video.pk).update(**{name: getattr(video, name) for name in fields})
+    if source is not None:
+        detect_field_order(get_backend(), source, info)
+    refusal = fast_path_refusal(info, source)
     job.source_info = {
         "rotation": info.rotation,
         "frame_rate": info.frame_rate,
@@ -304,18 +525,33 @@ def _record_probe(job, video, info):
         "profile": info.profile,
         "has_audio": info.has_audio,
         "audio_channels": info.audio_channels,
-        "web_playable": is_web_playable(info),
+        "web_playable": not refusal,
+        "fast_path_refusal": refusal,
+        "interlaced": is_interlaced(info),
+        "field_order": source_video_stream(info).get("field_order", ""),
+        "hdr": hdr_transfer(info) or "",
+        "audio_tracks": [
+            {"language": track.language, "name": track.name, "codec": track.codec} for track in plan_audio(info)
+        ],
     }
     TranscodeJob.objects.filter(pk=job.pk).update(source_info=job.source_info)
 
 
-def _codecs(path, has_audio):
-    """RFC 6381 codecs of an H.264/AAC file, for the master playlist."""
-    info = probe(path)
-    stream = next(s for s in info.raw["streams"] if s.get("codec_type") == "video")
-    profile_idc = {"High": "6400", "Main": "4d40", "Baseline": "4200", "Constrained Baseline": "42e0"}
-    video = "avc1.%s%02x" % (profile_idc.get(stream.get("profile"), "6400"), int(stream.get("level") or 40))
-    return f"{video},mp4a.40.2" if has_audio else video
+_AVC_PROFILE_IDC = {"High": "6400", "Main": "4d40", "Baseline": "4200", "Constrained Baseline": "42e0"}
+# MPEG-4 audio object types of the AAC profiles ffprobe names.
+_AAC_OBJECT_TYPE = {"LC": 2, "HE-AAC": 5, "HE-AACv2": 29, "Main": 1, "LTP": 4}
+
+
+def _codecs(path, has_audio=None):
+    """RFC 6381 codecs of an H.264 and/or AAC file, for the master playlist."""
+    codecs = []
+    for stream in probe(path).raw["streams"]:
+        if stream.get("codec_type") == "video":
+            codecs.append("avc1.%s%02x" % (
+                _AVC_PROFILE_IDC.get(stream.get("profile"), "6400"), int(stream.get("level") or 40)))
+        elif stream.get("codec_type") == "audio":
+            codecs.append("mp4a.40.%d" % _AAC_OBJECT_TYPE.get(stream.get("profile"), 2))
+    return ",".join(codecs)
 
 
 def _segments(playlist):
@@ -340,7 +576,7 @@ def _rung_outputs(folder, label, info, *, size=None):
     average = int(media.stat().st_size * 8 / duration) if duration else None
     peak = max((int(b * 8 / d) for d, b in segments if d > 0), default=average)
     width, height = size or info.display_size
-    codecs = _codecs(media, info.has_audio)
+    codecs = _codecs(media)
     common = {"width": width, "height": height, "codecs": codecs, "duration": duration}
     mp4 = None
     if (folder / backends.mp4_name(label)).exists():
@@ -359,20 +595,70 @@ def _mp4_output(folder, label, info, size):
     return Output(
         f"mp4-{label}", path, "video/mp4", width=size[0], height=size[1],
         bitrate=int(path.stat().st_size * 8 / duration) if duration else None,
-        codecs=_codecs(path, info.has_audio), duration=duration,
+        codecs=_codecs(path), duration=duration,
     )
 
 
-def _master(playlists, folder):
-    """The master playlist, lowest rung first so playback starts quickly."""
+AUDIO_GROUP = "audio"
+
+
+@dataclass(frozen=True)
+class AudioRendition:
+    """One packaged audio track: its plan, its files, what it holds."""
+
+    track: object  # profiles.AudioTrack
+    media: Output
+    playlist: Output
+    channels: int | None
+
+
+def _audio_renditions(folder, audio, info):
+    renditions = []
+    for track in audio:
+        _, media, playlist = _rung_outputs(folder, track.label, info, size=(None, None))
+        stream = next(s for s in probe(media.path).raw["streams"] if s.get("codec_type") == "audio")
+        renditions.append(AudioRendition(track, media, playlist, stream.get("channels")))
+    return renditions
+
+
+def _audio_files(sound):
+    return [output for rendition in sound for output in (rendition.media, rendition.playlist)]
+
+
+def _default_audio_media(folder, audio):
+    """The file of the first audio track, for the progressive MP4."""
+    return folder / backends.hls_media_name(audio[0].label) if audio else None
+
+
+def _master(playlists, folder, sound=()):
+    """The master playlist, lowest rung first so playback starts quickly.
+    Each audio track is an alternate rendition (EXT-X-MEDIA) of one group
+    that every video rung names; the first is the default."""
     lines = ["#EXTM3U", "#EXT-X-VERSION:7", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for playlist in sorted(playlists, key=lambda output: output.height):
+    for rendition in sound:
+        track = rendition.track
+        attributes = ["TYPE=AUDIO", f'GROUP-ID="{AUDIO_GROUP}"', f'NAME="{track.name}"']
+        if track.language:
+            attributes.append(f'LANGUAGE="{track.language}"')
+        attributes += [f"DEFAULT={'YES' if track.default else 'NO'}", "AUTOSELECT=YES"]
+        if rendition.channels:
+            attributes.append(f'CHANNELS="{rendition.channels}"')
+        attributes.append(f'URI="{rendition.playlist.name}"')
+        lines.append("#EXT-X-MEDIA:" + ",".join(attributes))
+    # A variant's bandwidth counts the sound it plays with: the largest track.
+    audio_peak = max((max(r.playlist.peak_bitrate or 0, r.playlist.bitrate or 0) for r in sound), default=0)
+    audio_average = max((r.playlist.bitrate or 0 for r in sound), default=0)
+    audio_codecs = sound[0].playlist.codecs if sound else ""
+    for playlist in sorted(playlists, key=lambda output: min(output.width, output.height)):
+        codecs = ",".join(c for c in (playlist.codecs, audio_codecs) if c)
         attributes = [
-            f"BANDWIDTH={max(playlist.peak_bitrate or 0, playlist.bitrate or 0)}",
-            f"AVERAGE-BANDWIDTH={playlist.bitrate}",
+            f"BANDWIDTH={max(playlist.peak_bitrate or 0, playlist.bitrate or 0) + audio_peak}",
+            f"AVERAGE-BANDWIDTH={(playlist.bitrate or 0) + audio_average}",
             f"RESOLUTION={playlist.width}x{playlist.height}",
-            f'CODECS="{playlist.codecs}"',
+            f'CODECS="{codecs}"',
         ]
+        if sound:
+            attributes.append(f'AUDIO="{AUDIO_GROUP}"')
         lines += ["#EXT-X-STREAM-INF:" + ",".join(attributes), playlist.name]
     path = folder / "master.m3u8"
     path.write_text("\n".join(lines) + "\n")
@@ -380,17 +666,19 @@ def _master(playlists, folder):
     return Output("hls-master", path, HLS_TYPE, duration=duration)
 
 
-def _display_size_for_height(info, height):
-    height = even(min(height, info.display_size[1]))
-    return even(height * display_aspect(info)), height
-
-
 def _poster(backend, source, info, folder):
-    # Skip the opening seconds: fades and slates start black.
-    seek = min(info.duration * 0.25, float(setting("POSTER_SEEK_SECONDS", 5)))
-    width, height = _display_size_for_height(info, setting("POSTER_HEIGHT", 720))
+    # Skip the opening seconds: fades and slates start black. A clip under
+    # a second is taken from its start: a seek could pass its only frame.
+    seek = min(info.duration * 0.25, float(setting("POSTER_SEEK_SECONDS", 5))) if info.duration >= 1 else 0
+    short_side = min(even(setting("POSTER_HEIGHT", 720)), even_below(min(display_dimensions(info))))
+    width, height = fit_short_side(info, short_side)
     path = folder / POSTER_NAME
     _run(backend.poster_command(source, info, path, seek=seek, width=width, height=height), None, None)
+    if not path.exists() and seek:
+        # The seek landed past the last decodable frame (a damaged tail).
+        _run(backend.poster_command(source, info, path, seek=0, width=width, height=height), None, None)
+    if not path.exists():
+        raise FFmpegError("ffmpeg could not take a picture for the poster.")
     return Output("poster", path, "image/jpeg", width=width, height=height)
 
 
@@ -398,8 +686,13 @@ def plan_storyboard(info):
     max_tiles = setting("STORYBOARD_MAX_TILES", 100)
     interval = max(float(setting("STORYBOARD_INTERVAL", 2)), info.duration / max_tiles)
     count = max(1, math.ceil(info.duration / interval))
-    tile_width = setting("STORYBOARD_TILE_WIDTH", 160)
-    tile_height = even(tile_width / display_aspect(info))
+    # The tile's long side is STORYBOARD_TILE_WIDTH, portrait or landscape.
+    longest = setting("STORYBOARD_TILE_WIDTH", 160)
+    aspect = display_aspect(info)
+    if aspect >= 1:
+        tile_width, tile_height = even(longest), even(longest / aspect)
+    else:
+        tile_width, tile_height = even(longest * aspect), even(longest)
     return StoryboardPlan(interval, count, min(10, count), tile_width, tile_height)
 
 
@@ -412,7 +705,11 @@ def _vtt_time(seconds):
 def _storyboard_outputs(folder, plan, info):
     sprite = folder / STORYBOARD_NAME
     if not sprite.exists():
-        raise FFmpegError("ffmpeg wrote no storyboard image.")
+        # Documented skip, not a failure: the video plays without scrub
+        # previews (the player shows times only). The storyboard filter
+        # writes a tile for any clip with a frame, so this is a rarity.
+        logger.warning("ffmpeg wrote no storyboard image; publishing without one")
+        return []
     lines = ["WEBVTT", ""]
     for index in range(plan.count):
         start = index * plan.interval
