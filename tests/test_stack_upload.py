@@ -1,6 +1,5 @@
 """Through real nginx + gunicorn: sign in to the admin and upload over HTTP."""
 
-import json
 import re
 from pathlib import Path
 

@@ -322,11 +322,6 @@ def fast_path_refusal(info, source=None):
     return ""
 
 
-def is_web_playable(info, source=None):
-    """Browsers play it as is (see ``fast_path_refusal``)."""
-    return not fast_path_refusal(info, source)
-
-
 def _source_label(info):
     """The label of a rung at the source's own size: its short side."""
     return f"{even_below(min(info.display_size))}p"
@@ -373,7 +368,6 @@ def transcode_playable(job, reporter, workdir):
             return
         fast_dir = workdir / "playable"
         fast_dir.mkdir()
-        planned = plan_ladder(info)
         audio = plan_audio(info)
         if job.source_info["web_playable"]:
             label = _source_label(info)
