@@ -541,3 +541,39 @@ def test_upload_urls_take_no_body_from_visitors_who_may_not_upload(stack, world,
     response = stack_session(None).get(stack.url("/admin/videos/new/"), allow_redirects=False, timeout=30)
     assert response.status_code == 302 and "/admin/login/" in response.headers["Location"]
     assert uploader.get(stack.url("/admin/videos/new/"), timeout=30).status_code == 200
+
+
+# --- the CSRF-exempt upload views over HTTPS: the Referer check -------------------------------
+
+from .test_nginx_tls import certificate, tls_stack  # noqa: E402,F401  (module fixtures)
+
+
+@pytest.mark.parametrize("url", ["/admin/videos/new/", "/admin/videos/chooser/create/"])
+def test_over_https_a_foreign_referer_is_refused_by_the_upload_views(tls_stack, certificate, world,
+                                                                   sample_video, url):
+    # Behind TLS Django checks the Referer of a POST without Origin (HTTPS
+    # semantics); the upload views run that check themselves. A real token
+    # and cookie, but the form came from another site.
+    cert, _ = certificate
+    session = stack_session(world.admin)
+    session.get(tls_stack.url("/admin/"), timeout=30, verify=str(cert))
+    token = session.cookies["csrftoken"]
+    count = Video.objects.count()
+    body, content_type = _multipart(
+        {"csrfmiddlewaretoken": token, "collection": Collection.get_first_root_node().pk},
+        {"file": ("x.mp4", Path(sample_video).read_bytes())},
+    )
+    for referer in ("https://evil.example/upload", "http://127.0.0.1/", None):
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        if referer:
+            headers["Referer"] = referer
+        response = session.post(tls_stack.url(url), data=body, headers=headers, timeout=60,
+                                allow_redirects=False, verify=str(cert))
+        assert response.status_code == 403 and "CSRF" in response.text, (referer, response.status_code)
+    assert Video.objects.count() == count
+    # Control: the same request from the site's own pages goes through.
+    headers = {"Content-Type": content_type, "Accept": "application/json", "Referer": tls_stack.url("/admin/")}
+    response = session.post(tls_stack.url(url), data=body, headers=headers, timeout=60,
+                            allow_redirects=False, verify=str(cert))
+    assert response.status_code == 200, response.text[:500]
+    assert Video.objects.count() == count + 1
