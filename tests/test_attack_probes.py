@@ -577,3 +577,42 @@ def test_over_https_a_foreign_referer_is_refused_by_the_upload_views(tls_stack, 
                             allow_redirects=False, verify=str(cert))
     assert response.status_code == 200, response.text[:500]
     assert Video.objects.count() == count + 1
+
+
+# --- wrong methods and forged ids through nginx -------------------------------------------------
+
+
+def test_wrong_methods_and_forged_ids_tell_nothing_about_another_collections_video(stack, world):
+    # An editor with every video right on collection A only, against the
+    # private collection's video: the same answer as for an id that does not exist.
+    a = Collection.get_first_root_node().add_child(name="A")
+    editor_a = make_user("editor-a", groups=[collection_group(
+        "A editors", a, "add_video", "change_video", "choose_video")])
+    session, token = csrf_session(stack, editor_a)
+    secret, missing = world.secret.pk, 987654321
+    post = {"csrfmiddlewaretoken": token}
+    headers = {"Referer": stack.url("/admin/")}
+    probes = [
+        ("GET", "/admin/videos/{}/rerun/", 405), ("POST", "/admin/videos/{}/processing/", 405),
+        ("GET", "/admin/videos/edit/{}/", 404), ("GET", "/admin/videos/usage/{}/", 404),
+        ("GET", "/admin/videos/history/{}/", 404), ("GET", "/admin/videos/delete/{}/", 404),
+        ("POST", "/admin/videos/delete/{}/", 404), ("POST", "/admin/videos/{}/rerun/", 404),
+        ("GET", "/admin/videos/{}/processing/", 404), ("GET", "/admin/videos/chooser/chosen/{}/", 404),
+    ]
+    for method, template, expected in probes:
+        answers = []
+        for pk in (secret, missing):
+            response = session.request(method, stack.url(template.format(pk)), data=post if method == "POST" else None,
+                                       headers=headers, timeout=30, allow_redirects=False)
+            # The same page but for the id in the path and the per-request masked CSRF token.
+            body = response.content.replace(f"/{pk}/".encode(), b"/ID/")
+            body = re.sub(rb'("CSRF_TOKEN": "|name="csrfmiddlewaretoken" value=")[A-Za-z0-9]+', rb"\1T", body)
+            answers.append((response.status_code, response.headers.get("Content-Type"), body))
+            assert "Secret" not in response.text, (method, template)
+        assert answers[0][0] == expected, (method, template, answers[0][0])
+        assert answers[0] == answers[1], (method, template)
+    # Non-numeric and negative ids never reach a view.
+    for path in ("/admin/videos/edit/abc/", "/admin/videos/edit/-1/", f"/admin/videos/edit/{secret}.0/"):
+        assert session.get(stack.url(path), timeout=30, allow_redirects=False).status_code == 404, path
+    world.secret.refresh_from_db()
+    assert world.secret.title == "Secret" and Video.objects.filter(pk=secret).exists()
