@@ -87,4 +87,4 @@ bench-hls:
 	$(BIN)/python bench/hls.py
 
 clean:
-	rm -rf $(VENV) frontend/node_modules frontend/static/frontend test-output
+	rm -rf $(VENV) frontend/node_modules frontend/static/frontend tests/s3rver/node_modules test-output
