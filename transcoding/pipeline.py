@@ -359,8 +359,9 @@ def transcode_playable(job, reporter, workdir):
     reporter.stage("probe")
     with local_source(job.source_name, workdir, reporter) as source:
         info = _probe_source(source)
-        _record_probe(job, video, info, source)
+        # Before anything decodes a frame (the idet check in _record_probe).
         check_source_size(info)
+        _record_probe(job, video, info, source)
 
         reporter.stage("playable")
         if Rendition.objects.filter(video=video).exists():
