@@ -135,16 +135,26 @@ def nginx_processes(data_dir):
 
 def assert_files_private(data_dir):
     """No file of the data folder is world-readable; the secrets are the service user's alone."""
+    def mode_of(path):
+        # The stack is running: SQLite's -shm/-wal and temp files come and go
+        # while the folder is walked. A file that vanished has no mode to leak.
+        try:
+            return path.lstat()
+        except FileNotFoundError:
+            return None
+
     for path in [data_dir, *data_dir.rglob("*")]:
-        if path.is_socket():
+        info = mode_of(path)
+        if info is None or stat.S_ISSOCK(info.st_mode):
             continue  # the gunicorn socket: reachable only through run/ (0750)
-        mode = stat.S_IMODE(path.lstat().st_mode)
+        mode = stat.S_IMODE(info.st_mode)
         assert mode & 0o007 == 0, (str(path), oct(mode))
     for secret in ("nginx/nginx.conf", "db.sqlite3", "secret_key"):
         mode = stat.S_IMODE((data_dir / secret).stat().st_mode)
         assert mode == 0o600, (secret, oct(mode))
     for wal in data_dir.glob("db.sqlite3-*"):
-        assert stat.S_IMODE(wal.stat().st_mode) == 0o600, wal
+        info = mode_of(wal)
+        assert info is None or stat.S_IMODE(info.st_mode) == 0o600, wal
     assert any((data_dir / "private").rglob("*.mp4")), "no private video files to check"
 
 
