@@ -134,9 +134,11 @@ def test_stale_job_is_requeued_and_finished(sample_video):
         video=video, source_name=video.file.name, status="processing", attempts=1,
         worker="gone:1", heartbeat_at=timezone.now() - timedelta(minutes=10),
     )
+    # Another worker, alive and busy with its ladder (a job in its playable
+    # phase would rightly make the recovered job's ladder wait for it).
     fresh = TranscodeJob.objects.create(
         video=make_video(sample_video, title="Busy"), source_name="x", status="processing",
-        attempts=1, worker="alive:2", heartbeat_at=timezone.now(),
+        phase="ladder", attempts=1, worker="alive:2", heartbeat_at=timezone.now(),
     )
     with override_settings(TRANSCODING_LADDER=LADDER, TRANSCODING_LEASE_SECONDS=60):
         assert recover_stale_jobs() == [job.pk]
