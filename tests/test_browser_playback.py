@@ -134,3 +134,41 @@ def test_anonymous_visitor_cannot_play(stack, private_page, output_dir):
             "async (src) => { const r = await fetch(src, {redirect: 'manual'}); return r.type; }", watch
         )
         assert fetched == "opaqueredirect"
+
+
+def test_pressing_play_before_the_player_takes_over_keeps_playing(stack, private_page, output_dir):
+    # The viewer presses play on the plain <video> while the player's JSON is
+    # still on its way; when the player then takes over the element, the
+    # video must go on playing, not stop at 0:00 (it did: load() reset it).
+    page, video, viewer = private_page
+    page_url, cookie = stack.url(page.url), session_cookie_for(viewer)
+    held = []
+    with browser_context(output_dir, stack, cookie) as browser:
+        browser.route("**/playback/**", lambda route: held.append(route))
+        browser.goto(page_url)
+        browser.evaluate("""async () => {
+          const video = document.querySelector("video.video-player__video");
+          video.muted = true;
+          await video.play();
+          const started = performance.now();
+          while (video.currentTime <= 0.3) {
+            if (performance.now() - started > 15000) throw new Error("the plain <video> did not play");
+            await new Promise((resolve) => setTimeout(resolve, 50));
+          }
+        }""")
+        assert len(held) == 1, "the player asked for its JSON once, and it is still held"
+        assert browser.evaluate("document.querySelector('.video-player').dataset.engine") is None
+        held[0].continue_()
+        browser.wait_for_function("document.querySelector('.video-player').dataset.engine", timeout=15000)
+        at_takeover = browser.evaluate("document.querySelector('video.video-player__video').currentTime")
+        browser.wait_for_function(
+            f"(() => {{ const v = document.querySelector('video.video-player__video');"
+            f" return !v.paused && v.currentTime > {at_takeover} + 1; }})()",
+            timeout=15000,
+        )
+        state = browser.evaluate("""() => {
+          const v = document.querySelector("video.video-player__video");
+          return {paused: v.paused, src: v.currentSrc};
+        }""")
+    assert state["paused"] is False
+    assert state["src"] == stack.url(f"/watch/{page.pk}/{video.pk}/original/")

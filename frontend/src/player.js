@@ -239,6 +239,9 @@
 
     useElementSource(src, resumeAt, fallbacks) {
       const video = this.video;
+      // A viewer who pressed play on the plain <video> before the player
+      // took over keeps playing: load() below would otherwise stop them.
+      const resume = !video.paused;
       while (video.firstChild) video.removeChild(video.firstChild);
       this.addCaptions(this.info.captions || []);
       video.src = src;
@@ -247,6 +250,7 @@
         const onMeta = () => {
           ready = true;
           if (resumeAt) video.currentTime = resumeAt;
+          if (resume) video.play().catch(() => {});
           resolve();
         };
         const onError = () => {
