@@ -18,27 +18,17 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.utils.translation import gettext_lazy as _
 
-from .page_forms import videos_held_by
+from .page_forms import videos_held_by, videos_on_page
 from .permissions import videos_user_may
 
 NOT_ALLOWED = _("You may not copy this page: it holds a video you may not choose.")
 REVERT_NOT_ALLOWED = _("You may not restore this revision: it holds a video you may not choose.")
 
 
-def _content_of(page):
-    """The page as stored and as its latest revision (a copy takes both: the
-    live row and, with the revisions, the draft)."""
-    specific = page.specific
-    yield specific
-    if specific.latest_revision_id:
-        yield specific.get_latest_revision_as_object()
-
-
 def videos_of_pages(pages):
     found = set()
     for page in pages:
-        for content in _content_of(page):
-            found |= videos_held_by(content)
+        found |= videos_on_page(page)
     return found
 
 

@@ -54,6 +54,16 @@ def videos_held_by(obj):
     return found
 
 
+def videos_on_page(page):
+    """Ids of the videos a page holds as stored and in its latest revision
+    (what an editor may keep, and what a copy of the page takes along)."""
+    specific = page.specific
+    found = videos_held_by(specific)
+    if specific.latest_revision_id:
+        found |= videos_held_by(specific.get_latest_revision_as_object())
+    return found
+
+
 class VideoChoicePageForm(WagtailAdminPageForm):
     """Base form for any page type that holds videos.
 
@@ -136,8 +146,6 @@ class VideoChoicePageForm(WagtailAdminPageForm):
 
                 page = Page.objects.filter(pk=self.instance.pk).first()
                 if page is not None:
-                    kept |= videos_held_by(page.specific)
-                    latest = page.get_latest_revision_as_object()
-                    kept |= videos_held_by(latest)
+                    kept = videos_on_page(page)
             self.__dict__["_kept"] = kept
         return self.__dict__["_kept"]

@@ -1,5 +1,6 @@
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,45 @@ S3_BUCKET = "private-video-test"
 S3RVER = REPO / "tests" / "s3rver" / "node_modules" / "s3rver" / "bin" / "s3rver.js"
 
 
+@contextmanager
+def _s3_process(name, folder, command, ready_path):
+    """Run an S3 server (``command`` takes the port) on a free loopback port
+    until it answers ``ready_path``; yield its endpoint; stop it after."""
+    import subprocess
+    import time
+
+    import requests
+
+    from .stack import free_port
+
+    port = free_port()
+    log_path = folder / f"{name}.log"
+    log = open(log_path, "w")
+    server = subprocess.Popen(command(port), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"{name} exited early:\n" + log_path.read_text())
+            try:
+                requests.get(endpoint + ready_path, timeout=1)
+                break
+            except requests.RequestException:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not answer in 30 s")
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait(timeout=5)
+        log.close()
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """s3rver (npm, installed by `make test` into tests/s3rver/) on a free
@@ -102,36 +142,14 @@ def s3_server(tmp_path_factory):
     tests.s3rver_settings (the URLs nginx gets are presigned with SigV2;
     everything else is production's). s3rver has no ACLs: it lets anyone
     read, so bucket privacy is not tested here."""
-    import subprocess
-    import time
-
-    import requests
-
-    from .stack import free_port
-
     if not S3RVER.exists():
         raise RuntimeError(f"{S3RVER} is missing: run `make test` (or `cd tests/s3rver && npm ci`)")
-    port = free_port()
     folder = tmp_path_factory.mktemp("s3rver")
-    log = open(folder / "s3rver.log", "w")
-    server = subprocess.Popen(
-        ["node", str(S3RVER), "--directory", str(folder / "data"), "--address", "127.0.0.1",
-         "--port", str(port), "--no-vhost-buckets"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError("s3rver exited early:\n" + (folder / "s3rver.log").read_text())
-            try:
-                requests.get(endpoint + "/", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("s3rver did not answer in 30 s")
-                time.sleep(0.1)
+    command = lambda port: [  # noqa: E731
+        "node", str(S3RVER), "--directory", str(folder / "data"), "--address", "127.0.0.1",
+        "--port", str(port), "--no-vhost-buckets",
+    ]
+    with _s3_process("s3rver", folder, command, "/") as endpoint:
         env = {
             "STORAGE": "s3",
             "DJANGO_SETTINGS_MODULE": "tests.s3rver_settings",
@@ -144,14 +162,6 @@ def s3_server(tmp_path_factory):
         }
         s3_client(env).create_bucket(Bucket=S3_BUCKET)
         yield env
-    finally:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait(timeout=5)
-        log.close()
 
 
 @pytest.fixture(scope="session")
@@ -160,34 +170,11 @@ def moto_s3_server(tmp_path_factory):
     bucket: for what s3rver gets wrong (suffix byte ranges, anonymous reads).
     moto checks no signatures; s3_server (s3rver) does. Yields the
     environment a stack needs for STORAGE=s3; stopped after the session."""
-    import subprocess
     import sys
-    import time
 
-    import boto3
-    import requests
-
-    from .stack import free_port
-
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError("moto_server exited early")
-            try:
-                requests.get(endpoint + "/moto-api/", timeout=1)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not answer in 30 s")
-                time.sleep(0.1)
+    moto = str(Path(sys.executable).parent / "moto_server")
+    command = lambda port: [moto, "-H", "127.0.0.1", "-p", str(port)]  # noqa: E731
+    with _s3_process("moto", tmp_path_factory.mktemp("moto"), command, "/moto-api/") as endpoint:
         env = {
             "STORAGE": "s3",
             "AWS_STORAGE_BUCKET_NAME": S3_BUCKET,
@@ -203,14 +190,6 @@ def moto_s3_server(tmp_path_factory):
             "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
         })
         yield env
-    finally:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait(timeout=5)
-        log.close()
 
 
 def s3_client(env, signature_version="s3v4"):

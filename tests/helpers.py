@@ -99,3 +99,28 @@ def wait_for_job(video, stack, timeout=90):
     assert job is not None and job.status == "ready", (
         job and (job.error, job.stderr_tail), stack.log_text("transcoder")[-3000:])
     return job
+
+
+def collection_group(name, collection, *codenames):
+    """A group with admin access and the given video permissions on ``collection``."""
+    from django.contrib.auth.models import Group, Permission
+    from wagtail.models import GroupCollectionPermission
+
+    group = Group.objects.create(name=name)
+    group.permissions.add(Permission.objects.get(codename="access_admin"))
+    for codename in codenames:
+        GroupCollectionPermission.objects.create(
+            group=group, collection=collection, permission=Permission.objects.get(codename=codename)
+        )
+    return group
+
+
+def csrf_token(session, url):
+    """The CSRF form token of the page at ``url``, fetched with a requests session."""
+    import re
+
+    response = session.get(url, timeout=10)
+    assert response.status_code == 200, response.text[:500]
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.text)
+    assert match, "no CSRF token on " + url
+    return match.group(1)

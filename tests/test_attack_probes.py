@@ -28,7 +28,6 @@ from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from wagtail.models import (
     Collection,
-    GroupCollectionPermission,
     GroupPagePermission,
     Page,
     PageViewRestriction,
@@ -37,22 +36,12 @@ from wagtail.test.utils.form_data import inline_formset, nested_form_data, rich_
 
 from cms.models import IndexPage, Video, VideoPage
 
-from .helpers import home_page, make_user, make_video, make_video_page, stack_session
+from .helpers import collection_group, home_page, make_user, make_video, make_video_page, stack_session
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
-
-
-def collection_group(name, collection, *codenames):
-    group = Group.objects.create(name=name)
-    group.permissions.add(Permission.objects.get(codename="access_admin"))
-    for codename in codenames:
-        GroupCollectionPermission.objects.create(
-            group=group, collection=collection, permission=Permission.objects.get(codename=codename)
-        )
-    return group
 
 
 @pytest.fixture

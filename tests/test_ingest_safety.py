@@ -32,7 +32,7 @@ from transcoding.runner import FFmpegError, run_ffmpeg
 from transcoding.tasks import enqueue_transcode
 from transcoding.testmedia import make_test_video
 
-from .helpers import make_user, make_video, stack_session
+from .helpers import csrf_token, make_user, make_video, stack_session
 
 stack_db = [pytest.mark.integration, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -48,14 +48,6 @@ def _ffmpeg(*args):
 def private_files():
     root = Path(settings.PRIVATE_MEDIA_ROOT)
     return sorted(str(p) for p in root.rglob("*") if p.is_file()) if root.exists() else []
-
-
-def csrf_token(session, url):
-    response = session.get(url, timeout=10)
-    assert response.status_code == 200, response.text[:500]
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.text)
-    assert match, "no CSRF token on " + url
-    return match.group(1)
 
 
 def upload(stack, session, name, data):

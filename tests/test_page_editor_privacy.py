@@ -24,7 +24,6 @@ from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 from wagtail.models import (
     Collection,
-    GroupCollectionPermission,
     GroupPagePermission,
     Page,
     PageViewRestriction,
@@ -35,7 +34,7 @@ from cms.models import VideoPage
 from media_access.models import ViewerGrant
 
 from .conftest import _start_stack
-from .helpers import home_page, make_user, make_video, make_video_page, stack_session
+from .helpers import collection_group, home_page, make_user, make_video, make_video_page, stack_session
 
 pytestmark = [
     pytest.mark.integration,
@@ -55,16 +54,6 @@ def site(tmp_path_factory, stack_database_url, static_root):
     )
     yield stack
     stack.stop()
-
-
-def collection_group(name, collection, *codenames):
-    group = Group.objects.create(name=name)
-    group.permissions.add(Permission.objects.get(codename="access_admin"))
-    for codename in codenames:
-        GroupCollectionPermission.objects.create(
-            group=group, collection=collection, permission=Permission.objects.get(codename=codename)
-        )
-    return group
 
 
 @pytest.fixture

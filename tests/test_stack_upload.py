@@ -1,6 +1,5 @@
 """Through real nginx + gunicorn: sign in to the admin and upload over HTTP."""
 
-import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from django.urls import reverse
 from cms.models import Video
 
 from .conftest import _start_stack
-from .helpers import make_user
+from .helpers import csrf_token, make_user
 
 pytestmark = [
     pytest.mark.integration,
@@ -19,14 +18,6 @@ pytestmark = [
 ]
 
 PASSWORD = "correct horse battery"
-
-
-def csrf_token(session, url):
-    response = session.get(url, timeout=10)
-    assert response.status_code == 200, response.text[:500]
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.text)
-    assert match, "no CSRF token on " + url
-    return match.group(1)
 
 
 def admin_session(stack, username):
