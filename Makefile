@@ -56,13 +56,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-frontend: frontend/static/frontend/.built
+frontend: media_access/static/media_access/player/.built
 
 frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
 	cd frontend && npm ci --no-audit --no-fund
 	touch $@
 
-frontend/static/frontend/.built: frontend/node_modules/.package-lock.json frontend/build.mjs $(wildcard frontend/src/*)
+media_access/static/media_access/player/.built: frontend/node_modules/.package-lock.json frontend/build.mjs $(wildcard frontend/src/*)
 	cd frontend && node build.mjs
 	touch $@
 
@@ -87,4 +87,4 @@ bench-hls:
 	$(BIN)/python bench/hls.py
 
 clean:
-	rm -rf $(VENV) frontend/node_modules frontend/static/frontend tests/s3rver/node_modules test-output
+	rm -rf $(VENV) frontend/node_modules media_access/static/media_access/player tests/s3rver/node_modules test-output

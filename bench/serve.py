@@ -67,7 +67,8 @@ def make_fixtures():
     from django.test import Client
     from wagtail.models import Site
 
-    from cms.models import Video, VideoPage
+    from cms.models import VideoPage
+    from private_video.models import Video
     from media_access.models import ViewerGrant
 
     private = Path(settings.PRIVATE_MEDIA_ROOT)

@@ -4,7 +4,7 @@ from django.http import FileResponse, HttpResponse, HttpResponseForbidden, HttpR
 from django.urls import path
 from wagtail.models import Page
 
-from cms.models import Video
+from private_video.models import Video
 from cms.urls import urlpatterns as site_urlpatterns
 from media_access.policy import can_watch
 

@@ -94,7 +94,7 @@ def ladder_timings(source, workdir, rounds):
     alternated ``rounds`` times; the best round of each counts (the machine
     is shared, so the slowest rounds measure the neighbours)."""
     from transcoding.backends import get_backend
-    from transcoding.probe import probe_video
+    from private_video.probe import probe_video
     from transcoding.profiles import plan_ladder
 
     info = probe_video(source)
@@ -118,7 +118,7 @@ def run_pipeline(source, title, **settings_overrides):
     from django.test import override_settings
 
     from cms.models import Video
-    from transcoding.probe import probe_video
+    from private_video.probe import probe_video
     from transcoding.tasks import enqueue_transcode
 
     with override_settings(**settings_overrides):
@@ -138,7 +138,7 @@ def _new_video(source, title):
     from django.core.files import File
 
     from cms.models import Video
-    from transcoding.probe import probe_video
+    from private_video.probe import probe_video
 
     video = Video(title=title, original_filename=source.name, file_size=source.stat().st_size)
     video.apply_probe(probe_video(source))

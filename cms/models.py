@@ -1,143 +1,23 @@
-import re
-import uuid
+"""The demo site's page types. The video library, transcoding and media_access
+know nothing of them: a page offers its videos through VideoPageMixin."""
 
-from django.conf import settings
 from django.db import models
-from django.template.defaultfilters import filesizeformat
-from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
-from modelcluster.contrib.taggit import ClusterTaggableManager
-from modelcluster.fields import ParentalKey
-from modelcluster.models import ClusterableModel
-from taggit.models import TaggedItemBase
 from wagtail.admin.panels import FieldPanel, InlinePanel, ObjectList, TabbedInterface
 from wagtail.blocks import RichTextBlock
 from wagtail.fields import RichTextField, StreamField
-from wagtail.models import CollectionMember, Page
-from wagtail.search import index
+from wagtail.models import Page
 
-from .blocks import VideoBlock
-from .page_forms import VideoChoicePageForm
-from .storage import private_storage
-
-_SAFE_EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
+from private_video import get_video_model_string
+from private_video.blocks import VideoBlock
+from private_video.pages import VideoPageMixin
 
 
-def video_upload_to(instance, filename):
-    """An unguessable key per upload; the uploader's filename is kept as data
-    only. The extension is the container ffprobe detected (``apply_probe``
-    runs before the file is saved), never the one in the uploader's name: an
-    MP4 called "clip.m3u8" is stored as .mp4. Unprobed files get none."""
-    from transcoding.probe import container_extension
-
-    extension = "." + container_extension(instance.container, instance.probe_data) if instance.container else ""
-    if not _SAFE_EXTENSION.match(extension):
-        extension = ""
-    instance.key = uuid.uuid4()
-    hex_key = instance.key.hex
-    return f"videos/{hex_key[:2]}/{hex_key}/original{extension}"
-
-
-class VideoTag(TaggedItemBase):
-    content_object = ParentalKey("cms.Video", on_delete=models.CASCADE, related_name="tagged_items")
-
-
-class Video(CollectionMember, index.Indexed, ClusterableModel):
-    title = models.CharField(_("title"), max_length=255)
-    file = models.FileField(
-        _("file"), storage=private_storage, upload_to=video_upload_to, max_length=255
-    )
-    key = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
-    original_filename = models.CharField(max_length=255, blank=True, editable=False)
-    file_size = models.PositiveBigIntegerField(null=True, editable=False)
-    tags = ClusterTaggableManager(through=VideoTag, blank=True, verbose_name=_("tags"))
-    created_at = models.DateTimeField(_("uploaded at"), auto_now_add=True, db_index=True)
-    uploaded_by_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("uploaded by user"),
-        null=True,
-        blank=True,
-        editable=False,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-
-    # Probed from the content by ffprobe at upload time.
-    duration = models.FloatField(null=True, blank=True, editable=False)
-    width = models.PositiveIntegerField(null=True, blank=True, editable=False)
-    height = models.PositiveIntegerField(null=True, blank=True, editable=False)
-    video_codec = models.CharField(max_length=32, blank=True, editable=False)
-    audio_codec = models.CharField(max_length=32, blank=True, editable=False)
-    container = models.CharField(max_length=64, blank=True, editable=False)
-    probe_data = models.JSONField(default=dict, blank=True, editable=False)
-
-    search_fields = [
-        *CollectionMember.search_fields,
-        index.SearchField("title", boost=10),
-        index.AutocompleteField("title"),
-        index.SearchField("original_filename"),
-        index.RelatedFields("tags", [index.SearchField("name", boost=10)]),
-        index.FilterField("uploaded_by_user"),
-    ]
-
-    panels = [
-        FieldPanel("title"),
-        FieldPanel("file"),
-        FieldPanel("collection"),
-        FieldPanel("tags"),
-    ]
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
-        verbose_name = _("video")
-        verbose_name_plural = _("videos")
-        permissions = [("choose_video", "Can choose video")]
-
-    def __str__(self):
-        return self.title
-
-    @property
-    def filesize_display(self):
-        return filesizeformat(self.file_size) if self.file_size else ""
-
-    @property
-    def duration_display(self):
-        if self.duration is None:
-            return ""
-        total = int(round(self.duration))
-        hours, rest = divmod(total, 3600)
-        minutes, seconds = divmod(rest, 60)
-        return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
-
-    @property
-    def status(self):
-        """Where the video is in its life; transcoding refines this."""
-        from transcoding.status import video_status
-
-        return video_status(self)
-
-    def apply_probe(self, info):
-        self.duration = info.duration
-        width, height = info.display_size or (info.width, info.height)
-        self.width, self.height = width, height
-        self.video_codec = info.video_codec[:32]
-        self.audio_codec = info.audio_codec[:32]
-        self.container = info.format_name[:64]
-        self.probe_data = {
-            # ffprobe's "filename" is a server path (a temporary one at upload).
-            "format": {k: v for k, v in info.raw.get("format", {}).items() if k != "filename"},
-            "streams": info.raw.get("streams", []),
-        }
-
-    def get_admin_edit_url(self):
-        return reverse("cms_videos:edit", args=[self.pk])
-
-
-class VideoPage(Page):
+class VideoPage(VideoPageMixin, Page):
     """A page with one main video and a body that can hold more."""
 
     video = models.ForeignKey(
-        Video,
+        get_video_model_string(),
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -181,24 +61,8 @@ class VideoPage(Page):
     )
 
     template = "cms/video_page.html"
-    # Every video the editor puts on the page needs "choose" permission on its
-    # collection, checked on save whatever the POST says.
-    base_form_class = VideoChoicePageForm
-
-    def videos(self):
-        """Every video on this page: the main one first, then the body's, once each."""
-        found = []
-        if self.video_id:
-            found.append(self.video)
-        for block in self.body:
-            if block.block_type == "video" and block.value.get("video"):
-                found.append(block.value["video"])
-        seen, unique = set(), []
-        for video in found:
-            if video.pk not in seen:
-                seen.add(video.pk)
-                unique.append(video)
-        return unique
+    # VideoPageMixin: videos() lists the main video, then the body's, once
+    # each, and the page form checks "choose" permission on every one of them.
 
 
 class IndexPage(Page):

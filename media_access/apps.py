@@ -3,6 +3,7 @@ from django.apps import AppConfig
 
 class MediaAccessConfig(AppConfig):
     name = "media_access"
+    label = "private_video_access"
     verbose_name = "Media access"
     default_auto_field = "django.db.models.BigAutoField"
 

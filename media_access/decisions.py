@@ -83,7 +83,7 @@ from django.utils.functional import LazyObject, empty
 
 from .responses import setting
 
-TRIGGER_PREFIX = "media_access_policy_"
+TRIGGER_PREFIX = "private_video_access_policy_"
 ALL_EVENTS = ("INSERT", "UPDATE", "DELETE")
 # Session engines that keep every session in (and delete it from) django_session.
 DB_SESSION_ENGINES = {
@@ -239,12 +239,12 @@ def current_generation(request, using="default"):
 _TRIGGER_PATTERN = TRIGGER_PREFIX.replace("_", "\\_") + "%"
 _READ_SQLITE = (
     "SELECT value, (SELECT schema_version FROM pragma_schema_version()) "
-    "FROM media_access_policygeneration WHERE id = 1"
+    "FROM private_video_access_policygeneration WHERE id = 1"
 )
 _COUNT_SQLITE = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE %s ESCAPE '\\'"
 _READ_POSTGRES = (
     "SELECT value, (SELECT count(*) FROM pg_trigger WHERE tgname LIKE %s "
-    "AND tgenabled <> 'D') FROM media_access_policygeneration WHERE id = 1"
+    "AND tgenabled <> 'D') FROM private_video_access_policygeneration WHERE id = 1"
 )
 
 
@@ -299,7 +299,9 @@ def watched_tables():
     from django.contrib.sessions.models import Session
     from wagtail.models import Page, PageViewRestriction
 
-    from cms.models import Video
+    from private_video import get_video_model
+
+    Video = get_video_model()
 
     from .models import ViewerGrant
 
@@ -319,7 +321,7 @@ def watched_tables():
     tables[Session._meta.db_table] = ("UPDATE", "DELETE")
     tables[Video._meta.db_table] = ALL_EVENTS
     try:
-        tables[apps.get_model("transcoding", "Rendition")._meta.db_table] = ALL_EVENTS
+        tables[apps.get_model("private_video_transcoding", "Rendition")._meta.db_table] = ALL_EVENTS
     except LookupError:
         pass
     return sorted(tables.items())
@@ -341,11 +343,11 @@ def trigger_names(connection):
     return names
 
 
-_BUMP_SQLITE = "UPDATE media_access_policygeneration SET value = random() WHERE id = 1"
+_BUMP_SQLITE = "UPDATE private_video_access_policygeneration SET value = random() WHERE id = 1"
 _BUMP_FUNCTION_POSTGRES = """
-CREATE OR REPLACE FUNCTION media_access_policy_bump() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION private_video_access_policy_bump() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE media_access_policygeneration
+    UPDATE private_video_access_policygeneration
        SET value = floor(random() * 4000000000000000000)::bigint WHERE id = 1;
     RETURN NULL;
 END
@@ -361,7 +363,7 @@ def install_triggers(using="default"):
     qn = connection.ops.quote_name
     installed = []
     with connection.cursor() as cursor:
-        if "media_access_policygeneration" not in connection.introspection.table_names(cursor):
+        if "private_video_access_policygeneration" not in connection.introspection.table_names(cursor):
             # migrate stopped before media_access's own tables.
             return []
         if connection.vendor == "postgresql":
@@ -381,7 +383,7 @@ def install_triggers(using="default"):
                 cursor.execute(f"DROP TRIGGER IF EXISTS {qn(name)} ON {qn(table)}")
                 cursor.execute(
                     f"CREATE TRIGGER {qn(name)} AFTER {pg_events} ON {qn(table)} "
-                    "FOR EACH STATEMENT EXECUTE FUNCTION media_access_policy_bump()"
+                    "FOR EACH STATEMENT EXECUTE FUNCTION private_video_access_policy_bump()"
                 )
                 installed.append(name)
         bump(cursor=cursor)
@@ -396,11 +398,11 @@ def bump(using="default", cursor=None):
         with connections[using].cursor() as cursor:
             return bump(using, cursor)
     cursor.execute(
-        "UPDATE media_access_policygeneration SET value = %s WHERE id = 1", [secrets.randbits(62)]
+        "UPDATE private_video_access_policygeneration SET value = %s WHERE id = 1", [secrets.randbits(62)]
     )
     if cursor.rowcount == 0:
         cursor.execute(
-            "INSERT INTO media_access_policygeneration (id, value) VALUES (1, %s)", [secrets.randbits(62)]
+            "INSERT INTO private_video_access_policygeneration (id, value) VALUES (1, %s)", [secrets.randbits(62)]
         )
 
 

@@ -11,7 +11,7 @@ ORIGINAL = "original"
 def rendition_model():
     # transcoding provides Rendition; until it exists only originals are served.
     try:
-        return apps.get_model("transcoding", "Rendition")
+        return apps.get_model("private_video_transcoding", "Rendition")
     except LookupError:
         return None
 

@@ -7,6 +7,8 @@ from django.utils.translation import gettext_lazy as _
 from modelcluster.fields import ParentalKey
 from wagtail.models import Orderable
 
+from private_video import get_video_model_string
+
 
 class ViewerGrant(Orderable):
     """Who may watch the videos on one page.
@@ -46,7 +48,7 @@ class ViewerGrant(Orderable):
         constraints = [
             models.CheckConstraint(
                 condition=(Q(user__isnull=False, group__isnull=True) | Q(user__isnull=True, group__isnull=False)),
-                name="media_access_grant_user_xor_group",
+                name="private_video_access_grant_user_xor_group",
             )
         ]
 
@@ -90,7 +92,7 @@ class PlaybackLogEntry(models.Model):
         "wagtailcore.Page", null=True, on_delete=models.SET_NULL, related_name="+"
     )
     page_title = models.CharField(max_length=255, blank=True)
-    video = models.ForeignKey("cms.Video", null=True, on_delete=models.SET_NULL, related_name="+")
+    video = models.ForeignKey(get_video_model_string(), null=True, on_delete=models.SET_NULL, related_name="+")
     video_title = models.CharField(max_length=255, blank=True)
     rendition = models.CharField(max_length=64, blank=True)
     allowed = models.BooleanField()

@@ -14,7 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.template import Context, Engine
 from django.urls import reverse
 
-from cms.validation import max_upload_request_size
+from private_video import layout
+from private_video.validation import max_upload_request_size
 
 from . import s3, tokens
 
@@ -27,8 +28,8 @@ DEFAULT_ADMIN_BODY_LIMIT = 32 * 1024 * 1024
 # The video library's upload endpoints, the only URLs that take a video-sized
 # body: the upload view, the chooser's upload tab, and the edit view (its
 # form replaces the file). By URL name; the site decides where the admin lives.
-VIDEO_UPLOAD_URLS = ("cms_videos:add", "cms_video_chooser:create")
-VIDEO_REPLACE_URLS = ("cms_videos:edit",)
+VIDEO_UPLOAD_URLS = ("private_video:add", "private_video_chooser:create")
+VIDEO_REPLACE_URLS = ("private_video:edit",)
 # nginx workers when the master runs as root: the first of these that exists.
 UNPRIVILEGED_USERS = ("www-data", "nginx", "nobody")
 
@@ -66,6 +67,9 @@ def nginx_context(**overrides):
         "upload_gate_path": _nginx_path(reverse("media_access:upload_gate")),
         # media_access: HLS - nginx checks the signed rendition URLs with this secret.
         "token_url_prefix": tokens.url_prefix(),
+        # The storage layout the signed URLs may reach (private_video.layout).
+        "renditions_prefix_pattern": layout.RENDITIONS_PREFIX_PATTERN,
+        "rendition_file_pattern": layout.RENDITION_FILE_PATTERN,
         "token_secret": tokens.token_secret(),
         # storage: S3 - the bucket endpoint nginx proxies presigned requests to (None: local files).
         "s3": s3.nginx_context(),

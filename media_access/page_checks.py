@@ -9,12 +9,12 @@ holds; otherwise they could grant themselves what the library refuses them.
 A download grant someone allowed made may be kept as it is, or narrowed.
 
 Registered in ``wagtail_hooks`` on ``clean_video_page_form``, the library's
-hook in ``cms.page_forms.VideoChoicePageForm.clean``.
+hook in ``private_video.page_forms.VideoChoicePageForm.clean``.
 """
 
 from django.utils.translation import gettext_lazy as _
 
-from cms.permissions import video_permission_policy
+from private_video.permissions import video_permission_policy
 
 from .models import ViewerGrant
 

@@ -33,7 +33,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 from wagtail.models import BaseViewRestriction, Page, ReferenceIndex
 
-from cms.permissions import video_permission_policy
+from private_video.permissions import video_permission_policy
 
 
 class Outcome(enum.Enum):

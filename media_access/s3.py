@@ -148,7 +148,7 @@ def _upstream(endpoint_url, region_name, addressing_style, use_ssl, bucket_name,
 def nginx_context():
     """What the bundled nginx config needs for the S3 location, or None when
     private media is not in a bucket."""
-    from cms.storage import private_storage
+    from private_video.storage import private_storage
 
     storage = private_storage()
     if not is_s3_storage(storage):

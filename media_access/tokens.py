@@ -29,12 +29,14 @@ from urllib.parse import quote
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from private_video import layout
+
 DEFAULT_LIFETIME = 5 * 60
 DEFAULT_URL_PREFIX = "/stream/"
 # What nginx may receive inside a string literal of its config, and long enough to matter.
 _SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,}$")
-# The rendition folder of one video, as ``Video.key`` and ``transcoding`` lay it out.
-_PREFIX_RE = re.compile(r"^videos/[0-9a-f]{2}/[0-9a-f]{32}/renditions/$")
+# The rendition folder of one video (private_video.layout).
+_PREFIX_RE = re.compile(rf"^{layout.RENDITIONS_PREFIX_PATTERN}$")
 
 
 def token_secret():
@@ -67,8 +69,7 @@ def url_prefix():
 
 def video_prefix(video):
     """The storage folder every rendition of ``video`` lives under."""
-    hex_key = video.key.hex
-    return f"videos/{hex_key[:2]}/{hex_key}/renditions/"
+    return layout.renditions_prefix(video.key)
 
 
 def secure_link_token(prefix, expires, secret=None):

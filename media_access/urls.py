@@ -2,6 +2,8 @@ import re
 
 from django.urls import path, re_path
 
+from private_video import layout
+
 from . import tokens
 from .views import playback, serve, signed, upload_gate
 
@@ -25,7 +27,7 @@ urlpatterns = [
     # (and every signed URL when no nginx is in front); the view checks the token again.
     re_path(
         r"^" + re.escape(tokens.url_prefix().lstrip("/"))
-        + r"(?P<token>[A-Za-z0-9_-]{22})/(?P<expires>[0-9]{1,12})/(?P<name>videos/.+)$",
+        + r"(?P<token>[A-Za-z0-9_-]{22})/(?P<expires>[0-9]{1,12})/(?P<name>" + layout.RENDITIONS_PREFIX_PATTERN + r".+)$",
         signed.rendition_file,
         name="signed_file",
     ),

@@ -15,7 +15,7 @@ def register_media_access_admin_urls():
 
 class PlaybackReportMenuItem(MenuItem):
     def is_shown(self, request):
-        return request.user.has_perm("media_access.view_playbacklogentry")
+        return request.user.has_perm("private_video_access.view_playbacklogentry")
 
 
 @hooks.register("register_reports_menu_item")

@@ -7,8 +7,9 @@ from django.contrib.auth.hashers import make_password
 from django.core.files import File
 from wagtail.models import Page, Site
 
-from cms.models import IndexPage, Video, VideoPage
-from transcoding.probe import probe_video
+from cms.models import IndexPage, VideoPage
+from private_video.models import Video
+from private_video.probe import probe_video
 
 
 def make_user(username, password="correct horse battery", *, superuser=False, groups=()):

@@ -1,7 +1,7 @@
 """The production S3 storage, presigning with SigV2 so that s3rver checks the
 URLs nginx is handed (tests/s3rver_settings.py says why)."""
 
-from cms.storage import PrivateS3Storage
+from private_video.storage import PrivateS3Storage
 
 
 def sigv2_for_presigned_urls(signature_version, **kwargs):

@@ -34,7 +34,8 @@ from wagtail.models import (
 )
 from wagtail.test.utils.form_data import inline_formset, nested_form_data, rich_text, streamfield
 
-from cms.models import IndexPage, Video, VideoPage
+from cms.models import IndexPage, VideoPage
+from private_video.models import Video
 
 from .helpers import collection_group, home_page, make_user, make_video, make_video_page, stack_session
 
@@ -309,7 +310,7 @@ def small_limit_stack(tmp_path_factory, stack_database_url, static_root):
     from .conftest import _start_stack
 
     stack = _start_stack(tmp_path_factory, stack_database_url, static_root,
-                         extra_env={"CMS_VIDEO_MAX_UPLOAD_SIZE": "1M"})
+                         extra_env={"PRIVATE_VIDEO_MAX_UPLOAD_SIZE": "1M"})
     yield stack
     stack.stop()
 
@@ -320,10 +321,10 @@ def test_chunked_upload_without_content_length_meets_the_nginx_limit(small_limit
     # a user who may upload: anyone else is refused before any chunk is read.)
     from django.test import override_settings
 
-    from cms.validation import max_upload_request_size
+    from private_video.validation import max_upload_request_size
 
     stack = small_limit_stack
-    with override_settings(CMS_VIDEO_MAX_UPLOAD_SIZE=1 << 20):
+    with override_settings(PRIVATE_VIDEO_MAX_UPLOAD_SIZE=1 << 20):
         limit = max_upload_request_size()
     with socket.create_connection(("127.0.0.1", stack.port), timeout=60) as sock:
         sock.sendall(

@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from cms.models import Video
+from private_video.models import Video
 
 from .browser import chromium_page
 from .helpers import make_user
@@ -27,8 +27,8 @@ def test_editor_uploads_through_admin_ui(stack, sample_video, tmp_path, output_d
         page.wait_for_url(stack.url("/admin/"))
 
         page.click("text=Videos")
-        page.wait_for_url(stack.url(reverse("cms_videos:index")))
-        page.goto(stack.url(reverse("cms_videos:add")))
+        page.wait_for_url(stack.url(reverse("private_video:index")))
+        page.goto(stack.url(reverse("private_video:add")))
         page.set_input_files("[data-file-input]", [str(sample_video), str(not_video)])
 
         items = page.locator(".video-upload__item")
@@ -44,7 +44,7 @@ def test_editor_uploads_through_admin_ui(stack, sample_video, tmp_path, output_d
         )
         page.screenshot(path=str(output_dir / "upload.png"))
 
-        page.goto(stack.url(reverse("cms_videos:index")))
+        page.goto(stack.url(reverse("private_video:index")))
         row = page.locator("table tbody tr", has_text="sample")
         assert row.count() == 1
         assert "0:04" in row.inner_text()

@@ -24,7 +24,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from wagtail.models import Collection, GroupCollectionPermission, ModelLogEntry
 
-from cms.models import Video
+from private_video.models import Video
 from transcoding.models import TranscodeJob
 from transcoding.profiles import ladder_signature
 from transcoding.testmedia import make_test_video
@@ -116,7 +116,7 @@ def snapshot(video):
 
 
 def max_upload_request_size():
-    from cms.validation import max_upload_request_size
+    from private_video.validation import max_upload_request_size
 
     return max_upload_request_size()
 
@@ -147,13 +147,13 @@ def csrf_token_from(html):
 
 # name, method, url name, data builder (world, replacement file) -> POST data
 READS = [
-    ("edit", "cms_videos:edit"),
-    ("delete confirmation", "cms_videos:delete"),
-    ("usage", "cms_videos:usage"),
-    ("history", "cms_videos:history"),
-    ("history results", "cms_videos:history_results"),
-    ("processing status", "cms_videos:processing_status"),
-    ("chooser chosen", "cms_video_chooser:chosen"),
+    ("edit", "private_video:edit"),
+    ("delete confirmation", "private_video:delete"),
+    ("usage", "private_video:usage"),
+    ("history", "private_video:history"),
+    ("history results", "private_video:history_results"),
+    ("processing status", "private_video_transcoding:processing_status"),
+    ("chooser chosen", "private_video_chooser:chosen"),
 ]
 
 
@@ -170,11 +170,11 @@ def replace_file(world, replacement):
 
 
 WRITES = [
-    ("rename and move", "cms_videos:edit", rename_and_move),
-    ("rename, collection omitted", "cms_videos:edit", rename_without_collection),
-    ("replace file", "cms_videos:edit", replace_file),
-    ("delete", "cms_videos:delete", lambda world, replacement: {}),
-    ("re-run transcode", "cms_videos:rerun_transcode", lambda world, replacement: {}),
+    ("rename and move", "private_video:edit", rename_and_move),
+    ("rename, collection omitted", "private_video:edit", rename_without_collection),
+    ("replace file", "private_video:edit", replace_file),
+    ("delete", "private_video:delete", lambda world, replacement: {}),
+    ("re-run transcode", "private_video_transcoding:rerun", lambda world, replacement: {}),
 ]
 
 
@@ -205,7 +205,7 @@ def test_editor_of_a_cannot_change_b_with_csrf_token(world, replacement, label, 
     before = snapshot(world.video_b)
     client = signed_in(world.editor, enforce_csrf=True)
     # A token from a page the editor may see.
-    token = csrf_token_from(client.get(reverse("cms_videos:edit", args=[world.video_a.pk])).content.decode())
+    token = csrf_token_from(client.get(reverse("private_video:edit", args=[world.video_a.pk])).content.decode())
     payload = {"csrfmiddlewaretoken": token, **data(world, replacement)}
     response = client.post(reverse(url_name, args=[world.video_b.pk]), payload)
     assert response.status_code == 404, (label, response.status_code)
@@ -228,13 +228,13 @@ def test_upload_views_still_need_a_csrf_token(world, sample_video):
     # They check CSRF themselves (after the size check), not in the middleware.
     before = snapshot(world.video_a)
     client = signed_in(world.editor, enforce_csrf=True)
-    for url in (reverse("cms_videos:add"), reverse("cms_video_chooser:create"),
-                reverse("cms_videos:edit", args=[world.video_a.pk])):
+    for url in (reverse("private_video:add"), reverse("private_video_chooser:create"),
+                reverse("private_video:edit", args=[world.video_a.pk])):
         response = client.post(url, {"title": "No token", "collection": world.a.pk, "file": upload(sample_video)})
         assert response.status_code == 403, url
     assert snapshot(world.video_a) == before
-    token = csrf_token_from(client.get(reverse("cms_videos:add")).content.decode())
-    response = client.post(reverse("cms_videos:add"), {"csrfmiddlewaretoken": token, "file": upload(sample_video)},
+    token = csrf_token_from(client.get(reverse("private_video:add")).content.decode())
+    response = client.post(reverse("private_video:add"), {"csrfmiddlewaretoken": token, "file": upload(sample_video)},
                            HTTP_ACCEPT="application/json")
     assert response.status_code == 200, response.content
 
@@ -243,7 +243,7 @@ def test_upload_views_still_need_a_csrf_token(world, sample_video):
 def test_chosen_multiple_leaves_out_b(world):
     client = signed_in(world.editor)
     response = client.get(
-        reverse("cms_video_chooser:chosen_multiple"), {"id": [world.video_a.pk, world.video_b.pk]}
+        reverse("private_video_chooser:chosen_multiple"), {"id": [world.video_a.pk, world.video_b.pk]}
     )
     assert response.status_code == 200
     body = json.loads(response.content)
@@ -255,17 +255,17 @@ def test_chosen_multiple_leaves_out_b(world):
 
 
 LISTINGS = [
-    ("index", "cms_videos:index", {}),
-    ("results", "cms_videos:index_results", {}),
-    ("search", "cms_videos:index", {"q": "Bravo"}),
-    ("search results", "cms_videos:index_results", {"q": "board"}),
-    ("collection filter", "cms_videos:index", {"collection": "B"}),
-    ("tag filter", "cms_videos:index", {"tag": "confidential"}),
-    ("csv export", "cms_videos:index", {"export": "csv"}),
-    ("chooser", "cms_video_chooser:choose", {}),
-    ("chooser search", "cms_video_chooser:choose_results", {"q": "Bravo"}),
-    ("chooser collection", "cms_video_chooser:choose", {"collection_id": "B"}),
-    ("chooser results collection", "cms_video_chooser:choose_results", {"collection_id": "B"}),
+    ("index", "private_video:index", {}),
+    ("results", "private_video:index_results", {}),
+    ("search", "private_video:index", {"q": "Bravo"}),
+    ("search results", "private_video:index_results", {"q": "board"}),
+    ("collection filter", "private_video:index", {"collection": "B"}),
+    ("tag filter", "private_video:index", {"tag": "confidential"}),
+    ("csv export", "private_video:index", {"export": "csv"}),
+    ("chooser", "private_video_chooser:choose", {}),
+    ("chooser search", "private_video_chooser:choose_results", {"q": "Bravo"}),
+    ("chooser collection", "private_video_chooser:choose", {"collection_id": "B"}),
+    ("chooser results collection", "private_video_chooser:choose_results", {"collection_id": "B"}),
 ]
 
 
@@ -285,12 +285,12 @@ def test_listings_do_not_leak_b(world, label, url_name, params):
 
 
 @pytestmark_db
-@pytest.mark.parametrize("url_name", ["cms_video_chooser:choose", "cms_video_chooser:choose_results"])
+@pytest.mark.parametrize("url_name", ["private_video_chooser:choose", "private_video_chooser:choose_results"])
 def test_chooser_with_a_junk_collection_id_is_not_a_server_error(world, url_name):
     response = signed_in(world.editor).get(reverse(url_name), {"collection_id": "1 or 1=1"})
     assert response.status_code in (200, 404)
     assert B_TITLE not in response.content.decode()
-    response = signed_in(world.editor).get(reverse("cms_video_chooser:chosen_multiple"), {"id": ["x", "1;2"]})
+    response = signed_in(world.editor).get(reverse("private_video_chooser:chosen_multiple"), {"id": ["x", "1;2"]})
     assert response.status_code == 200 and json.loads(response.content)["result"] == []
 
 
@@ -299,7 +299,7 @@ def test_site_history_does_not_show_b(world):
     # A logged change to B (by someone allowed), then the A editor looks at
     # the admin's site history report.
     response = signed_in(world.superuser).post(
-        reverse("cms_videos:edit", args=[world.video_b.pk]),
+        reverse("private_video:edit", args=[world.video_b.pk]),
         {"title": B_TITLE, "collection": world.b.pk, "tags": "confidential"},
     )
     assert response.status_code == 302
@@ -313,7 +313,7 @@ def test_site_history_does_not_show_b(world):
 def test_xlsx_export_lists_only_a(world):
     import openpyxl
 
-    response = signed_in(world.editor).get(reverse("cms_videos:index"), {"export": "xlsx"})
+    response = signed_in(world.editor).get(reverse("private_video:index"), {"export": "xlsx"})
     assert response.status_code == 200
     sheet = openpyxl.load_workbook(io.BytesIO(body_of(response))).active
     cells = [str(cell.value) for row in sheet.iter_rows() for cell in row]
@@ -323,7 +323,7 @@ def test_xlsx_export_lists_only_a(world):
 
 @pytestmark_db
 def test_csv_export_lists_only_a(world):
-    response = signed_in(world.editor).get(reverse("cms_videos:index"), {"export": "csv"})
+    response = signed_in(world.editor).get(reverse("private_video:index"), {"export": "csv"})
     rows = list(csv.reader(io.StringIO(body_of(response).decode())))
     titles = [row[0] for row in rows[1:]]
     assert titles == [A_TITLE]
@@ -331,16 +331,16 @@ def test_csv_export_lists_only_a(world):
 
 @pytestmark_db
 def test_collection_filter_offers_only_collections_the_editor_may_see(world):
-    html = signed_in(world.editor).get(reverse("cms_videos:index")).content.decode()
+    html = signed_in(world.editor).get(reverse("private_video:index")).content.decode()
     assert B_COLLECTION not in html
-    html = signed_in(world.superuser).get(reverse("cms_videos:index")).content.decode()
+    html = signed_in(world.superuser).get(reverse("private_video:index")).content.decode()
     assert B_COLLECTION in html and "Team A" in html
 
 
 @pytestmark_db
 def test_superuser_sees_everything(world):
     client = signed_in(world.superuser)
-    for url_name in ("cms_videos:index", "cms_video_chooser:choose"):
+    for url_name in ("private_video:index", "private_video_chooser:choose"):
         text = client.get(reverse(url_name)).content.decode()
         assert A_TITLE in text and B_TITLE in text, url_name
     for _label, url_name in READS:
@@ -354,7 +354,7 @@ def test_superuser_sees_everything(world):
 def test_omitted_collection_is_a_form_error_not_a_move(world):
     before = snapshot(world.video_a)
     response = signed_in(world.superuser).post(
-        reverse("cms_videos:edit", args=[world.video_a.pk]), {"title": "Moved?", "tags": ""}
+        reverse("private_video:edit", args=[world.video_a.pk]), {"title": "Moved?", "tags": ""}
     )
     assert response.status_code == 200
     assert "This field is required" in response.content.decode()
@@ -365,7 +365,7 @@ def test_omitted_collection_is_a_form_error_not_a_move(world):
 def test_editor_cannot_move_a_video_into_b(world):
     before = snapshot(world.video_a)
     response = signed_in(world.editor).post(
-        reverse("cms_videos:edit", args=[world.video_a.pk]),
+        reverse("private_video:edit", args=[world.video_a.pk]),
         {"title": "Moved", "collection": world.b.pk, "tags": ""},
     )
     assert response.status_code == 200
@@ -381,7 +381,7 @@ def test_moving_needs_change_rights_on_both_collections(world):
     mover = make_user("mover", groups=[group])
     before = snapshot(world.video_a)
     response = signed_in(mover).post(
-        reverse("cms_videos:edit", args=[world.video_a.pk]),
+        reverse("private_video:edit", args=[world.video_a.pk]),
         {"title": A_TITLE, "collection": c.pk, "tags": ""},
     )
     assert response.status_code == 200
@@ -389,7 +389,7 @@ def test_moving_needs_change_rights_on_both_collections(world):
     # With change on both, the move goes through.
     grant(group, c, "change_video")
     response = signed_in(mover).post(
-        reverse("cms_videos:edit", args=[world.video_a.pk]),
+        reverse("private_video:edit", args=[world.video_a.pk]),
         {"title": A_TITLE, "collection": c.pk, "tags": ""},
     )
     assert response.status_code == 302
@@ -400,7 +400,7 @@ def test_moving_needs_change_rights_on_both_collections(world):
 @pytestmark_db
 def test_superuser_moves_between_collections(world):
     response = signed_in(world.superuser).post(
-        reverse("cms_videos:edit", args=[world.video_b.pk]),
+        reverse("private_video:edit", args=[world.video_b.pk]),
         {"title": B_TITLE, "collection": world.a.pk, "tags": ""},
     )
     assert response.status_code == 302
@@ -415,7 +415,7 @@ def test_superuser_moves_between_collections(world):
 def test_upload_into_b_is_refused(world, sample_video):
     before = snapshot(world.video_b)
     response = signed_in(world.editor).post(
-        reverse("cms_videos:add"),
+        reverse("private_video:add"),
         {"file": upload(sample_video, "sneaky.mp4"), "collection": world.b.pk},
         HTTP_ACCEPT="application/json",
     )
@@ -427,18 +427,18 @@ def test_upload_into_b_is_refused(world, sample_video):
 @pytestmark_db
 def test_chooser_upload_tab_only_into_own_collections(world, sample_video):
     client = signed_in(world.editor)
-    html = json.loads(client.get(reverse("cms_video_chooser:choose")).content)["html"]
+    html = json.loads(client.get(reverse("private_video_chooser:choose")).content)["html"]
     assert B_COLLECTION not in html
     before = snapshot(world.video_b)
     response = client.post(
-        reverse("cms_video_chooser:create"),
+        reverse("private_video_chooser:create"),
         {"title": "Sneaky", "file": upload(sample_video), "collection": world.b.pk},
     )
     body = json.loads(response.content)
     assert body["step"] == "reshow_creation_form"
     assert snapshot(world.video_b) == before
     # Without a collection, it goes to the editor's own, owned by the editor.
-    response = client.post(reverse("cms_video_chooser:create"), {"title": "Mine", "file": upload(sample_video)})
+    response = client.post(reverse("private_video_chooser:create"), {"title": "Mine", "file": upload(sample_video)})
     body = json.loads(response.content)
     assert body["step"] == "chosen", body
     video = Video.objects.get(pk=body["result"]["id"])
@@ -452,7 +452,7 @@ def test_chooser_upload_needs_choose_as_well_as_add(world, sample_video):
     group = editor_group("Add only on B", [(world.b, ["add_video"])])
     client = signed_in(make_user("adder", groups=[group]))
     count = Video.objects.count()
-    response = client.post(reverse("cms_video_chooser:create"), {"title": "X", "file": upload(sample_video)})
+    response = client.post(reverse("private_video_chooser:create"), {"title": "X", "file": upload(sample_video)})
     assert response.status_code in (302, 403)
     assert Video.objects.count() == count
 
@@ -466,15 +466,15 @@ def test_add_permission_covers_own_uploads_only(world, sample_video):
     uploader = make_user("uploader-b", groups=[group])
     own = make_video(sample_video, title="Own upload", collection=world.b, user=uploader)
     client = signed_in(uploader)
-    html = client.get(reverse("cms_videos:index")).content.decode()
+    html = client.get(reverse("private_video:index")).content.decode()
     assert "Own upload" in html and B_TITLE not in html
-    assert client.get(reverse("cms_videos:edit", args=[own.pk])).status_code == 200
-    assert client.get(reverse("cms_videos:edit", args=[world.video_b.pk])).status_code == 404
+    assert client.get(reverse("private_video:edit", args=[own.pk])).status_code == 200
+    assert client.get(reverse("private_video:edit", args=[world.video_b.pk])).status_code == 404
     before = snapshot(world.video_b)
-    assert client.post(reverse("cms_videos:delete", args=[world.video_b.pk])).status_code == 404
+    assert client.post(reverse("private_video:delete", args=[world.video_b.pk])).status_code == 404
     assert snapshot(world.video_b) == before
     response = client.post(
-        reverse("cms_videos:edit", args=[own.pk]), {"title": "Own, renamed", "collection": world.b.pk, "tags": ""}
+        reverse("private_video:edit", args=[own.pk]), {"title": "Own, renamed", "collection": world.b.pk, "tags": ""}
     )
     assert response.status_code == 302
     own.refresh_from_db()
@@ -493,7 +493,7 @@ def test_editor_works_in_own_collection(world, replacement):
     video = world.video_a
     logs = ModelLogEntry.objects.count()
     response = client.post(
-        reverse("cms_videos:edit", args=[video.pk]),
+        reverse("private_video:edit", args=[video.pk]),
         {"title": "Alpha, renamed", "collection": world.a.pk, "tags": "one"},
     )
     assert response.status_code == 302
@@ -504,7 +504,7 @@ def test_editor_works_in_own_collection(world, replacement):
     old = stored_path(video)
     with TestCase.captureOnCommitCallbacks(execute=True):
         response = client.post(
-            reverse("cms_videos:edit", args=[video.pk]),
+            reverse("private_video:edit", args=[video.pk]),
             {"title": "Alpha, renamed", "collection": world.a.pk, "tags": "one", "file": upload(replacement)},
         )
     assert response.status_code == 302
@@ -512,16 +512,16 @@ def test_editor_works_in_own_collection(world, replacement):
     assert stored_path(video).read_bytes() == Path(replacement).read_bytes() and not old.exists()
 
     job_for(video, status="failed", error="boom")
-    response = client.post(reverse("cms_videos:rerun_transcode", args=[video.pk]))
+    response = client.post(reverse("private_video_transcoding:rerun", args=[video.pk]))
     assert response.status_code == 302
     assert video.transcode_jobs.latest().status == "queued"
 
-    body = json.loads(client.get(reverse("cms_video_chooser:chosen", args=[video.pk])).content)
+    body = json.loads(client.get(reverse("private_video_chooser:chosen", args=[video.pk])).content)
     assert body["result"]["id"] == str(video.pk)
-    assert json.loads(client.get(reverse("cms_videos:processing_status", args=[video.pk])).content)["code"]
+    assert json.loads(client.get(reverse("private_video_transcoding:processing_status", args=[video.pk])).content)["code"]
 
     with TestCase.captureOnCommitCallbacks(execute=True):
-        response = client.post(reverse("cms_videos:delete", args=[video.pk]))
+        response = client.post(reverse("private_video:delete", args=[video.pk]))
     assert response.status_code == 302
     assert not Video.objects.filter(pk=video.pk).exists()
     assert world.video_b.pk in Video.objects.values_list("pk", flat=True)
@@ -536,21 +536,21 @@ def test_construct_video_chooser_queryset_hook(world, sample_video):
 
     make_video(sample_video, title="Another A clip", collection=world.a)
     with hooks.register_temporarily("construct_video_chooser_queryset", only_alpha):
-        html = json.loads(signed_in(world.editor).get(reverse("cms_video_chooser:choose")).content)["html"]
+        html = json.loads(signed_in(world.editor).get(reverse("private_video_chooser:choose")).content)["html"]
     assert A_TITLE in html and "Another A clip" not in html
 
 
 # --- oversize uploads: refused from the headers ----------------------------------
 
 OVERSIZE_URLS = [
-    ("upload", lambda world: reverse("cms_videos:add")),
-    ("chooser upload", lambda world: reverse("cms_video_chooser:create")),
-    ("replace", lambda world: reverse("cms_videos:edit", args=[world.video_a.pk])),
+    ("upload", lambda world: reverse("private_video:add")),
+    ("chooser upload", lambda world: reverse("private_video_chooser:create")),
+    ("replace", lambda world: reverse("private_video:edit", args=[world.video_a.pk])),
 ]
 
 
 @pytestmark_db
-@override_settings(CMS_VIDEO_MAX_UPLOAD_SIZE=1000)
+@override_settings(PRIVATE_VIDEO_MAX_UPLOAD_SIZE=1000)
 @pytest.mark.parametrize("label,url", OVERSIZE_URLS, ids=[x[0] for x in OVERSIZE_URLS])
 @pytest.mark.parametrize("accept", ["application/json", "text/html"])
 def test_oversize_content_length_is_refused_before_the_body_is_read(world, label, url, accept):
@@ -573,10 +573,10 @@ def test_oversize_content_length_is_refused_before_the_body_is_read(world, label
 
 
 @pytestmark_db
-@override_settings(CMS_VIDEO_MAX_UPLOAD_SIZE=10**7)
+@override_settings(PRIVATE_VIDEO_MAX_UPLOAD_SIZE=10**7)
 def test_upload_within_the_limit_still_works(world, sample_video):
     response = signed_in(world.editor).post(
-        reverse("cms_videos:add"), {"file": upload(sample_video, "fits.mp4")}, HTTP_ACCEPT="application/json"
+        reverse("private_video:add"), {"file": upload(sample_video, "fits.mp4")}, HTTP_ACCEPT="application/json"
     )
     assert response.status_code == 200, response.content
     assert Video.objects.get(pk=json.loads(response.content)["pk"]).collection == world.a
@@ -588,7 +588,7 @@ stack_marks = [pytest.mark.integration, pytest.mark.django_db(transaction=True, 
 
 
 def stack_token(stack, session, world):
-    response = session.get(stack.url(reverse("cms_videos:edit", args=[world.video_a.pk])), timeout=10)
+    response = session.get(stack.url(reverse("private_video:edit", args=[world.video_a.pk])), timeout=10)
     assert response.status_code == 200, response.status_code
     return csrf_token_from(response.text)
 
@@ -640,24 +640,24 @@ def test_through_nginx_uploads_into_b_are_refused_and_a_works(stack, sample_vide
     headers = {"Referer": stack.url("/admin/"), "Accept": "application/json"}
     with open(sample_video, "rb") as handle:
         response = session.post(
-            stack.url(reverse("cms_videos:add")),
+            stack.url(reverse("private_video:add")),
             data={"csrfmiddlewaretoken": token, "collection": world.b.pk},
             files={"file": ("sneaky.mp4", handle, "video/mp4")}, headers=headers, timeout=60,
         )
     assert response.status_code == 400 and response.json()["success"] is False
     with open(sample_video, "rb") as handle:
         response = session.post(
-            stack.url(reverse("cms_video_chooser:create")),
+            stack.url(reverse("private_video_chooser:create")),
             data={"csrfmiddlewaretoken": token, "collection": world.b.pk, "title": "Sneaky"},
             files={"file": ("sneaky.mp4", handle, "video/mp4")}, headers=headers, timeout=60,
         )
     assert response.json()["step"] == "reshow_creation_form"
     assert snapshot(world.video_b) == before
-    listing = session.get(stack.url(reverse("cms_videos:index")), timeout=10).text
+    listing = session.get(stack.url(reverse("private_video:index")), timeout=10).text
     assert A_TITLE in listing and B_TITLE not in listing and B_COLLECTION not in listing
     # The same editor renames A's video through nginx.
     response = session.post(
-        stack.url(reverse("cms_videos:edit", args=[world.video_a.pk])),
+        stack.url(reverse("private_video:edit", args=[world.video_a.pk])),
         data={"csrfmiddlewaretoken": token, "title": "Alpha via nginx", "collection": world.a.pk, "tags": ""},
         headers={"Referer": stack.url("/admin/")}, timeout=30, allow_redirects=False,
     )
@@ -674,7 +674,7 @@ def small_limit_stack(tmp_path_factory, stack_database_url, static_root):
     from .conftest import _start_stack
 
     stack = _start_stack(tmp_path_factory, stack_database_url, static_root,
-                         extra_env={"CMS_VIDEO_MAX_UPLOAD_SIZE": SMALL_LIMIT})
+                         extra_env={"PRIVATE_VIDEO_MAX_UPLOAD_SIZE": SMALL_LIMIT})
     yield stack
     stack.stop()
 
@@ -710,7 +710,7 @@ def raw_post(stack, path, headers, body, wait=10, *, unix_socket=None):
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.parametrize("url_name", ["cms_videos:add", "cms_video_chooser:create", "cms_videos:edit"])
+@pytest.mark.parametrize("url_name", ["private_video:add", "private_video_chooser:create", "private_video:edit"])
 def test_through_nginx_oversize_upload_gets_a_quick_413(small_limit_stack, sample_video, url_name):
     from cms.settings.env import parse_size
 
@@ -718,9 +718,9 @@ def test_through_nginx_oversize_upload_gets_a_quick_413(small_limit_stack, sampl
     session = stack_session(world.editor)
     token = stack_token(small_limit_stack, session, world)
     before = snapshot(world.video_a)
-    path = reverse(url_name, args=[world.video_a.pk] if url_name == "cms_videos:edit" else [])
+    path = reverse(url_name, args=[world.video_a.pk] if url_name == "private_video:edit" else [])
     cookies = "; ".join(f"{k}={v}" for k, v in session.cookies.items())
-    with override_settings(CMS_VIDEO_MAX_UPLOAD_SIZE=parse_size(SMALL_LIMIT)):
+    with override_settings(PRIVATE_VIDEO_MAX_UPLOAD_SIZE=parse_size(SMALL_LIMIT)):
         django_limit = max_upload_request_size()
     headers = [f"Cookie: {cookies}", f"X-CSRFToken: {token}", "Accept: application/json",
                "Content-Type: multipart/form-data; boundary=xyz"]
@@ -764,7 +764,7 @@ def test_browser_upload_page_refuses_an_oversize_file_without_sending_it(
     big.write_bytes(Path(sample_video).read_bytes() + b"\0" * (2 * 1024**2))
     session = stack_session(world.editor)
     access_log = small_limit_stack.root / "gunicorn-access.log"
-    add_url = reverse("cms_videos:add")
+    add_url = reverse("private_video:add")
     with chromium_page(output_dir, session_cookie=session.cookies["sessionid"],
                        base_url=small_limit_stack.base_url) as page:
         page.goto(small_limit_stack.url(add_url))

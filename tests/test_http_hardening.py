@@ -107,7 +107,7 @@ def test_small_bodies_still_reach_django(stack):
 
 def test_video_upload_endpoints_take_video_sized_bodies(stack, sample_video):
     video = make_video(sample_video, title="Replace me")
-    body = b"x=" + b"a" * (48 * MiB)  # over the admin's limit, far under CMS_VIDEO_MAX_UPLOAD_SIZE
+    body = b"x=" + b"a" * (48 * MiB)  # over the admin's limit, far under PRIVATE_VIDEO_MAX_UPLOAD_SIZE
     # From a user who may upload (nginx refuses anyone else before the body:
     # test_attack_probes.py::test_upload_urls_take_no_body_from_visitors_who_may_not_upload).
     uploader = stack_session(make_user("body-uploader", superuser=True))

@@ -22,11 +22,11 @@ from django.core.files.base import ContentFile
 from django.test import override_settings
 from django.urls import reverse
 
-from cms.models import Video
+from private_video.models import Video
 from transcoding.backends import StoryboardPlan, get_backend
 from transcoding.models import TranscodeJob
 from transcoding.pipeline import _probe_source
-from transcoding.probe import ProbeError, allowed_demuxers, probe, probe_video
+from private_video.probe import ProbeError, allowed_demuxers, probe, probe_video
 from transcoding.profiles import Rung, plan_ladder
 from transcoding.runner import FFmpegError, run_ffmpeg
 from transcoding.tasks import enqueue_transcode
@@ -51,7 +51,7 @@ def private_files():
 
 
 def upload(stack, session, name, data):
-    url = stack.url(reverse("cms_videos:add"))
+    url = stack.url(reverse("private_video:add"))
     token = csrf_token(session, url)
     return session.post(
         url,
@@ -265,7 +265,7 @@ def test_whitelist_is_real_containers_only():
 def test_misconfigured_whitelist_naming_a_playlist_format_is_refused():
     from django.core.exceptions import ImproperlyConfigured
 
-    with override_settings(TRANSCODING_INPUT_FORMATS=["mov", "hls"]):
+    with override_settings(PRIVATE_VIDEO_INPUT_FORMATS=["mov", "hls"]):
         with pytest.raises(ImproperlyConfigured, match="hls"):
             allowed_demuxers()
 
@@ -409,7 +409,7 @@ def test_cpu_time_limit_stops_ffmpeg_readably(tmp_path):
 def test_ffprobe_runs_under_limits_too(sample_video):
     assert probe(sample_video).has_video
     # Far too little address space to even start: the limit is applied.
-    with override_settings(TRANSCODING_FFPROBE_LIMITS={"memory_bytes": 8 * 1024**2}):
+    with override_settings(PRIVATE_VIDEO_FFPROBE_LIMITS={"memory_bytes": 8 * 1024**2}):
         with pytest.raises(ProbeError) as caught:
             probe(sample_video)
     assert str(sample_video) not in str(caught.value)

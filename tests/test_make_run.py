@@ -175,7 +175,7 @@ def assert_demo_video_plays(run, session, data_dir):
     html = session.get(run.url("/demo-private-video/"), timeout=10).text
     page_id, video_id = re.search(r'data-playback-url="/playback/(\d+)/(\d+)/"', html).groups()
     with sqlite3.connect(data_dir / "db.sqlite3") as db:
-        name = db.execute("SELECT file FROM cms_video WHERE id = ?", (video_id,)).fetchone()[0]
+        name = db.execute("SELECT file FROM private_video_video WHERE id = ?", (video_id,)).fetchone()[0]
     original = (data_dir / "private" / name).read_bytes()
     response = session.get(run.url(f"/watch/{page_id}/{video_id}/original/"),
                            headers={"Range": "bytes=0-65535"}, timeout=10)

@@ -26,7 +26,8 @@ from django.test import RequestFactory
 from django.utils import timezone
 from wagtail.models import Page, PageViewRestriction
 
-from cms.models import IndexPage, Video, VideoPage
+from cms.models import IndexPage, VideoPage
+from private_video.models import Video
 from media_access import decisions
 from media_access.models import ViewerGrant
 from media_access.policy import Decision, Outcome
@@ -121,7 +122,7 @@ def next_request(stack, session, path):
     return session.get(stack.url(path), headers={"Range": "bytes=0-99"}, allow_redirects=False)
 
 
-GROUPS_TRIGGER = "media_access_policy_auth_user_groups"
+GROUPS_TRIGGER = "private_video_access_policy_auth_user_groups"
 
 
 def swap_group_trigger_for_a_decoy():
@@ -132,13 +133,13 @@ def swap_group_trigger_for_a_decoy():
             name = f"{GROUPS_TRIGGER}_d"
             cursor.execute(f'DROP TRIGGER "{name}"')
             cursor.execute(
-                f'CREATE TRIGGER "{name}" AFTER DELETE ON media_access_playbacklogentry BEGIN SELECT 1; END'
+                f'CREATE TRIGGER "{name}" AFTER DELETE ON private_video_access_playbacklogentry BEGIN SELECT 1; END'
             )
         else:
             cursor.execute(f'DROP TRIGGER "{GROUPS_TRIGGER}" ON auth_user_groups')
             cursor.execute(
-                f'CREATE TRIGGER "{GROUPS_TRIGGER}" AFTER DELETE ON media_access_playbacklogentry '
-                "FOR EACH STATEMENT EXECUTE FUNCTION media_access_policy_bump()"
+                f'CREATE TRIGGER "{GROUPS_TRIGGER}" AFTER DELETE ON private_video_access_playbacklogentry '
+                "FOR EACH STATEMENT EXECUTE FUNCTION private_video_access_policy_bump()"
             )
 
 
@@ -147,7 +148,7 @@ def remove_decoy():
         if connection.vendor == "sqlite":
             cursor.execute(f'DROP TRIGGER "{GROUPS_TRIGGER}_d"')
         else:
-            cursor.execute(f'DROP TRIGGER "{GROUPS_TRIGGER}" ON media_access_playbacklogentry')
+            cursor.execute(f'DROP TRIGGER "{GROUPS_TRIGGER}" ON private_video_access_playbacklogentry')
 
 
 def generation():

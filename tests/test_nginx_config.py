@@ -129,7 +129,7 @@ def test_s3_by_host_name_over_tls_passes_nginx_t(tmp_path):
 
 @pytest.fixture
 def bucket_storage(settings):
-    from cms.storage import PrivateS3Storage
+    from private_video.storage import PrivateS3Storage
 
     s3._upstream.cache_clear()
     yield PrivateS3Storage(

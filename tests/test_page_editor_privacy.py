@@ -194,7 +194,7 @@ def test_forged_id_in_a_nested_block_is_refused(world):
     choosers in lists and structs), and the error lands on the chooser itself."""
     from wagtail import blocks
 
-    from cms.blocks import VideoChooserBlock, chosen_videos, video_choice_error
+    from private_video.blocks import VideoChooserBlock, chosen_videos, video_choice_error
 
     stream = blocks.StreamBlock([
         ("gallery", blocks.ListBlock(blocks.StructBlock([

@@ -57,7 +57,7 @@ def add_captions(video, language="en"):
     """A captions rendition the way a later pipeline step would publish one."""
     from django.core.files.base import ContentFile
 
-    from cms.storage import private_storage
+    from private_video.storage import private_storage
     from media_access.tokens import video_prefix
     from transcoding.models import Rendition
 

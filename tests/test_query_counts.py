@@ -60,7 +60,7 @@ def test_a_remembered_media_request_costs_one_small_query(client, django_assert_
     assert response.status_code == 200
     assert response["X-Accel-Redirect"] == first["X-Accel-Redirect"]
     if sqlite:
-        assert len(statements) == 1 and "media_access_policygeneration" in statements[0], statements
+        assert len(statements) == 1 and "private_video_access_policygeneration" in statements[0], statements
 
 
 def test_can_watch_for_a_granted_viewer(django_assert_num_queries, granted):
@@ -108,7 +108,7 @@ def test_admin_video_listing(client, django_assert_num_queries, sample_video, vi
         # 8. collections (the filter)
         # 9. the page of videos (with their collection joined)
         # 10. their tags (one prefetch), 11. their transcode jobs (one prefetch)
-        response = client.get(reverse("cms_videos:index"))
+        response = client.get(reverse("private_video:index"))
     assert response.status_code == 200
     html = response.content.decode()
     assert all(f"Listed {n}" in html for n in range(videos))
@@ -139,7 +139,7 @@ def test_admin_video_listing_for_a_collection_editor(client, django_assert_num_q
         # 9. the group's page permissions (admin menu)
         # 10. the collections the editor may filter by
         # 11. the page of videos, 12. their tags, 13. their transcode jobs
-        response = client.get(reverse("cms_videos:index"))
+        response = client.get(reverse("private_video:index"))
     assert response.status_code == 200
     html = response.content.decode()
     assert all(f"Archived {n}" in html for n in range(videos)) and "Elsewhere" not in html

@@ -15,7 +15,7 @@ import pytest
 import requests
 from django.contrib.auth.models import Group
 
-from cms.models import Video
+from private_video.models import Video
 from media_access.models import ViewerGrant
 
 from .conftest import _start_stack, s3_client

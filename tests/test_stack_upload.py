@@ -7,7 +7,7 @@ import requests
 from django.conf import settings
 from django.urls import reverse
 
-from cms.models import Video
+from private_video.models import Video
 
 from .conftest import _start_stack
 from .helpers import csrf_token, make_user
@@ -34,13 +34,13 @@ def admin_session(stack, username):
 
 
 def post_video(stack, session, path, name):
-    token = csrf_token(session, stack.url(reverse("cms_videos:add")))
+    token = csrf_token(session, stack.url(reverse("private_video:add")))
     with open(path, "rb") as handle:
         return session.post(
-            stack.url(reverse("cms_videos:add")),
+            stack.url(reverse("private_video:add")),
             data={"csrfmiddlewaretoken": token},
             files={"file": (name, handle, "video/mp4")},
-            headers={"Accept": "application/json", "Referer": stack.url(reverse("cms_videos:add"))},
+            headers={"Accept": "application/json", "Referer": stack.url(reverse("private_video:add"))},
             timeout=60,
         )
 
@@ -61,7 +61,7 @@ def test_sign_in_and_upload_through_nginx(stack, sample_video):
     assert video.original_filename == "Through nginx.mp4"
     assert video.uploaded_by_user.username == "uploader"
 
-    listing = session.get(stack.url(reverse("cms_videos:index")), timeout=10)
+    listing = session.get(stack.url(reverse("private_video:index")), timeout=10)
     assert listing.status_code == 200 and "Through nginx" in listing.text
     # The private root is not reachable by any public URL.
     for path in (f"/media/{video.file.name}", f"/static/../private/{video.file.name}", f"/{video.file.name}"):
@@ -87,7 +87,7 @@ def test_non_video_is_refused_with_a_message(stack, tmp_path):
 def small_limit_stack(tmp_path_factory, stack_database_url, static_root):
     stack = _start_stack(
         tmp_path_factory, stack_database_url, static_root,
-        extra_env={"CMS_VIDEO_MAX_UPLOAD_SIZE": "1M"},
+        extra_env={"PRIVATE_VIDEO_MAX_UPLOAD_SIZE": "1M"},
     )
     yield stack
     stack.stop()

@@ -8,6 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.helpers import make_user, make_video
+from transcoding.status import video_status
 from transcoding.models import Rendition, TranscodeJob
 from transcoding.profiles import ladder_signature
 
@@ -34,7 +35,7 @@ def job_for(video, **fields):
 def test_listing_shows_progress_bar_and_eta(sample_video, admin_client):
     video = make_video(sample_video, title="Busy clip")
     job_for(video, status="processing", progress=42, eta_seconds=17, playable=True, heartbeat_at=timezone.now())
-    html = admin_client.get(reverse("cms_videos:index")).content.decode()
+    html = admin_client.get(reverse("private_video:index")).content.decode()
     assert 'data-video-status="processing"' in html
     assert "Processing, playable 42%" in html
     assert '<progress class="video-progress" max="100" value="42"' in html
@@ -46,7 +47,7 @@ def test_listing_shows_failure_reason_and_ready(sample_video, admin_client):
     job_for(failed, status="failed", error="The file is damaged or is not a video ffmpeg can read.")
     ready = make_video(sample_video, title="Done clip")
     job_for(ready, status="ready", progress=100)
-    html = admin_client.get(reverse("cms_videos:index")).content.decode()
+    html = admin_client.get(reverse("private_video:index")).content.decode()
     assert 'data-video-status="failed"' in html and "The file is damaged" in html
     assert 'data-video-status="ready"' in html and ">Ready<" in html
 
@@ -58,7 +59,7 @@ def test_edit_view_lists_renditions_with_size_and_bitrate(sample_video, admin_cl
         video=video, name="hls-720p", file="videos/x/hls-720p.m3u8", content_type="application/vnd.apple.mpegurl",
         size=2_500_000, width=1280, height=720, bitrate=2_800_000,
     )
-    html = admin_client.get(reverse("cms_videos:edit", args=[video.pk])).content.decode()
+    html = admin_client.get(reverse("private_video:edit", args=[video.pk])).content.decode()
     assert "data-video-processing" in html and 'data-video-status="ready"' in html
     assert 'data-rendition="hls-720p"' in html
     assert "2.4\xa0MB" in html and "1280×720" in html and "2800 kbit/s" in html
@@ -69,13 +70,13 @@ def test_edit_view_lists_renditions_with_size_and_bitrate(sample_video, admin_cl
 def test_failed_job_offers_rerun_and_shows_ffmpeg_output(sample_video, admin_client):
     video = make_video(sample_video, title="Failed")
     job_for(video, status="failed", error="ffmpeg failed: boom", stderr_tail="line one\nboom")
-    html = admin_client.get(reverse("cms_videos:edit", args=[video.pk])).content.decode()
+    html = admin_client.get(reverse("private_video:edit", args=[video.pk])).content.decode()
     assert "data-video-rerun" in html and "ffmpeg failed: boom" in html and "line one" in html
 
 
 def test_rerun_is_post_only(sample_video, admin_client):
     video = make_video(sample_video, title="Get")
-    url = reverse("cms_videos:rerun_transcode", args=[video.pk])
+    url = reverse("private_video_transcoding:rerun", args=[video.pk])
     assert admin_client.get(url).status_code == 405
 
 
@@ -83,8 +84,8 @@ def test_rerun_is_post_only(sample_video, admin_client):
 def test_rerun_queues_a_new_job_for_a_failed_video(sample_video, admin_client):
     video = make_video(sample_video, title="Again")
     old = job_for(video, status="failed", error="boom")
-    response = admin_client.post(reverse("cms_videos:rerun_transcode", args=[video.pk]))
-    assert response.status_code == 302 and response.url == reverse("cms_videos:edit", args=[video.pk])
+    response = admin_client.post(reverse("private_video_transcoding:rerun", args=[video.pk]))
+    assert response.status_code == 302 and response.url == reverse("private_video:edit", args=[video.pk])
     latest = video.transcode_jobs.latest()
     assert latest.pk != old.pk and latest.status == "queued"
 
@@ -93,8 +94,8 @@ def test_rerun_queues_a_new_job_for_a_failed_video(sample_video, admin_client):
 def test_rerun_of_an_outdated_ready_video(sample_video, admin_client):
     video = make_video(sample_video, title="Outdated")
     job_for(video, status="ready").__class__.objects.filter(video=video).update(ladder_signature="old-ladder")
-    assert video.status.outdated and video.status.can_rerun
-    admin_client.post(reverse("cms_videos:rerun_transcode", args=[video.pk]))
+    assert video_status(video).outdated and video_status(video).can_rerun
+    admin_client.post(reverse("private_video_transcoding:rerun", args=[video.pk]))
     assert video.transcode_jobs.count() == 2
 
 
@@ -102,7 +103,7 @@ def test_rerun_of_an_outdated_ready_video(sample_video, admin_client):
 def test_rerun_of_an_up_to_date_video_does_nothing(sample_video, admin_client):
     video = make_video(sample_video, title="Fine")
     job_for(video, status="ready")
-    admin_client.post(reverse("cms_videos:rerun_transcode", args=[video.pk]))
+    admin_client.post(reverse("private_video_transcoding:rerun", args=[video.pk]))
     assert video.transcode_jobs.count() == 1
 
 
@@ -113,7 +114,7 @@ def test_rerun_needs_change_permission_on_that_video(sample_video, client):
     group = Group.objects.create(name="Admin access only")
     group.permissions.add(Permission.objects.get(codename="access_admin"))
     client.force_login(make_user("visitor", groups=[group]))
-    response = client.post(reverse("cms_videos:rerun_transcode", args=[video.pk]), follow=True)
+    response = client.post(reverse("private_video_transcoding:rerun", args=[video.pk]), follow=True)
     # Wagtail turns PermissionDenied in the admin into a redirect home with a message.
     assert response.redirect_chain == [(reverse("wagtailadmin_home"), 302)]
     assert "do not have permission" in response.content.decode()
@@ -123,10 +124,10 @@ def test_rerun_needs_change_permission_on_that_video(sample_video, client):
 def test_processing_status_endpoint_renders_the_current_badge(sample_video, admin_client):
     video = make_video(sample_video, title="Polled")
     job = job_for(video, status="processing", progress=10, heartbeat_at=timezone.now())
-    url = reverse("cms_videos:processing_status", args=[video.pk])
-    edit = admin_client.get(reverse("cms_videos:edit", args=[video.pk])).content.decode()
+    url = reverse("private_video_transcoding:processing_status", args=[video.pk])
+    edit = admin_client.get(reverse("private_video:edit", args=[video.pk])).content.decode()
     assert f'data-video-status-url="{url}"' in edit and "transcoding/js/processing-status" in edit
-    listing = admin_client.get(reverse("cms_videos:index")).content.decode()
+    listing = admin_client.get(reverse("private_video:index")).content.decode()
     assert f'data-video-status-url="{url}"' in listing and "transcoding/js/processing-status" in listing
 
     TranscodeJob.objects.filter(pk=job.pk).update(progress=64, eta_seconds=5)
@@ -146,5 +147,5 @@ def test_processing_status_needs_permission_on_that_video(sample_video, client):
     group = Group.objects.create(name="Admin access only, status")
     group.permissions.add(Permission.objects.get(codename="access_admin"))
     client.force_login(make_user("peeker", groups=[group]))
-    response = client.get(reverse("cms_videos:processing_status", args=[video.pk]))
+    response = client.get(reverse("private_video_transcoding:processing_status", args=[video.pk]))
     assert response.status_code != 200 and b"secret path" not in response.content

@@ -8,7 +8,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.test import override_settings
 
-from cms.models import Video
+from private_video.models import Video
 from tests.helpers import make_video
 from transcoding.models import TranscodeJob
 from transcoding.pipeline import run_job

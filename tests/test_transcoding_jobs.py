@@ -23,6 +23,7 @@ from django_tasks_db.models import DBTaskResult
 
 from tests.helpers import make_video
 from tests.stack import REPO, free_port
+from transcoding.status import video_status
 from transcoding import pipeline
 from transcoding.models import Rendition, RetiredFile, TranscodeJob
 from transcoding.profiles import Rung, segment_seconds
@@ -72,13 +73,13 @@ def test_saving_a_video_only_enqueues_a_job(sample_video):
     # Ahead of every full ladder in the queue.
     assert task.priority == PHASE_PRIORITY["playable"] > PHASE_PRIORITY["ladder"]
     assert not video.renditions.exists()
-    assert video.status.code == "queued"
+    assert video_status(video).code == "queued"
 
 
 def test_tests_do_not_transcode_unless_asked(sample_video):
     video = make_video(sample_video, title="Quiet")
     assert not video.transcode_jobs.exists()
-    assert video.status.code == "uploaded"
+    assert video_status(video).code == "uploaded"
 
 
 def test_replacing_the_original_replaces_the_renditions(sample_video, media_dir, auto_transcode):
@@ -325,7 +326,7 @@ class RemoteStorage:
 
 
 def test_original_is_read_through_the_storage_api(sample_video, monkeypatch):
-    from cms.storage import private_storage
+    from private_video.storage import private_storage
 
     remote = RemoteStorage(private_storage())
     monkeypatch.setattr(pipeline, "private_storage", lambda: remote)

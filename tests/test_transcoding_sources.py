@@ -16,7 +16,7 @@ from media_access.hls import playback_info
 from media_access.models import ViewerGrant
 from tests.helpers import make_user, make_video, make_video_page
 from transcoding.pipeline import fast_path_refusal
-from transcoding.probe import MediaInfo, probe
+from private_video.probe import MediaInfo, probe
 from transcoding.profiles import Rung, plan_audio, plan_ladder, progressive_rung
 from transcoding.tasks import enqueue_transcode
 from transcoding.testmedia import (

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from cms.models import Video
+from private_video.models import Video
 from transcoding.models import TranscodeJob
 
 from .conftest import _start_stack

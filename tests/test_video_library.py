@@ -12,8 +12,8 @@ from django.test import override_settings
 from django.urls import reverse
 from wagtail.models import Collection, GroupCollectionPermission, ReferenceIndex
 
-from cms.forms import VideoForm
-from cms.models import Video
+from private_video.forms import VideoForm
+from private_video.models import Video
 from transcoding.testmedia import make_test_video
 
 from .helpers import make_user, make_video, make_video_page
@@ -121,7 +121,7 @@ def test_empty_file_is_refused():
 
 
 def test_file_over_the_limit_is_refused(sample_video):
-    with override_settings(CMS_VIDEO_MAX_UPLOAD_SIZE=1000):
+    with override_settings(PRIVATE_VIDEO_MAX_UPLOAD_SIZE=1000):
         form = VideoForm(data={"title": "Big"}, files={"file": upload(sample_video)})
         assert not form.is_valid()
     assert "largest video you can upload is 1000" in form.errors["file"][0]
@@ -136,8 +136,8 @@ def test_menu_and_listing_show_videos(admin_client, sample_video):
     video.tags.add("lecture")
     video.save()
     response = admin_client.get(reverse("wagtailadmin_home"))
-    assert reverse("cms_videos:index") in response.content.decode()
-    response = admin_client.get(reverse("cms_videos:index"))
+    assert reverse("private_video:index") in response.content.decode()
+    response = admin_client.get(reverse("private_video:index"))
     html = response.content.decode()
     assert response.status_code == 200
     for text in ("Listing clip", "0:04", "Root", "lecture", "Uploaded", "KB"):
@@ -150,23 +150,23 @@ def test_listing_search_and_filters(admin_client, sample_video):
     beta = make_video(sample_video, title="Beta talk", collection=other)
     beta.tags.add("physics")
     beta.save()
-    html = admin_client.get(reverse("cms_videos:index"), {"q": "alpha"}).content.decode()
+    html = admin_client.get(reverse("private_video:index"), {"q": "alpha"}).content.decode()
     assert "Alpha talk" in html and "Beta talk" not in html
-    html = admin_client.get(reverse("cms_videos:index"), {"collection": other.pk}).content.decode()
+    html = admin_client.get(reverse("private_video:index"), {"collection": other.pk}).content.decode()
     assert "Beta talk" in html and "Alpha talk" not in html
-    html = admin_client.get(reverse("cms_videos:index"), {"tag": "physics"}).content.decode()
+    html = admin_client.get(reverse("private_video:index"), {"tag": "physics"}).content.decode()
     assert "Beta talk" in html and "Alpha talk" not in html
 
 
 def test_upload_page_renders_drop_zone(admin_client):
-    response = admin_client.get(reverse("cms_videos:add"))
+    response = admin_client.get(reverse("private_video:add"))
     html = response.content.decode()
     assert response.status_code == 200
     assert "data-drop-zone" in html and 'multiple' in html and "upload.js" in html
 
 
 def test_upload_json_success_and_error(admin_client, sample_video, text_as_mp4):
-    url = reverse("cms_videos:add")
+    url = reverse("private_video:add")
     response = admin_client.post(url, {"file": upload(sample_video, "first.mp4")}, HTTP_ACCEPT="application/json")
     assert response.status_code == 200, response.content
     body = json.loads(response.content)
@@ -182,7 +182,7 @@ def test_upload_json_success_and_error(admin_client, sample_video, text_as_mp4):
 
 
 def test_upload_plain_form_post_redirects(admin_client, sample_video):
-    response = admin_client.post(reverse("cms_videos:add"), {"title": "Plain", "file": upload(sample_video)})
+    response = admin_client.post(reverse("private_video:add"), {"title": "Plain", "file": upload(sample_video)})
     assert response.status_code == 302
     assert Video.objects.get().title == "Plain"
 
@@ -191,7 +191,7 @@ def test_edit_title_tags_and_collection(admin_client, sample_video):
     other = Collection.get_first_root_node().add_child(name="Archive")
     video = make_video(sample_video, title="Old title")
     response = admin_client.post(
-        reverse("cms_videos:edit", args=[video.pk]),
+        reverse("private_video:edit", args=[video.pk]),
         {"title": "New title", "tags": "one, two", "collection": other.pk},
     )
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -208,7 +208,7 @@ def test_replace_file_swaps_original_and_deletes_old(admin_client, sample_video,
 
     with TestCase.captureOnCommitCallbacks(execute=True):
         response = admin_client.post(
-            reverse("cms_videos:edit", args=[video.pk]),
+            reverse("private_video:edit", args=[video.pk]),
             {"title": "Replace me", "file": upload(new_source), "collection": video.collection_id},
         )
     assert response.status_code == 302
@@ -223,7 +223,7 @@ def test_bad_replacement_keeps_the_original(admin_client, sample_video, text_as_
     video = make_video(sample_video, title="Keep me")
     old_path = Path(settings.PRIVATE_MEDIA_ROOT) / video.file.name
     response = admin_client.post(
-        reverse("cms_videos:edit", args=[video.pk]),
+        reverse("private_video:edit", args=[video.pk]),
         {"title": "Keep me", "file": upload(text_as_mp4), "collection": video.collection_id},
     )
     assert response.status_code == 200
@@ -239,7 +239,7 @@ def test_delete_removes_video_and_its_file(admin_client, sample_video):
     video = make_video(sample_video, title="Delete me")
     path = Path(settings.PRIVATE_MEDIA_ROOT) / video.file.name
     with TestCase.captureOnCommitCallbacks(execute=True):
-        response = admin_client.post(reverse("cms_videos:delete", args=[video.pk]))
+        response = admin_client.post(reverse("private_video:delete", args=[video.pk]))
     assert response.status_code == 302
     assert not Video.objects.filter(pk=video.pk).exists()
     assert not path.exists()
@@ -249,27 +249,27 @@ def test_usage_lists_pages_using_the_video(admin_client, sample_video):
     video = make_video(sample_video, title="Used clip")
     page = make_video_page(video, title="Page using clip")
     ReferenceIndex.create_or_update_for_object(page)
-    html = admin_client.get(reverse("cms_videos:usage", args=[video.pk])).content.decode()
+    html = admin_client.get(reverse("private_video:usage", args=[video.pk])).content.decode()
     assert "Page using clip" in html
 
 
 def test_chooser_lists_and_chooses(admin_client, sample_video):
     video = make_video(sample_video, title="Chooser clip")
-    response = admin_client.get(reverse("cms_video_chooser:choose"))
+    response = admin_client.get(reverse("private_video_chooser:choose"))
     assert response.status_code == 200
     body = json.loads(response.content)
     assert "Chooser clip" in body["html"]
-    response = admin_client.get(reverse("cms_video_chooser:chosen", args=[video.pk]))
+    response = admin_client.get(reverse("private_video_chooser:chosen", args=[video.pk]))
     body = json.loads(response.content)
     assert body["step"] == "chosen" and body["result"]["id"] == str(video.pk)
     assert body["result"]["title"] == "Chooser clip"
 
 
 def test_chooser_upload_tab_creates_video(admin_client, sample_video, text_as_mp4):
-    html = json.loads(admin_client.get(reverse("cms_video_chooser:choose")).content)["html"]
+    html = json.loads(admin_client.get(reverse("private_video_chooser:choose")).content)["html"]
     # The modal has an upload tab whose form posts a file to the chooser's create view.
     assert 'id="tab-label-create"' in html
-    create_url = reverse("cms_video_chooser:create")
+    create_url = reverse("private_video_chooser:create")
     form = re.search(rf'<form[^>]*action="{re.escape(create_url)}"[^>]*>(.*?)</form>', html, re.S)
     assert form and 'enctype="multipart/form-data"' in form.group(0)
     assert re.search(r'<input[^>]*type="file"[^>]*name="file"|<input[^>]*name="file"[^>]*type="file"', form.group(1))
@@ -325,7 +325,7 @@ def test_video_page_editor_has_chooser_and_block(admin_client, sample_video):
     home = home_page()
     url = reverse("wagtailadmin_pages:add", args=["cms", "videopage", home.pk])
     html = admin_client.get(url).content.decode()
-    chooser_url = reverse("cms_video_chooser:choose")
+    chooser_url = reverse("private_video_chooser:choose")
     # The main video field is the library's chooser ...
     main = re.search(r'<div id="id_video-chooser"[^>]*data-chooser-url="([^"]+)"', html)
     assert main and main.group(1) == chooser_url
@@ -366,7 +366,7 @@ def editor_without_add(client):
 
 def test_upload_requires_add_permission(editor_without_add, sample_video):
     response = editor_without_add.post(
-        reverse("cms_videos:add"), {"file": upload(sample_video)}, HTTP_ACCEPT="application/json"
+        reverse("private_video:add"), {"file": upload(sample_video)}, HTTP_ACCEPT="application/json"
     )
     assert response.status_code in (302, 403)
     assert Video.objects.count() == 0
@@ -383,7 +383,7 @@ def test_collection_permission_lets_editor_upload(client, sample_video):
     client.force_login(editor)
     before = set(private_files())
     response = client.post(
-        reverse("cms_videos:add"), {"file": upload(sample_video, "editor clip.mp4"), "collection": archive.pk},
+        reverse("private_video:add"), {"file": upload(sample_video, "editor clip.mp4"), "collection": archive.pk},
         HTTP_ACCEPT="application/json",
     )
     assert response.status_code == 200, response.content

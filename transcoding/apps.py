@@ -3,6 +3,7 @@ from django.apps import AppConfig
 
 class TranscodingConfig(AppConfig):
     name = "transcoding"
+    label = "private_video_transcoding"
     verbose_name = "Transcoding"
     default_auto_field = "django.db.models.BigAutoField"
 

@@ -1,18 +1,17 @@
 """Renditions of a video and the jobs that make them."""
 
-import posixpath
-
 from django.db import models
 from django.utils import timezone
 
-from cms.storage import private_storage
+from private_video import get_video_model_string
+from private_video.layout import rendition_name
+from private_video.storage import private_storage
 
 
 def rendition_upload_to(instance, filename):
     # Names are set by the publisher (see ``transcoding.publish``); this is
     # only the fallback for a file saved through the field directly.
-    hex_key = instance.video.key.hex
-    return f"videos/{hex_key[:2]}/{hex_key}/renditions/{posixpath.basename(filename)}"
+    return rendition_name(instance.video.key, filename)
 
 
 class Rendition(models.Model):
@@ -29,7 +28,7 @@ class Rendition(models.Model):
     any ``.../<rendition name>`` URL scheme.
     """
 
-    video = models.ForeignKey("cms.Video", related_name="renditions", on_delete=models.CASCADE)
+    video = models.ForeignKey(get_video_model_string(), related_name="renditions", on_delete=models.CASCADE)
     name = models.SlugField(max_length=64)
     file = models.FileField(storage=private_storage, upload_to=rendition_upload_to, max_length=255)
     content_type = models.CharField(max_length=100)
@@ -44,7 +43,7 @@ class Rendition(models.Model):
     class Meta:
         ordering = ["video", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["video", "name"], name="transcoding_rendition_unique_name")
+            models.UniqueConstraint(fields=["video", "name"], name="private_video_transcoding_rendition_unique_name")
         ]
 
     def __str__(self):
@@ -71,7 +70,7 @@ class TranscodeJob(models.Model):
         PLAYABLE = "playable", "Quick playable version"
         LADDER = "ladder", "Full ladder"
 
-    video = models.ForeignKey("cms.Video", related_name="transcode_jobs", on_delete=models.CASCADE)
+    video = models.ForeignKey(get_video_model_string(), related_name="transcode_jobs", on_delete=models.CASCADE)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.PLAYABLE)
     # The original this job was made for and the ladder it used: either
@@ -126,7 +125,7 @@ class RetiredFile(models.Model):
     ``transcoding.publish.delete_retired_files``); the row's deletion
     deletes the file, after commit."""
 
-    video = models.ForeignKey("cms.Video", related_name="+", on_delete=models.CASCADE)
+    video = models.ForeignKey(get_video_model_string(), related_name="+", on_delete=models.CASCADE)
     name = models.CharField(max_length=255)
     retired_at = models.DateTimeField(default=timezone.now)
     delete_after = models.DateTimeField(db_index=True)

@@ -18,12 +18,12 @@ from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from cms.storage import private_storage
+from private_video.storage import private_storage
 
 from . import backends
 from .backends import POSTER_NAME, STORYBOARD_NAME, StoryboardPlan, get_backend
 from .models import Rendition, TranscodeJob
-from .probe import ProbeError, keyframe_gap, probe, probe_video
+from private_video.probe import ProbeError, keyframe_gap, probe, probe_video
 from .profiles import (
     display_aspect,
     display_dimensions,

@@ -15,7 +15,8 @@ from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
-from cms.storage import private_storage
+from private_video.layout import renditions_prefix
+from private_video.storage import private_storage
 
 from .models import Rendition, RetiredFile, TranscodeJob
 from .profiles import segment_seconds, setting
@@ -51,8 +52,7 @@ class Output:
 
 
 def rendition_prefix(video, job):
-    hex_key = video.key.hex
-    return f"videos/{hex_key[:2]}/{hex_key}/renditions/{job.pk}-{secrets.token_hex(4)}/"
+    return f"{renditions_prefix(video.key)}{job.pk}-{secrets.token_hex(4)}/"
 
 
 def _rewrite_references(output):

@@ -2,10 +2,8 @@
 with its ``-progress`` output turned into calls to a callback."""
 
 import collections
-import ctypes
 import fcntl
 import os
-import resource
 import signal
 import subprocess
 import threading
@@ -15,9 +13,11 @@ from pathlib import Path
 
 from django.conf import settings
 
+from private_video import sandbox
+from private_video.sandbox import child_env, cpu_seconds  # noqa: F401 - used by the pipeline
+
 from .profiles import setting
 
-_PR_SET_PDEATHSIG = 1
 
 
 class FFmpegError(Exception):
@@ -30,103 +30,37 @@ class FFmpegError(Exception):
 
 _GiB = 1024**3
 
-# What one ffmpeg or ffprobe may cost, enforced by the kernel (setrlimit in
-# the child before exec), so a hostile upload is bounded even where the
-# Python watchdog is not. TRANSCODING_FFMPEG_LIMITS and
-# TRANSCODING_FFPROBE_LIMITS (dicts) override any key; None is unlimited.
-DEFAULT_LIMITS = {
-    "ffmpeg": {
-        # CPU seconds summed over all threads; None: the wall-clock
-        # TRANSCODING_FFMPEG_TIMEOUT with every core of this host busy.
-        "cpu_seconds": None,
-        # Address space, not resident memory: a 1080p ladder maps ~1.5 GiB
-        # (with child_env's MALLOC_ARENA_MAX); 4K sources need more.
-        "memory_bytes": 8 * _GiB,
-        # Per file written: the largest rendition of a long, tall source.
-        "file_size_bytes": 64 * _GiB,
-    },
-    "ffprobe": {
-        "cpu_seconds": 60,
-        "memory_bytes": 2 * _GiB,
-        # ffprobe writes no files (its answer goes to a pipe).
-        "file_size_bytes": 0,
-    },
+# What one ffmpeg may cost, enforced by the kernel (setrlimit in the child
+# before exec; see private_video.sandbox). TRANSCODING_FFMPEG_LIMITS (a dict)
+# overrides any key; None is unlimited.
+DEFAULT_FFMPEG_LIMITS = {
+    # CPU seconds summed over all threads; None: the wall-clock
+    # TRANSCODING_FFMPEG_TIMEOUT with every core of this host busy.
+    "cpu_seconds": None,
+    # Address space, not resident memory: a 1080p ladder maps ~1.5 GiB
+    # (with child_env's MALLOC_ARENA_MAX); 4K sources need more.
+    "memory_bytes": 8 * _GiB,
+    # Per file written: the largest rendition of a long, tall source.
+    "file_size_bytes": 64 * _GiB,
 }
 
-def child_env():
-    # glibc reserves 64 MiB of address space per malloc arena, up to 8 per
-    # core: on a large host that alone would trip the address-space limit.
-    return {**os.environ, "MALLOC_ARENA_MAX": "4"}
 
-
-def resource_limits(kind):
-    """The effective limits for ``kind`` ("ffmpeg" or "ffprobe")."""
-    limits = {**DEFAULT_LIMITS[kind], **(setting(f"{kind.upper()}_LIMITS", None) or {})}
-    if kind == "ffmpeg" and limits["cpu_seconds"] is None:
+def resource_limits(kind="ffmpeg"):
+    """The effective limits for ffmpeg (or, for "ffprobe", the library's)."""
+    if kind == "ffprobe":
+        return sandbox.resource_limits("ffprobe")
+    limits = {**DEFAULT_FFMPEG_LIMITS, **(setting("FFMPEG_LIMITS", None) or {})}
+    if limits["cpu_seconds"] is None:
         limits["cpu_seconds"] = int(setting("FFMPEG_TIMEOUT", 6 * 3600)) * (os.cpu_count() or 1)
     return limits
 
 
-def child_preexec(kind):
-    """A ``preexec_fn`` for ffmpeg/ffprobe: die with the parent, and run
-    under ``resource_limits(kind)``. Values are computed here, in the parent;
-    the child only makes system calls."""
-    limits = resource_limits(kind)
-    plan = [(resource.RLIMIT_CORE, 0, 0)]
-    if limits.get("cpu_seconds") is not None:
-        # Soft = hard: SIGKILL at the limit. (ffmpeg catches SIGXCPU and
-        # would keep going to finish its output cleanly.)
-        cpu = max(1, int(limits["cpu_seconds"]))
-        plan.append((resource.RLIMIT_CPU, cpu, cpu))
-    if limits.get("memory_bytes") is not None:
-        plan.append((resource.RLIMIT_AS, int(limits["memory_bytes"]), int(limits["memory_bytes"])))
-    if limits.get("file_size_bytes") is not None:
-        plan.append((resource.RLIMIT_FSIZE, int(limits["file_size_bytes"]), int(limits["file_size_bytes"])))
-
-    try:
-        # Resolved here: dlopen in a forked child of a threaded process can
-        # deadlock on the loader's lock.
-        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    except OSError:
-        prctl = None
-
-    def preexec():
-        # A worker killed with SIGKILL must not leave an orphaned ffmpeg
-        # burning CPU and holding a concurrency slot's worth of work.
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        for which, soft, hard in plan:
-            resource.setrlimit(which, (soft, hard))
-
-    return preexec
+def child_preexec(kind="ffmpeg"):
+    return sandbox.preexec_with_limits(resource_limits(kind))
 
 
-def cpu_seconds(pid):
-    """CPU time used so far by a running child (user + system), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def limit_exceeded(returncode, kind, cpu_used=None):
-    """A sentence for a child the kernel stopped at one of its limits, else None.
-    ``cpu_used`` is the last sample of its CPU time, up to one watchdog tick
-    (half a second of every core) behind."""
-    limits = resource_limits(kind)
-    cpu_limit = limits.get("cpu_seconds")
-    if (
-        returncode in (-signal.SIGXCPU, -signal.SIGKILL)
-        and cpu_limit is not None
-        and cpu_used is not None
-        and cpu_used >= cpu_limit - (os.cpu_count() or 1)
-    ):
-        return f"{kind} used more than its CPU time limit ({cpu_limit:g} s)."
-    if returncode == -signal.SIGXFSZ:
-        return f"{kind} tried to write a file larger than its limit ({limits['file_size_bytes']:,} bytes)."
-    return None
+def limit_exceeded(returncode, kind="ffmpeg", cpu_used=None):
+    return sandbox.limit_exceeded(returncode, kind, resource_limits(kind), cpu_used)
 
 
 def _lock_dir():

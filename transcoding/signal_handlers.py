@@ -44,7 +44,7 @@ def delete_rendition_file_on_commit(sender, instance, **kwargs):
 
 
 def delete_retired_file_on_commit(sender, instance, **kwargs):
-    from cms.storage import private_storage
+    from private_video.storage import private_storage
 
     name, storage = instance.name, private_storage()
     transaction.on_commit(lambda: _delete_with_empty_folder(storage, name))
@@ -65,7 +65,9 @@ def _delete_with_empty_folder(storage, name):
 
 
 def register_signal_handlers():
-    from cms.models import Video
+    from private_video import get_video_model
+
+    Video = get_video_model()
 
     from .models import Rendition, RetiredFile
 

@@ -1,4 +1,6 @@
-"""Admin actions on transcoding; mounted by the video viewset."""
+"""Transcoding's admin UI, plugged into the video library through Wagtail
+hooks (transcoding.wagtail_hooks): the status column, the processing panel
+on the edit view, its polling endpoint and the re-run action."""
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -10,11 +12,15 @@ from django.views.decorators.http import require_GET, require_POST
 from wagtail.log_actions import log
 from wagtail.permissions import policy_registry
 
-from cms.models import Video
-from cms.permissions import videos_user_may
+from wagtail.admin.ui.tables import Column
+
+from private_video import get_video_model
+from private_video.permissions import videos_user_may
 
 from .status import video_status
 from .tasks import rerun
+
+Video = get_video_model()
 
 
 def user_can_rerun(user, video):
@@ -28,8 +34,8 @@ def processing_context(request, video):
         "job": video.transcode_jobs.first(),
         "renditions": list(video.renditions.order_by("content_type", "-height", "name")),
         "can_rerun": status.can_rerun and user_can_rerun(request.user, video),
-        "rerun_url": reverse("cms_videos:rerun_transcode", args=[video.pk]),
-        "status_url": reverse("cms_videos:processing_status", args=[video.pk]),
+        "rerun_url": reverse("private_video_transcoding:rerun", args=[video.pk]),
+        "status_url": reverse("private_video_transcoding:processing_status", args=[video.pk]),
     }
 
 
@@ -40,7 +46,7 @@ def processing_status(request, pk):
     video = get_object_or_404(videos_user_may(request.user, "change", "choose"), pk=pk)
     status = video_status(video)
     html = render_to_string(
-        "cms/videos/status_badge.html",
+        "transcoding/status_badge.html",
         {"status": status, "status_url": request.path},
         request=request,
     )
@@ -65,4 +71,23 @@ def rerun_transcode(request, pk):
         rerun(video)
         log(video, "transcoding.rerun", user=request.user)
         messages.success(request, f"Processing of “{video.title}” was queued again.")
-    return redirect("cms_videos:edit", video.pk)
+    return redirect("private_video:edit", video.pk)
+
+
+def processing_panel(request, video):
+    """The edit view's processing panel (the ``insert_video_edit_panels`` hook)."""
+    return render_to_string(
+        "transcoding/processing_panel.html", {"processing": processing_context(request, video)}, request=request
+    )
+
+
+class StatusColumn(Column):
+    """The listing's status column (the ``register_video_listing_columns`` hook)."""
+
+    cell_template_name = "transcoding/status_cell.html"
+
+    class Media:
+        js = ["transcoding/js/processing-status.js"]
+
+    def get_value(self, instance):
+        return video_status(instance)

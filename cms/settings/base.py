@@ -42,6 +42,7 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "cms",
+    "private_video",
     "media_access",
     "transcoding",
     "wagtail.contrib.forms",
@@ -132,7 +133,6 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "static"))
-STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
 
 # Public media: only Wagtail's own images and documents. Videos never go here.
 MEDIA_URL = "/media/"
@@ -148,7 +148,7 @@ STORAGES = {
         "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": MEDIA_URL},
     },
     "private": {
-        "BACKEND": "cms.storage.PrivateFileSystemStorage",
+        "BACKEND": "private_video.storage.PrivateFileSystemStorage",
         "OPTIONS": {"location": str(PRIVATE_MEDIA_ROOT)},
     },
     "staticfiles": {
@@ -173,7 +173,7 @@ if STORAGE == "s3":
     if _s3_acl not in (None, "private", "bucket-owner-full-control"):
         raise ImproperlyConfigured("AWS_DEFAULT_ACL may only be 'private' or 'bucket-owner-full-control'.")
     STORAGES["private"] = {
-        "BACKEND": "cms.storage.PrivateS3Storage",
+        "BACKEND": "private_video.storage.PrivateS3Storage",
         "OPTIONS": {
             "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
             "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
@@ -205,7 +205,7 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 
 # The one upload limit: the admin form refuses larger files and the bundled
 # nginx config renders its client_max_body_size from it.
-CMS_VIDEO_MAX_UPLOAD_SIZE = env_size("CMS_VIDEO_MAX_UPLOAD_SIZE", "8G")
+PRIVATE_VIDEO_MAX_UPLOAD_SIZE = env_size("PRIVATE_VIDEO_MAX_UPLOAD_SIZE", "8G")
 # Request bodies on the rest of the admin (Wagtail's image and document
 # uploads), rendered into the bundled nginx config; other URLs take 1 MiB
 # (docs/deploy.md, "Request size limits").

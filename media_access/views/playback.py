@@ -9,13 +9,15 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from wagtail.models import Page
 
-from cms.models import Video
+from private_video import get_video_model
 
 from .. import hls
 from ..access_log import record_playback
 from ..policy import Outcome, can_watch
 from ..tokens import VideoToken
 from .serve import PAGE_FIELDS, forbidden, frontend_login_url, not_found, private, require_safe
+
+Video = get_video_model()
 
 DENIED_MESSAGES = {
     Outcome.LOGIN_REQUIRED: "This video is private. Sign in to watch it.",

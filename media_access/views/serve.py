@@ -20,13 +20,15 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 from wagtail.models import Page
 
-from cms.models import Video
+from private_video import get_video_model
 
 from .. import decisions
 from ..access_log import record_playback
 from ..files import resolve_file
 from ..policy import Outcome, can_watch
 from ..responses import get_response_builder
+
+Video = get_video_model()
 
 # What the policy, the log and the resolver read of two wide rows; anything
 # else (an editor's permission check) loads on access.

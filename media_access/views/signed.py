@@ -22,7 +22,8 @@ import time
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from cms.storage import private_storage
+from private_video import layout
+from private_video.storage import private_storage
 
 from .. import tokens
 from ..responses import ServedFile, content_type_for, get_response_builder
@@ -30,8 +31,7 @@ from .serve import private, require_safe
 
 # As the bundled nginx config's secure_link location matches them.
 _SIGNED_NAME = re.compile(
-    r"^(?P<prefix>videos/[0-9a-f]{2}/[0-9a-f]{32}/renditions/)"
-    r"(?P<file>[A-Za-z0-9_-]{1,64}/[A-Za-z0-9_-]{1,200}\.(?:m4s|mp4|jpg|vtt))$"
+    rf"^(?P<prefix>{layout.RENDITIONS_PREFIX_PATTERN})(?P<file>{layout.RENDITION_FILE_PATTERN})$"
 )
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 

@@ -7,7 +7,7 @@ check everything (CSRF, the collection, the file) once the body is in."""
 from django.http import HttpResponse
 from django.views.decorators.cache import never_cache
 
-from cms.permissions import video_permission_policy
+from private_video.permissions import video_permission_policy
 
 
 def may_upload(user):

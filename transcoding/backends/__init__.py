@@ -48,7 +48,7 @@ class TranscoderBackend:
     """What the pipeline needs from a backend. Every method returns argv;
     ffmpeg must be told to write ``-progress pipe:1`` so progress can be read.
 
-    Every input is opened with ``transcoding.probe.input_options(info.demuxer)``
+    Every input is opened with ``private_video.probe.input_options(info.demuxer)``
     (the demuxer and protocol whitelists, and the demuxer the probe found):
     a source is hostile input, even after its probe."""
 

@@ -4,7 +4,7 @@ import os
 
 import ffmpeg
 
-from ..probe import input_options
+from private_video.probe import input_options
 from ..profiles import (
     audio_kbps,
     hdr_transfer,

@@ -13,8 +13,9 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from wagtail.models import Page, PageViewRestriction, Site
 
-from cms.models import IndexPage, Video, VideoPage
-from transcoding.probe import probe_video
+from cms.models import IndexPage, VideoPage
+from private_video.models import Video
+from private_video.probe import probe_video
 from transcoding.testmedia import make_test_video
 
 DEMO_SLUG = "demo-private-video"

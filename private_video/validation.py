@@ -7,11 +7,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
 
-from transcoding.probe import ProbeError, probe_video
+from .conf import setting
+from .probe import ProbeError, probe_video
 
 
 def max_upload_size():
-    return getattr(settings, "CMS_VIDEO_MAX_UPLOAD_SIZE", 8 * 1024**3)
+    return setting("MAX_UPLOAD_SIZE")
 
 
 # Room for the multipart envelope and the form's other fields on top of the

@@ -9,7 +9,7 @@ through the form does: otherwise an editor with page rights only could copy
 a members-only page holding a private video into a public part of the tree,
 publish the copy, and hand the video to anyone.
 
-Wired in ``cms.wagtail_hooks``: ``before_copy_page`` for the admin's copy
+Wired in ``private_video.wagtail_hooks``: ``before_copy_page`` for the admin's copy
 view (copy and alias) and ``construct_admin_api`` for the API.
 """
 

@@ -4,9 +4,11 @@ from wagtail import hooks
 from wagtail.admin.forms.collections import collection_member_permission_formset_factory
 
 from . import page_actions
-from .models import Video
+from . import get_video_model
 from .views.chooser import video_chooser_viewset
 from .views.videos import video_viewset
+
+Video = get_video_model()
 
 
 @hooks.register("register_admin_viewset")
@@ -23,7 +25,7 @@ def register_video_permissions_panel():
             ("change_video", "Edit", "Edit and delete any video"),
             ("choose_video", "Choose", "Select videos in choosers"),
         ],
-        "cms/permissions/video_permissions_formset.html",
+        "private_video/permissions/video_permissions_formset.html",
     )
 
 
@@ -35,7 +37,7 @@ def describe_collection_videos(collection):
             "count": count,
             "count_text": ngettext("%(count)s video", "%(count)s videos", count)
             % {"count": count},
-            "url": reverse("cms_videos:index") + f"?collection={collection.pk}",
+            "url": reverse("private_video:index") + f"?collection={collection.pk}",
         }
 
 

@@ -5,7 +5,9 @@ from wagtail.permissions import policy_registry
 def video_permission_policy():
     """Collection-based permissions, as for Wagtail's documents: add (and edit
     your own), change any, choose, delete; granted per collection in Groups."""
-    from .models import Video
+    from . import get_video_model
+
+    Video = get_video_model()
 
     return CollectionOwnershipPermissionPolicy(
         Video, auth_model=Video, owner_field_name="uploaded_by_user"
@@ -17,7 +19,9 @@ def videos_user_may(user, *actions):
 
     Every admin view looks its id up in here, so a video the user has no
     rights on is a 404, the same answer as an id that does not exist."""
-    from .models import Video
+    from . import get_video_model
+
+    Video = get_video_model()
 
     return policy_registry.get_by_type(Video).instances_user_has_any_permission_for(
         user, list(actions)

@@ -1,7 +1,7 @@
 """The video library in the Wagtail admin: listing, upload, edit, delete, usage.
 
 Every view checks the user's collection permissions on *that* video: objects
-are looked up among the videos the user has rights on (cms.permissions), so
+are looked up among the videos the user has rights on (private_video.permissions), so
 another collection's video is a 404 and nothing about it changes."""
 
 import json
@@ -17,16 +17,17 @@ from wagtail.admin.filters import WagtailFilterSet
 from wagtail.admin.ui.tables import Column, DateColumn, TitleColumn
 from wagtail.admin.views import generic
 from wagtail.admin.views.generic.history import HistoryView
+from wagtail import hooks
 from wagtail.admin.views.generic.usage import UsageView
 from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.permissions import policy_registry
 
-from transcoding.views import processing_context, processing_status, rerun_transcode
-
 from ..forms import VideoForm
-from ..models import Video
+from .. import get_video_model
 from ..permissions import videos_user_may
 from ..validation import max_upload_request_size, max_upload_size
+
+Video = get_video_model()
 
 
 # --- oversize uploads -------------------------------------------------------------
@@ -50,7 +51,7 @@ def oversize_upload_response(request):
         return JsonResponse(
             {"success": False, "error_code": "file_too_large", "error_message": message}, status=413
         )
-    html = render_to_string("cms/videos/upload_too_large.html", {"message": message}, request=request)
+    html = render_to_string("private_video/videos/upload_too_large.html", {"message": message}, request=request)
     return HttpResponse(html, status=413)
 
 
@@ -93,20 +94,10 @@ class VideoFilterSet(WagtailFilterSet):
 
 
 class TagsColumn(Column):
-    cell_template_name = "cms/videos/tags_cell.html"
+    cell_template_name = "private_video/videos/tags_cell.html"
 
     def get_value(self, instance):
         return [tag.name for tag in instance.tags.all()]
-
-
-class StatusColumn(Column):
-    cell_template_name = "cms/videos/status_cell.html"
-
-    class Media:
-        js = ["transcoding/js/processing-status.js"]
-
-    def get_value(self, instance):
-        return instance.status
 
 
 class VideoIndexView(generic.IndexView):
@@ -117,24 +108,31 @@ class VideoIndexView(generic.IndexView):
     any_permission_required = ["add", "change", "delete"]
 
     def get_base_queryset(self):
-        return (
+        queryset = (
             videos_user_may(self.request.user, "change", "delete")
             .select_related("collection")
-            .prefetch_related("tags", "transcode_jobs")
+            .prefetch_related("tags")
         )
+        # Apps above the library add what their columns read (transcoding: the jobs).
+        for fn in hooks.get_hooks("construct_video_listing_queryset"):
+            queryset = fn(queryset, self.request)
+        return queryset
 
 
 class VideoEditView(generic.EditView):
-    """The edit form, with processing status, renditions and re-run above it."""
+    """The edit form, with the panels other apps add above it (transcoding:
+    processing status, renditions and re-run) through the
+    ``insert_video_edit_panels`` hook: ``fn(request, video)`` returns HTML or None."""
 
-    template_name = "cms/videos/edit.html"
+    template_name = "private_video/videos/edit.html"
 
     def get_queryset(self):
         return videos_user_may(self.request.user, "change")
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
-        context["processing"] = processing_context(self.request, self.object)
+        panels = (fn(self.request, self.object) for fn in hooks.get_hooks("insert_video_edit_panels"))
+        context["video_edit_panels"] = [panel for panel in panels if panel]
         return context
 
 
@@ -158,7 +156,7 @@ class VideoUploadView(generic.CreateView):
     its own progress bar) and answered with JSON. Without JavaScript the
     same URL takes a plain form post."""
 
-    template_name = "cms/videos/upload.html"
+    template_name = "private_video/videos/upload.html"
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
@@ -193,7 +191,7 @@ class VideoViewSet(ModelViewSet):
     menu_order = 310
     add_to_admin_menu = True
     url_prefix = "videos"
-    name = "cms_videos"
+    name = "private_video"
     add_view_class = VideoUploadView
     index_view_class = VideoIndexView
     edit_view_class = VideoEditView
@@ -209,12 +207,11 @@ class VideoViewSet(ModelViewSet):
     list_per_page = 30
     ordering = ["-created_at"]
     list_display = [
-        TitleColumn("title", label="Title", url_name="cms_videos:edit", sort_key="title"),
+        TitleColumn("title", label="Title", url_name="private_video:edit", sort_key="title"),
         Column("duration_display", label="Duration", sort_key="duration"),
         Column("filesize_display", label="Size", sort_key="file_size"),
         Column("collection", label="Collection", accessor="collection.name"),
         TagsColumn("tags", label="Tags"),
-        StatusColumn("status", label="Status"),
         DateColumn("created_at", label="Uploaded", sort_key="created_at"),
     ]
     list_export = ["title", "original_filename", "duration", "file_size", "collection", "created_at"]
@@ -231,11 +228,15 @@ class VideoViewSet(ModelViewSet):
         # The replace-file POST is an upload too.
         return refuse_oversize_upload(super().edit_view)
 
-    def get_urlpatterns(self):
-        return super().get_urlpatterns() + [
-            path("<int:pk>/rerun/", rerun_transcode, name="rerun_transcode"),
-            path("<int:pk>/processing/", processing_status, name="processing_status"),
-        ]
+    def get_index_view_kwargs(self, **kwargs):
+        # Columns other apps add (transcoding: status) through the
+        # ``register_video_listing_columns`` hook, before "Uploaded".
+        kwargs = super().get_index_view_kwargs(**kwargs)
+        extra = [column for fn in hooks.get_hooks("register_video_listing_columns") for column in fn()]
+        if extra:
+            columns = list(kwargs["list_display"])
+            kwargs["list_display"] = columns[:-1] + extra + columns[-1:]
+        return kwargs
 
 
 video_viewset = VideoViewSet()

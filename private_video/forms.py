@@ -10,8 +10,10 @@ from wagtail.admin.widgets import AdminTagWidget
 from wagtail.models import Collection
 from wagtail.permissions import policy_registry
 
-from .models import Video
+from . import get_video_model
 from .validation import max_upload_size, validate_video_upload
+
+Video = get_video_model()
 
 
 def title_from_filename(filename):

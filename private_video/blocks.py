@@ -6,7 +6,11 @@ from wagtail import blocks
 class VideoChooserBlock(blocks.ChooserBlock):
     """Chooses a Video with the library's chooser modal."""
 
-    target_model = "cms.Video"
+    @cached_property
+    def target_model(self):
+        from . import get_video_model
+
+        return get_video_model()
 
     @cached_property
     def widget(self):
@@ -29,7 +33,7 @@ class VideoBlock(blocks.StructBlock):
 
     class Meta:
         icon = "media"
-        template = "cms/blocks/video_block.html"
+        template = "private_video/blocks/video_block.html"
 
 
 # --- which videos a block's value chooses ----------------------------------------------
@@ -39,13 +43,13 @@ def is_video_chooser(block):
     """A chooser block whose target is the video library's model (VideoChooserBlock or a site's own)."""
     if not isinstance(block, blocks.ChooserBlock):
         return False
-    from .models import Video
+    from . import get_video_model
 
     try:
         model = block.model_class
     except (LookupError, ValueError):
         return False
-    return isinstance(model, type) and issubclass(model, Video)
+    return isinstance(model, type) and issubclass(model, get_video_model())
 
 
 def _child_values(block, value):
@@ -64,8 +68,9 @@ def _child_values(block, value):
 
 
 def _as_video(value):
-    from .models import Video
+    from . import get_video_model
 
+    Video = get_video_model()
     if value is None or isinstance(value, Video):
         return value
     # A raw id (some StreamField paths hold ids rather than instances).

@@ -15,9 +15,11 @@ from wagtail.admin.viewsets.chooser import ChooserViewSet
 from wagtail.permissions import policy_registry
 
 from ..forms import VideoForm
-from ..models import Video
+from .. import get_video_model
 from ..permissions import videos_user_may
 from .videos import refuse_oversize_upload
+
+Video = get_video_model()
 
 # A video uploaded from the chooser is chosen at once, so its collection must
 # allow both.
@@ -107,7 +109,7 @@ class VideoChooserCreateView(chooser_views.CreateViewMixin, VideoCreationFormMix
 
 
 class VideoChooserViewSet(ChooserViewSet):
-    model = "cms.Video"
+    model = Video
     icon = "media"
     choose_one_text = "Choose a video"
     choose_another_text = "Choose another video"
@@ -128,4 +130,4 @@ class VideoChooserViewSet(ChooserViewSet):
         return refuse_oversize_upload(super().create_view)
 
 
-video_chooser_viewset = VideoChooserViewSet("cms_video_chooser", url_prefix="videos/chooser")
+video_chooser_viewset = VideoChooserViewSet("private_video_chooser", url_prefix="videos/chooser")

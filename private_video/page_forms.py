@@ -24,34 +24,39 @@ NOT_ALLOWED = _("You do not have permission to choose this video.")
 
 
 def _is_video_model(model):
-    from .models import Video
+    from . import get_video_model
 
-    return isinstance(model, type) and issubclass(model, Video)
+    return isinstance(model, type) and issubclass(model, get_video_model())
 
 
 def _video_form_field(field):
     return isinstance(field, forms.ModelChoiceField) and _is_video_model(field.queryset.model)
 
 
-def videos_held_by(obj):
+def video_ids_held_by(obj):
     """Ids of every video ``obj`` (a page, a revision's page object or one of
-    their inline children) holds: foreign keys and many-to-many fields to the
-    video model, every video chooser in its StreamFields, and the same for its
-    child relations (InlinePanel rows)."""
-    found = set()
+    their inline children) holds, in order and once each: foreign keys and
+    many-to-many fields to the video model, every video chooser in its
+    StreamFields (document order), then its child relations (InlinePanel rows)."""
+    found = []
     for field in obj._meta.get_fields():
         if isinstance(field, StreamField):
-            found.update(video.pk for video in chosen_videos(field.stream_block, getattr(obj, field.name)))
+            found.extend(video.pk for video in chosen_videos(field.stream_block, getattr(obj, field.name)))
         elif isinstance(field, models.ForeignKey) and _is_video_model(field.related_model):
             value = getattr(obj, field.attname)
             if value is not None:
-                found.add(value)
+                found.append(value)
         elif field.many_to_many and not field.auto_created and _is_video_model(field.related_model):
-            found.update(video.pk for video in getattr(obj, field.name).all())
+            found.extend(video.pk for video in getattr(obj, field.name).all())
     for relation in get_all_child_relations(obj):
         for child in getattr(obj, relation.get_accessor_name()).all():
-            found |= videos_held_by(child)
-    return found
+            found.extend(video_ids_held_by(child))
+    return list(dict.fromkeys(found))
+
+
+def videos_held_by(obj):
+    """The same ids as a set."""
+    return set(video_ids_held_by(obj))
 
 
 def videos_on_page(page):
@@ -71,21 +76,14 @@ class VideoChoicePageForm(WagtailAdminPageForm):
     field to the video model, any video chooser block at any depth of any
     StreamField, and the same in inline child forms) needs the user's
     ``choose`` permission on that video's collection
-    (``cms.permissions.video_permission_policy``). A video already on the page
+    (``private_video.permissions.video_permission_policy``). A video already on the page
     (its live content or its latest revision) may be kept without it, so an
     editor without video rights can still edit the page's other fields.
     Without ``for_user`` (a form built outside Wagtail's views) only videos
     already on the page are accepted.
 
-    Use it on your own page types::
-
-        from cms.page_forms import VideoChoicePageForm
-
-        class LessonPage(Page):
-            base_form_class = VideoChoicePageForm
-            ...
-
-    (or pass ``base_form_class=VideoChoicePageForm`` to your top-level panel).
+    ``private_video.pages.VideoPageMixin`` sets it on a page type; or pass
+    ``base_form_class=VideoChoicePageForm`` to your top-level panel.
     """
 
     video_not_allowed_message = NOT_ALLOWED

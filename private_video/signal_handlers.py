@@ -11,6 +11,8 @@ def delete_original_on_commit(sender, instance, **kwargs):
 
 
 def register_signal_handlers():
-    from .models import Video
+    from . import get_video_model
 
-    post_delete.connect(delete_original_on_commit, sender=Video, dispatch_uid="cms_video_delete_file")
+    post_delete.connect(
+        delete_original_on_commit, sender=get_video_model(), dispatch_uid="private_video_delete_file"
+    )

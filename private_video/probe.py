@@ -15,10 +15,10 @@ from fractions import Fraction
 from django.core.exceptions import ImproperlyConfigured
 from django.template.defaultfilters import filesizeformat
 
-from .profiles import setting
-from .runner import child_env, child_preexec
+from .conf import setting
+from .sandbox import child_env, child_preexec
 
-# The demuxers an upload may be opened with (``TRANSCODING_INPUT_FORMATS``,
+# The demuxers an upload may be opened with (``PRIVATE_VIDEO_INPUT_FORMATS``,
 # ffmpeg's names as ``ffmpeg -demuxers`` lists them): containers that hold
 # their media themselves. "mov" is the whole MP4/MOV/3GP family, "matroska"
 # covers WebM, "mpegts" is .ts/.mts/.m2ts, "mpeg" is program streams (.mpg,
@@ -57,15 +57,15 @@ _STILL_IMAGE_CODECS = {"mjpeg", "png", "gif", "bmp", "tiff", "webp", "ansi"}
 def allowed_demuxers():
     """The demuxer allow-list; ImproperlyConfigured if it names a playlist,
     list or device format."""
-    formats = tuple(setting("INPUT_FORMATS", None) or DEFAULT_INPUT_FORMATS)
+    formats = tuple(setting("INPUT_FORMATS") or DEFAULT_INPUT_FORMATS)
     forbidden = sorted(set(formats) & _NEVER_ALLOWED)
     if forbidden:
         raise ImproperlyConfigured(
-            f"TRANSCODING_INPUT_FORMATS names {', '.join(forbidden)}: these open other files, URLs or "
+            f"PRIVATE_VIDEO_INPUT_FORMATS names {', '.join(forbidden)}: these open other files, URLs or "
             "devices and are never allowed for uploads."
         )
     if not formats or not all(re.fullmatch(r"[a-z0-9_]+", name) for name in formats):
-        raise ImproperlyConfigured(f"TRANSCODING_INPUT_FORMATS {formats!r} must be ffmpeg demuxer names.")
+        raise ImproperlyConfigured(f"PRIVATE_VIDEO_INPUT_FORMATS {formats!r} must be ffmpeg demuxer names.")
     return formats
 
 
@@ -322,7 +322,7 @@ def check_plausible_size(info, size):
     (a few KB saying it lasts hours): the ladder would make hours of video
     from it.
 
-    The floor, ``TRANSCODING_MIN_BYTES_PER_SECOND`` (default 4), is far below
+    The floor, ``PRIVATE_VIDEO_MIN_BYTES_PER_SECOND`` (default 4), is far below
     any real recording. The sparsest real video is a screen recording of a
     still screen: at 1 frame/s each skipped H.264 frame plus its container
     index costs 10-20 bytes (a 720p slide with a 10-minute GOP measures
@@ -330,7 +330,7 @@ def check_plausible_size(info, size):
     write keyframes of several KB (3 frames in 10 minutes measures ~76 B/s);
     any sound track adds 300 B/s or more. A frame takes at least one byte in
     every codec and container, so more frames than bytes is refused too."""
-    floor = float(setting("MIN_BYTES_PER_SECOND", 4))
+    floor = float(setting("MIN_BYTES_PER_SECOND"))
     if info.duration and size < info.duration * floor:
         raise ProbeError(
             f"The file is {filesizeformat(size)} but claims to last {_clock(info.duration)}: too small for a "

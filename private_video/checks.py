@@ -1,0 +1,1 @@
+"""System checks for the video library (ids private_video.E0xx / W0xx)."""

@@ -1,0 +1,32 @@
+"""The video library's settings and their defaults: the one table (docs/settings.md
+documents every entry). Read them with ``setting("NAME")``; the Django setting
+is ``PRIVATE_VIDEO_<NAME>``."""
+
+from django.conf import settings
+
+_GiB = 1024**3
+
+PREFIX = "PRIVATE_VIDEO_"
+
+DEFAULTS = {
+    # The video model (app_label.ModelName); read by get_video_model().
+    "MODEL": "private_video.Video",
+    # Largest upload, in bytes; nginx's limit on the upload URLs is rendered from it.
+    "MAX_UPLOAD_SIZE": 8 * _GiB,
+    # ffmpeg demuxers an upload may be (None: probe.DEFAULT_INPUT_FORMATS).
+    "INPUT_FORMATS": None,
+    # A file smaller than this many bytes per second of claimed duration is refused.
+    "MIN_BYTES_PER_SECOND": 4,
+    # Overrides of ffprobe's kernel limits (keys of FFPROBE_LIMITS_DEFAULT; None: unlimited).
+    "FFPROBE_LIMITS": None,
+    "FFPROBE_LIMITS_DEFAULT": {
+        "cpu_seconds": 60,
+        "memory_bytes": 2 * _GiB,
+        # ffprobe writes no files (its answer goes to a pipe).
+        "file_size_bytes": 0,
+    },
+}
+
+
+def setting(name):
+    return getattr(settings, PREFIX + name, DEFAULTS[name])
