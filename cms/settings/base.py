@@ -1,19 +1,20 @@
-"""Settings for the whole site.
+"""Settings for the demo site that `make run` serves.
 
 Every choice has a safe embedded default (SQLite, local private files, the
-database task queue) and an environment variable for production. See the
-configuration table in README.md.
+database task queue) and an environment variable for production. The video
+apps' own settings have their defaults in each app's conf.py; this file sets
+one only when its environment variable is given. Every variable and setting:
+docs/settings.md.
 """
 
 import os
 import secrets
-import sys
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_list, env_size
+from .env import env_bool, env_list, env_overrides, parse_bool, parse_size
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -182,18 +183,12 @@ if STORAGE == "s3":
             "location": os.environ.get("AWS_LOCATION", ""),
             "default_acl": _s3_acl,
             "querystring_auth": True,
-            "querystring_expire": int(os.environ.get("MEDIA_ACCESS_S3_URL_LIFETIME", "60")),
             "file_overwrite": False,
             "signature_version": "s3v4",
             "custom_domain": None,
         },
     }
 
-# How long a presigned URL handed to nginx stays valid (it uses it at once),
-# and the DNS resolver nginx uses for a bucket endpoint given by host name
-# (default: the nameservers in /etc/resolv.conf).
-MEDIA_ACCESS_S3_URL_LIFETIME = int(os.environ.get("MEDIA_ACCESS_S3_URL_LIFETIME", "60"))
-MEDIA_ACCESS_S3_RESOLVER = os.environ.get("MEDIA_ACCESS_S3_RESOLVER", "")
 
 # Uploads stream to a temporary file from the first byte: videos are large,
 # and ffprobe needs a path to validate the content.
@@ -202,14 +197,6 @@ FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None
 FILE_UPLOAD_PERMISSIONS = 0o640
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
-
-# The one upload limit: the admin form refuses larger files and the bundled
-# nginx config renders its client_max_body_size from it.
-PRIVATE_VIDEO_MAX_UPLOAD_SIZE = env_size("PRIVATE_VIDEO_MAX_UPLOAD_SIZE", "8G")
-# Request bodies on the rest of the admin (Wagtail's image and document
-# uploads), rendered into the bundled nginx config; other URLs take 1 MiB
-# (docs/deploy.md, "Request size limits").
-CMS_ADMIN_MAX_BODY_SIZE = env_size("CMS_ADMIN_MAX_BODY_SIZE", "32M")
 
 TASKS = {
     "default": {
@@ -262,20 +249,6 @@ LOGGING = {
     },
 }
 
-# media_access
-# How authorised media is answered: "xaccel" (nginx sends the file; production,
-# `make run`) or "django" (Python streams it with Range support; runserver or
-# no nginx in front). MEDIA_ACCESS_RESPONSE_BUILDER may name any builder class.
-MEDIA_ACCESS_SERVE_MODE = os.environ.get("MEDIA_ACCESS_SERVE_MODE") or (
-    "django" if sys.argv[1:2] == ["runserver"] else "xaccel"
-)
-MEDIA_ACCESS_RESPONSE_BUILDER = os.environ.get("MEDIA_ACCESS_RESPONSE_BUILDER", "")
-# The nginx internal location the X-Accel-Redirect points into (rendered into
-# the bundled nginx config too).
-MEDIA_ACCESS_ACCEL_PREFIX = os.environ.get("MEDIA_ACCESS_ACCEL_PREFIX", "/_private/")
-# A viewer's playback is logged once per session, page and video in this many seconds.
-MEDIA_ACCESS_LOG_WINDOW = int(os.environ.get("MEDIA_ACCESS_LOG_WINDOW", str(30 * 60)))
-
 # transcoding
 # Transcode jobs have their own task backend so transcoder workers
 # (`manage.py transcoding_worker`, the Procfile's "transcoder") can be run
@@ -284,19 +257,32 @@ TASKS["transcoding"] = {
     "BACKEND": os.environ.get("TRANSCODING_TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
     "QUEUES": [],
 }
-TRANSCODING_AUTO_ENQUEUE = env_bool("TRANSCODING_AUTO_ENQUEUE", True)
-TRANSCODING_MAX_FFMPEG_PROCESSES = int(os.environ.get("TRANSCODING_MAX_FFMPEG_PROCESSES", "1"))
-TRANSCODING_LEASE_SECONDS = int(os.environ.get("TRANSCODING_LEASE_SECONDS", "120"))
-TRANSCODING_X264_PRESET = os.environ.get("TRANSCODING_X264_PRESET", "veryfast")
-if os.environ.get("TRANSCODING_TEMP_DIR"):
-    TRANSCODING_TEMP_DIR = os.environ["TRANSCODING_TEMP_DIR"]
 
-# media_access: HLS
-# Rendition files (segments, posters, storyboards, captions) are fetched from
-# nginx with signed URLs that expire after this many seconds; a viewer whose
-# access is revoked keeps it at most this long. Players renew before expiry.
-MEDIA_ACCESS_TOKEN_LIFETIME = int(os.environ.get("MEDIA_ACCESS_TOKEN_LIFETIME", "300"))
-# The secret nginx checks tokens with (rendered into its config). Empty:
-# derived from SECRET_KEY. Set it when nginx's config is managed apart.
-MEDIA_ACCESS_TOKEN_SECRET = os.environ.get("MEDIA_ACCESS_TOKEN_SECRET", "")
-MEDIA_ACCESS_TOKEN_URL_PREFIX = os.environ.get("MEDIA_ACCESS_TOKEN_URL_PREFIX", "/stream/")
+# The video apps' settings that production may give as environment variables
+# (docs/settings.md). An absent variable leaves the app's default in place;
+# with no nginx in front (runserver) set MEDIA_ACCESS_SERVE_MODE=django.
+globals().update(
+    env_overrides(
+        {
+            # private_video
+            "PRIVATE_VIDEO_MAX_UPLOAD_SIZE": parse_size,
+            # transcoding
+            "TRANSCODING_AUTO_ENQUEUE": parse_bool,
+            "TRANSCODING_MAX_FFMPEG_PROCESSES": int,
+            "TRANSCODING_LEASE_SECONDS": int,
+            "TRANSCODING_X264_PRESET": str,
+            "TRANSCODING_TEMP_DIR": str,
+            # media_access
+            "MEDIA_ACCESS_SERVE_MODE": str,
+            "MEDIA_ACCESS_RESPONSE_BUILDER": str,
+            "MEDIA_ACCESS_ACCEL_PREFIX": str,
+            "MEDIA_ACCESS_ADMIN_MAX_BODY_SIZE": parse_size,
+            "MEDIA_ACCESS_LOG_WINDOW": int,
+            "MEDIA_ACCESS_TOKEN_LIFETIME": int,
+            "MEDIA_ACCESS_TOKEN_SECRET": str,
+            "MEDIA_ACCESS_TOKEN_URL_PREFIX": str,
+            "MEDIA_ACCESS_S3_URL_LIFETIME": int,
+            "MEDIA_ACCESS_S3_RESOLVER": str,
+        }
+    )
+)
