@@ -21,7 +21,7 @@ SYSTEM_DEPS := nginx:nginx-light ffmpeg:ffmpeg ffprobe:ffmpeg node:nodejs npm:np
 TEST_SYSTEM_DEPS := chromium:chromium /usr/share/fonts/truetype/liberation:fonts-liberation \
 	redis-server:redis-server openssl:openssl curl:curl
 
-.PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend bench-serve bench-transcode bench-hls clean
+.PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend wheel lint-imports bench-serve bench-transcode bench-hls clean
 
 run: setup prepare
 	@echo "Starting nginx, gunicorn and the task worker on http://$(HOST):$(PORT)/ (Ctrl-C stops them)"
@@ -29,7 +29,8 @@ run: setup prepare
 
 # --ds: an exported DJANGO_SETTINGS_MODULE would otherwise win over pyproject.toml.
 # --durations=20: the slowest tests, printed at the end of every run.
-test: setup test-system-deps
+# lint-imports first: a layer imported the wrong way fails the run before any test.
+test: setup test-system-deps lint-imports
 	$(BIN)/pytest --ds=cms.settings.test --durations=20 $(PYTEST_ARGS)
 
 # The stack-level tests again, on a throwaway PostgreSQL server (CI runs both).
@@ -38,6 +39,18 @@ test-postgres: setup test-system-deps
 	deploy/scripts/with-test-postgres $(BIN)/pytest --ds=cms.settings.test --durations=20 -m "integration or browser" --ignore=tests/test_make_run.py $(PYTEST_ARGS)
 
 setup: system-deps $(VENV)/.installed frontend
+
+# The one-way layers contract in pyproject.toml ([tool.importlinter]).
+lint-imports: $(VENV)/.installed
+	$(BIN)/lint-imports --no-cache
+
+# The wheel a site installs (docs/install.md): the three apps with the built
+# player, so the site needs no npm.
+# Always rebuilt (dist/wagtail_private_video-<version>-py3-none-any.whl).
+wheel: setup
+	rm -rf build
+	$(BIN)/python -m build --wheel --outdir dist
+	rm -rf build
 
 system-deps:
 	@deploy/scripts/ensure-system-packages $(SYSTEM_DEPS)
@@ -50,6 +63,7 @@ tests/s3rver/node_modules/.package-lock.json: tests/s3rver/package.json tests/s3
 	cd tests/s3rver && npm ci --no-audit --no-fund
 	touch $@
 
+# dev includes [site]: gunicorn, honcho, dj-database-url, psycopg, S3 and RQ.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -79,12 +93,14 @@ bench-serve:
 	$(BIN)/python bench/serve.py
 
 # Transcoding benchmark (docs/benchmarks.md): ladder speed, one decode vs per rung, time to playable, storage.
+# PYTHONPATH: the demo site (cms) is not part of the installed package.
 bench-transcode: setup
-	$(BIN)/python bench/transcode.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/transcode.py
 
 # HLS benchmark (docs/benchmarks.md): 6 s segment byte ranges through the signed-token path vs nginx static.
 bench-hls:
 	$(BIN)/python bench/hls.py
 
 clean:
-	rm -rf $(VENV) frontend/node_modules media_access/static/media_access/player tests/s3rver/node_modules test-output
+	rm -rf $(VENV) frontend/node_modules media_access/static/media_access/player tests/s3rver/node_modules test-output \
+		dist build
