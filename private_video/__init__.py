@@ -5,22 +5,37 @@ and media_access build on it; it imports neither."""
 
 def get_video_model_string():
     """``"app_label.ModelName"`` of the video model (``PRIVATE_VIDEO_MODEL``)."""
-    from django.conf import settings
+    from .conf import setting
 
-    return getattr(settings, "PRIVATE_VIDEO_MODEL", "private_video.Video")
+    return setting("MODEL")
+
+
+def video_model_problem():
+    """Why ``PRIVATE_VIDEO_MODEL`` does not name a usable video model, or None.
+    The system check private_video.E004 reports it; get_video_model() raises it."""
+    from django.apps import apps
+
+    model_string = get_video_model_string()
+    if not isinstance(model_string, str) or model_string.count(".") != 1 or not all(model_string.split(".")):
+        return f"PRIVATE_VIDEO_MODEL must be of the form 'app_label.ModelName', not {model_string!r}."
+    try:
+        model = apps.get_model(model_string, require_ready=False)
+    except LookupError:
+        return f"PRIVATE_VIDEO_MODEL refers to model '{model_string}' that has not been installed."
+    from .models import AbstractVideo
+
+    if not issubclass(model, AbstractVideo):
+        return f"PRIVATE_VIDEO_MODEL refers to '{model_string}', which is not a subclass of private_video.models.AbstractVideo."
+    return None
 
 
 def get_video_model():
-    """The video model in use, like Wagtail's ``get_document_model()``."""
+    """The video model in use, like Wagtail's ``get_document_model()``.
+    ImproperlyConfigured (with the reason) when the setting names no video model."""
     from django.apps import apps
     from django.core.exceptions import ImproperlyConfigured
 
-    model_string = get_video_model_string()
-    try:
-        return apps.get_model(model_string, require_ready=False)
-    except ValueError:
-        raise ImproperlyConfigured("PRIVATE_VIDEO_MODEL must be of the form 'app_label.model_name'")
-    except LookupError:
-        raise ImproperlyConfigured(
-            f"PRIVATE_VIDEO_MODEL refers to model '{model_string}' that has not been installed"
-        )
+    problem = video_model_problem()
+    if problem:
+        raise ImproperlyConfigured(problem)
+    return apps.get_model(get_video_model_string(), require_ready=False)

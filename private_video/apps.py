@@ -9,6 +9,7 @@ class PrivateVideoConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from django.core.exceptions import ImproperlyConfigured
         from wagtail.models.reference_index import ReferenceIndex
         from wagtail.permissions import register_permission_policy
 
@@ -17,7 +18,10 @@ class PrivateVideoConfig(AppConfig):
         from .permissions import video_permission_policy
         from .signal_handlers import register_signal_handlers
 
-        Video = get_video_model()
+        try:
+            Video = get_video_model()
+        except ImproperlyConfigured:
+            return  # private_video.E004 says why; nothing to wire to a model that is not one.
         register_permission_policy(Video, video_permission_policy())
         register_signal_handlers()
         ReferenceIndex.register_model(Video)

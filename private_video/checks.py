@@ -1,1 +1,122 @@
-"""System checks for the video library (ids private_video.E0xx / W0xx)."""
+"""System checks for the video library: what would otherwise be a traceback
+at the first upload or playback, or a private file a web server publishes.
+Ids are ``private_video.<E|W>0xx``; none of them raises, whatever the settings.
+
+- E001  STORAGES has no "private" entry (or it cannot be built)
+- E002  the private storage is public (under MEDIA_ROOT/STATIC_ROOT, or it has a URL)
+- E003  ffprobe is not on PATH (uploads cannot be validated)
+- E004  PRIVATE_VIDEO_MODEL names no usable video model
+"""
+
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+ID = "private_video.{}"
+INSTALL_HINT = "docs/install.md has the settings block"
+
+
+def _private_storage_or_error():
+    """(storage, None) or (None, the E001 error)."""
+    from .storage import PRIVATE_STORAGE_ALIAS, configured_private_storage
+
+    if PRIVATE_STORAGE_ALIAS not in (getattr(settings, "STORAGES", None) or {}):
+        return None, Error(
+            'STORAGES has no "private" entry: the video library keeps video originals and renditions there.',
+            hint='Add STORAGES["private"] = {"BACKEND": "private_video.storage.PrivateFileSystemStorage", '
+            '"OPTIONS": {"location": "<a folder outside MEDIA_ROOT and STATIC_ROOT>"}} '
+            f"(or PrivateS3Storage for a private bucket); {INSTALL_HINT}.",
+            id=ID.format("E001"),
+        )
+    try:
+        return configured_private_storage(), None
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return None, Error(
+            f'STORAGES["private"] cannot be built: {exc}',
+            hint=f'Check its "BACKEND" and "OPTIONS"; {INSTALL_HINT}.',
+            id=ID.format("E001"),
+        )
+
+
+def _public_roots():
+    for name in ("MEDIA_ROOT", "STATIC_ROOT"):
+        value = getattr(settings, name, None)
+        if value:
+            yield name, Path(value).resolve()
+
+
+def _publicity(storage):
+    """Why ``storage`` would let files out without media_access, or None."""
+    from django.core.files.storage import FileSystemStorage
+
+    if isinstance(storage, FileSystemStorage):
+        location = Path(storage.location).resolve()
+        for name, root in _public_roots():
+            if location == root or location.is_relative_to(root):
+                return f"its location {location} is inside {name} ({root}), which the web server publishes"
+    try:
+        from storages.backends.s3 import S3Storage
+    except ImportError:
+        S3Storage = None
+    if S3Storage is not None and isinstance(storage, S3Storage):
+        if storage.custom_domain:
+            return f"it serves objects from the custom domain {storage.custom_domain!r}"
+        if not storage.querystring_auth:
+            return "its objects are addressed without signatures (querystring_auth is off)"
+        if storage.default_acl not in (None, "private", "bucket-owner-full-control"):
+            return f"it uploads objects with the ACL {storage.default_acl!r}"
+    try:
+        url = storage.url("videos/check/original.mp4")
+    except NotImplementedError:
+        return None
+    except Exception:  # noqa: BLE001 - no working URL (e.g. no credentials here): not public
+        return None
+    return f"it hands out URLs ({url!r}) that skip the access policy"
+
+
+@register(Tags.files)
+def check_private_storage(app_configs, **kwargs):
+    """E001: no private storage; E002: a private storage that is public."""
+    storage, error = _private_storage_or_error()
+    if error is not None:
+        return [error]
+    reason = _publicity(storage)
+    if reason is None:
+        return []
+    return [Error(
+        f'STORAGES["private"] is public: {reason}.',
+        hint="Use private_video.storage.PrivateFileSystemStorage with a location outside MEDIA_ROOT and "
+        "STATIC_ROOT (and outside any folder the web server serves), or private_video.storage.PrivateS3Storage "
+        f"on a private bucket; both refuse url(). {INSTALL_HINT}.",
+        id=ID.format("E002"),
+    )]
+
+
+@register()
+def check_ffprobe(app_configs, **kwargs):
+    """Every upload is validated by ffprobe: without it every upload is refused."""
+    if shutil.which("ffprobe"):
+        return []
+    return [Error(
+        "ffprobe was not found on PATH: no upload can be validated, so every video upload is refused.",
+        hint="Install ffmpeg (Debian/Ubuntu: apt-get install ffmpeg; it includes ffprobe) on every host "
+        "that runs the web server, and make sure it is on the PATH of its process.",
+        id=ID.format("E003"),
+    )]
+
+
+@register(Tags.models)
+def check_video_model(app_configs, **kwargs):
+    from . import video_model_problem
+
+    problem = video_model_problem()
+    if problem is None:
+        return []
+    return [Error(
+        problem,
+        hint="Set PRIVATE_VIDEO_MODEL to 'private_video.Video' (the default) or to your own subclass of "
+        "private_video.models.AbstractVideo, in an installed app, before its first migrate.",
+        id=ID.format("E004"),
+    )]

@@ -1,6 +1,8 @@
 """The video library's settings and their defaults: the one table (docs/settings.md
 documents every entry). Read them with ``setting("NAME")``; the Django setting
-is ``PRIVATE_VIDEO_<NAME>``."""
+is ``PRIVATE_VIDEO_<NAME>``. Nothing here is read at import time, so a missing
+or bad setting is reported by the system checks (``private_video.checks``),
+never by a traceback on import."""
 
 from django.conf import settings
 
@@ -9,7 +11,7 @@ _GiB = 1024**3
 PREFIX = "PRIVATE_VIDEO_"
 
 DEFAULTS = {
-    # The video model (app_label.ModelName); read by get_video_model().
+    # The video model ("app_label.ModelName", an AbstractVideo subclass); read by get_video_model().
     "MODEL": "private_video.Video",
     # Largest upload, in bytes; nginx's limit on the upload URLs is rendered from it.
     "MAX_UPLOAD_SIZE": 8 * _GiB,
@@ -19,14 +21,12 @@ DEFAULTS = {
     "MIN_BYTES_PER_SECOND": 4,
     # Overrides of ffprobe's kernel limits (keys of FFPROBE_LIMITS_DEFAULT; None: unlimited).
     "FFPROBE_LIMITS": None,
-    "FFPROBE_LIMITS_DEFAULT": {
-        "cpu_seconds": 60,
-        "memory_bytes": 2 * _GiB,
-        # ffprobe writes no files (its answer goes to a pipe).
-        "file_size_bytes": 0,
-    },
+    # ffprobe's kernel limits: CPU seconds, address space, and no files written (its answer goes to a pipe).
+    "FFPROBE_LIMITS_DEFAULT": {"cpu_seconds": 60, "memory_bytes": 2 * _GiB, "file_size_bytes": 0},
 }
 
 
 def setting(name):
+    """The value of ``PRIVATE_VIDEO_<name>``, or its default. A name missing
+    from DEFAULTS is a KeyError: every setting the library reads is in the table."""
     return getattr(settings, PREFIX + name, DEFAULTS[name])

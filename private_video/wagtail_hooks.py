@@ -1,37 +1,49 @@
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from wagtail import hooks
 from wagtail.admin.forms.collections import collection_member_permission_formset_factory
 
-from . import page_actions
-from . import get_video_model
-from .views.chooser import video_chooser_viewset
-from .views.videos import video_viewset
+from . import get_video_model, page_actions, video_model_problem
 
-Video = get_video_model()
+# The model is looked up inside each hook, not here: with PRIVATE_VIDEO_MODEL
+# naming no video model, importing this module (and loading the admin's URLs)
+# must not fail; the system check private_video.E004 reports it and the
+# library registers nothing.
 
 
 @hooks.register("register_admin_viewset")
 def register_video_viewsets():
+    if video_model_problem():
+        return []
+    from .views.chooser import video_chooser_viewset
+    from .views.videos import video_viewset
+
     return [video_viewset, video_chooser_viewset]
 
 
-@hooks.register("register_group_permission_panel")
 def register_video_permissions_panel():
     return collection_member_permission_formset_factory(
-        Video,
+        get_video_model(),
         [
-            ("add_video", "Add", "Upload videos and edit the ones you uploaded"),
-            ("change_video", "Edit", "Edit and delete any video"),
-            ("choose_video", "Choose", "Select videos in choosers"),
+            ("add_video", _("Add"), _("Upload videos and edit the ones you uploaded")),
+            ("change_video", _("Edit"), _("Edit and delete any video")),
+            ("choose_video", _("Choose"), _("Select videos in choosers")),
         ],
         "private_video/permissions/video_permissions_formset.html",
     )
 
 
+if video_model_problem() is None:
+    # Wagtail appends whatever this hook returns, so it is registered only for a real model.
+    hooks.register("register_group_permission_panel", register_video_permissions_panel)
+
+
 @hooks.register("describe_collection_contents")
 def describe_collection_videos(collection):
-    count = Video.objects.filter(collection=collection).count()
+    if video_model_problem():
+        return None
+    count = get_video_model().objects.filter(collection=collection).count()
     if count:
         return {
             "count": count,
