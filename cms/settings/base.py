@@ -142,6 +142,8 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
 # Private files: video originals and renditions. Not under MEDIA_ROOT, not
 # under any nginx public root; the storage refuses to build URLs.
 PRIVATE_MEDIA_ROOT = Path(os.environ.get("PRIVATE_MEDIA_ROOT", DATA_DIR / "private"))
+# The rendered nginx config reaches gunicorn on the socket deploy/gunicorn.conf.py binds.
+MEDIA_ACCESS_NGINX_UPSTREAM = f"unix:{DATA_DIR / 'run' / 'gunicorn.sock'}"
 
 STORAGES = {
     "default": {
@@ -257,6 +259,8 @@ TASKS["transcoding"] = {
     "BACKEND": os.environ.get("TRANSCODING_TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
     "QUEUES": [],
 }
+# The ffmpeg slot locks, shared by every worker of this site's data folder.
+TRANSCODING_LOCK_DIR = str(DATA_DIR / "transcoding-locks")
 
 # The video apps' settings that production may give as environment variables
 # (docs/settings.md). An absent variable leaves the app's default in place;
