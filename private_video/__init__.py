@@ -26,6 +26,15 @@ def video_model_problem():
 
     if not issubclass(model, AbstractVideo):
         return f"PRIVATE_VIDEO_MODEL refers to '{model_string}', which is not a subclass of private_video.models.AbstractVideo."
+    try:
+        tagged = model._meta.get_field("tags").remote_field.through._meta.get_field("content_object").related_model
+    except Exception:  # noqa: BLE001 - no tags field, or not resolved yet: nothing to compare
+        tagged = model
+    if tagged is not model:
+        return (
+            f"The video model '{model_string}' keeps its tags in {tagged._meta.label}'s tag model: give it its own "
+            "(a TaggedItemBase subclass with a ParentalKey to it, and a tags field using it; see private_video.models.VideoTag)."
+        )
     return None
 
 

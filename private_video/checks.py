@@ -110,13 +110,14 @@ def check_ffprobe(app_configs, **kwargs):
 @register(Tags.models)
 def check_video_model(app_configs, **kwargs):
     from . import video_model_problem
+    from .conf import DEFAULTS
 
     problem = video_model_problem()
     if problem is None:
         return []
     return [Error(
         problem,
-        hint="Set PRIVATE_VIDEO_MODEL to 'private_video.Video' (the default) or to your own subclass of "
+        hint=f"Set PRIVATE_VIDEO_MODEL to {DEFAULTS['MODEL']!r} (the default) or to your own subclass of "
         "private_video.models.AbstractVideo, in an installed app, before its first migrate.",
         id=ID.format("E004"),
     )]

@@ -14,7 +14,6 @@ from wagtail.admin.panels import FieldPanel
 from wagtail.models import CollectionMember
 from wagtail.search import index
 
-from . import get_video_model_string
 from .layout import original_name
 from .probe import container_extension
 from .storage import private_storage
@@ -35,8 +34,22 @@ def video_upload_to(instance, filename):
 
 
 class VideoTag(TaggedItemBase):
+    """The tags of the library's own Video. Always that model, whatever
+    ``PRIVATE_VIDEO_MODEL`` says (so the library's migrations never change
+    with a site's setting): a site's own video model declares its own tag
+    model and ``tags`` field, as its own migrations hold them::
+
+        class MyVideoTag(TaggedItemBase):
+            content_object = ParentalKey("mysite.MyVideo", on_delete=models.CASCADE,
+                                         related_name="tagged_items")
+
+        class MyVideo(AbstractVideo):
+            tags = ClusterTaggableManager(through=MyVideoTag, blank=True, verbose_name=_("tags"))
+
+    (the system check private_video.E004 says so when it is missing)."""
+
     content_object = ParentalKey(
-        get_video_model_string(), on_delete=models.CASCADE, related_name="tagged_items"
+        "private_video.Video", on_delete=models.CASCADE, related_name="tagged_items"
     )
 
 
