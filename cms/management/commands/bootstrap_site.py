@@ -14,7 +14,7 @@ from django.db import transaction
 from wagtail.models import Page, PageViewRestriction, Site
 
 from cms.models import IndexPage, VideoPage
-from private_video.models import Video
+from private_video import get_video_model
 from private_video.probe import probe_video
 from transcoding.testmedia import make_test_video
 
@@ -98,7 +98,7 @@ class Command(BaseCommand):
         with tempfile.TemporaryDirectory() as tmp:
             clip = make_test_video(Path(tmp) / "demo.mp4", duration=12, width=640, height=360)
             info = probe_video(clip)
-            video = Video(
+            video = get_video_model()(
                 title="Demo clip (test pattern)",
                 original_filename="demo.mp4",
                 file_size=clip.stat().st_size,
