@@ -5,6 +5,10 @@ database write per request. A record is written the first time a session asks
 for a video on a page (per outcome) within ``MEDIA_ACCESS_LOG_WINDOW`` seconds;
 later requests in the window cost a memory lookup, or one indexed read in
 another worker process.
+
+Allowed playback arrives as the ``video_served`` signal (``log_served`` is
+its receiver, connected in ``signal_handlers``); refusals, which serve
+nothing, are recorded by the views directly.
 """
 
 import hashlib
@@ -18,7 +22,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from .models import PlaybackLogEntry
-from .responses import setting
+from .conf import setting
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ _RECENT_MAX = 10_000
 
 
 def log_window():
-    return int(setting("LOG_WINDOW", 30 * 60))
+    return int(setting("LOG_WINDOW"))
 
 
 def session_id(request):
@@ -80,6 +84,11 @@ def record_playback(request, page, video, rendition, decision):
         while len(_recent) > _RECENT_MAX:
             _recent.popitem(last=False)
     return entry
+
+
+def log_served(sender, request, page, video, rendition, decision, **kwargs):
+    """The ``video_served`` receiver: one record per session, page and video."""
+    record_playback(request, page, video, rendition, decision)
 
 
 def forget_recent():

@@ -1,13 +1,15 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class MediaAccessConfig(AppConfig):
     name = "media_access"
     label = "private_video_access"
-    verbose_name = "Media access"
+    verbose_name = _("Media access")
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from . import checks  # noqa: F401 (registers the system checks)
         from .signal_handlers import register_signal_handlers
 
         register_signal_handlers()

@@ -80,8 +80,10 @@ from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils.functional import LazyObject, empty
+from wagtail import hooks
 
-from .responses import setting
+from .conf import setting
+from .policy import CHECK_HOOK
 
 TRIGGER_PREFIX = "private_video_access_policy_"
 ALL_EVENTS = ("INSERT", "UPDATE", "DELETE")
@@ -154,14 +156,15 @@ class DecisionCache:
 
 
 def max_entries():
-    return int(setting("DECISION_CACHE_SIZE", 10_000))
+    return int(setting("DECISION_CACHE_SIZE"))
 
 
 def max_age():
-    return float(setting("DECISION_CACHE_TTL", 300))
+    return float(setting("DECISION_CACHE_TTL"))
 
 
-_cache = DecisionCache(max_entries())
+# Sized from settings on first use (cache()), not at import.
+_cache = DecisionCache(0)
 
 
 def cache():
@@ -200,7 +203,9 @@ def current_generation(request, using="default"):
     (cache off, a trigger missing or disabled, the row or table missing, or
     the session already read: what the policy then sees may be older than
     the generation)."""
-    if not enabled(using) or _session_already_read(request):
+    if not enabled(using) or _session_already_read(request) or hooks.get_hooks(CHECK_HOOK):
+        # With check_video_access hooks nothing is remembered: what a hook's
+        # answer rests on is not watched here.
         return None
     connection = connections[using]
     try:

@@ -1,27 +1,18 @@
 """Which stored file a watch URL names: "original" (the uploaded file) or a
 ready rendition by name. Paths come from the database, never the request."""
 
-from django.apps import apps
+from transcoding.models import Rendition
 
-from .responses import ServedFile, content_type_for
+from .content_types import content_type_for
+from .responses import ServedFile
 
 ORIGINAL = "original"
-
-
-def rendition_model():
-    # transcoding provides Rendition; until it exists only originals are served.
-    try:
-        return apps.get_model("private_video_transcoding", "Rendition")
-    except LookupError:
-        return None
+Kind = Rendition.Kind
 
 
 def ready_renditions(video):
-    Rendition = rendition_model()
-    if Rendition is None:
-        return []
-    renditions = Rendition.objects.filter(video=video).exclude(file="")
-    return [r for r in renditions if getattr(r, "is_ready", True)]
+    """The video's published renditions (a row without a file is not served)."""
+    return list(Rendition.objects.filter(video=video).exclude(file=""))
 
 
 def _stem(video):
@@ -50,17 +41,14 @@ def resolve_file(video, name, *, attachment=False):
             content_type=content_type_for(video.file.name),
             attachment=attachment,
         )
-    Rendition = rendition_model()
-    if Rendition is None:
-        return None
     rendition = Rendition.objects.filter(video=video, name=name).exclude(file="").first()
-    if rendition is None or not getattr(rendition, "is_ready", True):
+    if rendition is None:
         return None
     return ServedFile(
         storage=rendition.file.storage,
         name=rendition.file.name,
         filename=f"{_stem(video)}-{rendition.name}{_extension(rendition.file.name)}",
-        content_type=content_type_for(rendition.file.name, getattr(rendition, "content_type", "")),
+        content_type=content_type_for(rendition.file.name, rendition.content_type),
         attachment=attachment,
     )
 
@@ -75,7 +63,7 @@ def best_playback_name(video):
     player of a later issue chooses among renditions itself.)"""
     if video.file and content_type_for(video.file.name) in _BROWSER_PLAYABLE:
         return ORIGINAL
-    mp4s = [r for r in ready_renditions(video) if r.name.startswith("mp4-")]
+    mp4s = [r for r in ready_renditions(video) if r.kind == Kind.MP4]
     if mp4s:
         return max(mp4s, key=lambda r: (r.height or 0, r.size or 0)).name
     return ORIGINAL

@@ -5,20 +5,25 @@ The stored playlists name their siblings by rendition name (see
 ``transcoding.models.Rendition``). Here each name becomes a URL a browser may
 fetch: a media playlist → its media_access URL (policy-checked per request);
 a rung's fMP4 file, poster, storyboard, caption → a signed nginx URL
-(``media_access.tokens``), checked by nginx without Python.
+(``media_access.tokens``), checked by nginx without Python. What a rendition
+is comes from its ``kind``, never from its name. Playlists and cue indexes
+are read once per process (``published``).
 """
 
 import re
 
 from django.urls import reverse
 
-from .files import ORIGINAL, best_playback_name, ready_renditions, resolve_file
+from . import published
+from .files import ORIGINAL, Kind, best_playback_name, ready_renditions, resolve_file
 from .tokens import VideoToken
 
-MASTER = "hls-master"
 HLS_TYPE = "application/vnd.apple.mpegurl"
+# The playlists a player fetches from Django (policy-checked, URIs signed).
+PLAYLIST_KINDS = (Kind.HLS_MASTER, Kind.HLS_VIDEO, Kind.HLS_AUDIO)
+MEDIA_PLAYLIST_KINDS = (Kind.HLS_VIDEO, Kind.HLS_AUDIO)
+# Captions are named captions-<language> (see transcoding.models.Rendition).
 CAPTIONS_PREFIX = "captions-"
-AUDIO_PREFIX = "hls-audio"
 _URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
 _VTT_TIME = re.compile(r"(?:(\d+):)?(\d{2}):(\d{2}(?:\.\d+)?)")
 
@@ -27,14 +32,9 @@ def renditions_by_name(video):
     return {rendition.name: rendition for rendition in ready_renditions(video)}
 
 
-def is_media_playlist_name(name):
-    """A video rung's or an audio track's media playlist."""
-    return name.startswith("hls-") and name != MASTER and not name.endswith("-media")
-
-
-def is_audio_playlist_name(name):
-    # Audio tracks are ``hls-audio<n>`` (see transcoding.models.Rendition).
-    return is_media_playlist_name(name) and name.startswith(AUDIO_PREFIX)
+def master_rendition(renditions):
+    """The video's master playlist, if it has one."""
+    return next((r for r in renditions.values() if r.kind == Kind.HLS_MASTER), None)
 
 
 def playlist_url(page, video, name):
@@ -42,9 +42,7 @@ def playlist_url(page, video, name):
 
 
 def read_text(rendition):
-    # Playlists and cue indexes are a few kilobytes of text, never media bytes.
-    with rendition.file.open("rb") as handle:
-        return handle.read().decode("utf-8")
+    return published.read_text(rendition.file)
 
 
 def rewrite_playlist(text, uri_for):
@@ -79,10 +77,11 @@ def master_playlist(page, video, renditions, level=None):
     name) only that rung, still with every audio rendition: how a native HLS
     player is held to one quality without losing the sound, which lives in
     the audio renditions, not in the rung. An unknown level is a LookupError."""
-    master = renditions[MASTER]
+    master = master_rendition(renditions)
 
     def uri_for(name):
-        if is_media_playlist_name(name) and name in renditions:
+        rendition = renditions.get(name)
+        if rendition is not None and rendition.kind in MEDIA_PLAYLIST_KINDS:
             return playlist_url(page, video, name)
         return None
 
@@ -113,8 +112,9 @@ def only_variant(text, level):
 
 def media_playlist(video, renditions, name, token):
     def uri_for(sibling):
+        # A media playlist points into its fMP4 file, nothing else.
         rendition = renditions.get(sibling)
-        if rendition is None or sibling.startswith("hls-") and not sibling.endswith("-media"):
+        if rendition is None or rendition.kind != Kind.HLS_MEDIA:
             return None
         return signed_url(token, rendition)
 
@@ -148,6 +148,13 @@ def storyboard_cues(text):
     return cues
 
 
+def cached_storyboard_cues(rendition):
+    """A storyboard index's cues, parsed once per published file."""
+    return published.cached(
+        "storyboard-cues", rendition.file.name, lambda: storyboard_cues(read_text(rendition))
+    )
+
+
 def _seconds(text):
     match = _VTT_TIME.search(text.strip())
     if not match:
@@ -169,10 +176,11 @@ def playback_info(page, video):
 
     sources = []
     levels = []
-    if MASTER in renditions:
-        sources.append({"type": HLS_TYPE, "src": playlist_url(page, video, MASTER)})
+    master = master_rendition(renditions)
+    if master is not None:
+        sources.append({"type": HLS_TYPE, "src": playlist_url(page, video, master.name)})
         for name, rendition in renditions.items():
-            if is_media_playlist_name(name) and not is_audio_playlist_name(name):
+            if rendition.kind == Kind.HLS_VIDEO:
                 levels.append({
                     "name": name, "width": rendition.width, "height": rendition.height,
                     "bitrate": rendition.bitrate,
@@ -185,22 +193,25 @@ def playback_info(page, video):
             "src": reverse("media_access:watch", args=[page.pk, video.pk, fallback]),
         })
 
-    poster = renditions.get("poster")
+    by_kind = {}
+    for rendition in renditions.values():
+        by_kind.setdefault(rendition.kind, rendition)
+    poster = by_kind.get(Kind.POSTER)
     storyboard = None
-    if "storyboard" in renditions and "storyboard-vtt" in renditions:
-        sprite_url = file_url(renditions["storyboard"])
-        cues = storyboard_cues(read_text(renditions["storyboard-vtt"]))
+    if Kind.STORYBOARD in by_kind and Kind.STORYBOARD_VTT in by_kind:
+        sprite_url = file_url(by_kind[Kind.STORYBOARD])
+        cues = cached_storyboard_cues(by_kind[Kind.STORYBOARD_VTT])
         if sprite_url and cues:
             storyboard = {"url": sprite_url, "cues": cues}
     captions = []
     for name, rendition in sorted(renditions.items()):
-        if name.startswith(CAPTIONS_PREFIX) and rendition.content_type.startswith("text/vtt"):
+        if rendition.kind == Kind.CAPTIONS and rendition.content_type.startswith("text/vtt"):
             url = file_url(rendition)
             if url:
-                language = name[len(CAPTIONS_PREFIX):]
+                # The name carries the language: captions-<language>.
+                language = name.removeprefix(CAPTIONS_PREFIX)
                 captions.append({"src": url, "srclang": language, "label": language})
 
-    master = renditions.get(MASTER)
     return {
         "allowed": True,
         "title": video.title,

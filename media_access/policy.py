@@ -26,11 +26,12 @@ has run. A changed page password is a new restriction row
 """
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
+from wagtail import hooks
 from wagtail.models import BaseViewRestriction, Page, ReferenceIndex
 
 from private_video.permissions import video_permission_policy
@@ -125,8 +126,41 @@ def is_expired(page, now=None):
     return page.expire_at is not None and page.expire_at <= (now or timezone.now())
 
 
+CHECK_HOOK = "check_video_access"
+
+
 def can_watch(request, page, video, *, download=False):
     """Decide whether this request may receive the bytes of ``video`` as shown on ``page``.
+
+    The built-in policy (``builtin_decision``) decides first; only when it
+    allows do the site's ``check_video_access`` hooks run, each
+    ``fn(request, page, video)`` returning None (no say) or an ``Outcome``
+    that refuses (FORBIDDEN, NOT_FOUND, LOGIN_REQUIRED). A hook can take
+    access away, never give it: a refusal of the built-in policy is final,
+    and a hook answering ALLOWED has no say. While any such hook is
+    registered no allowed decision is remembered (``decisions.py`` cannot
+    know what a hook's answer rests on), so every request asks the hooks.
+    """
+    decision = builtin_decision(request, page, video, download=download)
+    if not decision.allowed:
+        return decision
+    checks = hooks.get_hooks(CHECK_HOOK)
+    if not checks:
+        return decision
+    for check in checks:
+        outcome = check(request, page, video)
+        if outcome is None or outcome is Outcome.ALLOWED:
+            continue
+        if not isinstance(outcome, Outcome):
+            raise TypeError(
+                f"A {CHECK_HOOK} hook must return None or a media_access.policy.Outcome, not {outcome!r}"
+            )
+        return Decision(outcome, CHECK_HOOK)
+    return replace(decision, cacheable=False)
+
+
+def builtin_decision(request, page, video, *, download=False):
+    """The policy's own decision, before the site's ``check_video_access`` hooks.
 
     All of these must hold: the page is live and not past its ``expire_at``
     (or, for a preview, the user may edit the page *and* may choose the

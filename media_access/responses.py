@@ -13,35 +13,22 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date
 from django.utils.module_loading import import_string
 
-from .s3 import accel_redirect_target, is_s3_storage
+from . import s3
+from .conf import setting
+from .content_types import content_type_for, content_types  # noqa: F401 (the names views import from here)
 
-DEFAULT_CONTENT_TYPES = {
-    ".mp4": "video/mp4",
-    ".m4v": "video/mp4",
-    ".mov": "video/quicktime",
-    ".webm": "video/webm",
-    ".mkv": "video/x-matroska",
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".m4s": "video/iso.segment",
-    ".ts": "video/mp2t",
-    ".m4a": "audio/mp4",
-    ".mp3": "audio/mpeg",
-    ".vtt": "text/vtt",
-    ".jpg": "image/jpeg",
-    ".png": "image/png",
-}
-FALLBACK_CONTENT_TYPE = "application/octet-stream"
 BUILDERS_BY_MODE = {
     "xaccel": "media_access.responses.XAccelResponseBuilder",
     "django": "media_access.responses.RangeFileResponseBuilder",
 }
 _CHUNK_SIZE = 256 * 1024
+# Methods a storage is asked to let nginx use (a presigned URL is made for one).
+NGINX_METHODS = ("GET", "HEAD")
 
 
 @dataclass(frozen=True)
@@ -53,22 +40,6 @@ class ServedFile:
     filename: str
     content_type: str
     attachment: bool = False
-
-
-def setting(name, default=None):
-    return getattr(settings, f"MEDIA_ACCESS_{name}", default)
-
-
-def content_types():
-    return {**DEFAULT_CONTENT_TYPES, **setting("CONTENT_TYPES", {})}
-
-
-def content_type_for(name, declared=""):
-    """A Content-Type from the server-side allow-list; never anything a browser renders as a page."""
-    allowed = content_types()
-    if declared and declared in allowed.values():
-        return declared
-    return allowed.get(posixpath.splitext(name)[1].lower(), FALLBACK_CONTENT_TYPE)
 
 
 def content_disposition(filename, *, attachment=False):
@@ -92,8 +63,32 @@ def accel_redirect_path(name):
         or any(ord(ch) < 32 for ch in name)
     ):
         raise SuspiciousFileOperation(f"Refusing to hand nginx the path {name!r}")
-    prefix = setting("ACCEL_PREFIX", "/_private/")
-    return prefix + quote(name, safe="/")
+    return accel_prefix() + quote(name, safe="/")
+
+
+def valid_accel_prefix(prefix):
+    return (
+        isinstance(prefix, str) and prefix.startswith("/") and prefix.endswith("/")
+        and not any(c in prefix for c in " ;{}\"'") and not any(ord(c) < 32 for c in prefix)
+    )
+
+
+def accel_prefix():
+    """``MEDIA_ACCESS_ACCEL_PREFIX``: nginx's internal location for local files."""
+    prefix = setting("ACCEL_PREFIX")
+    if not valid_accel_prefix(prefix):
+        raise ImproperlyConfigured(
+            "MEDIA_ACCESS_ACCEL_PREFIX must be a plain path that starts and ends with '/'."
+        )
+    return prefix
+
+
+def nginx_source(storage, name, method="GET"):
+    """How nginx reaches ``name`` for a ``method`` request: the storage
+    answers (a local path, or a URL presigned for that method)."""
+    if method not in NGINX_METHODS:
+        raise ValueError(f"Only GET and HEAD are handed to nginx, not {method!r}")
+    return storage.nginx_source(name, http_method=method, expire=s3.url_lifetime())
 
 
 def private_headers(response, served):
@@ -111,10 +106,11 @@ class XAccelResponseBuilder:
     def build(self, request, served):
         response = HttpResponse(b"")
         private_headers(response, served)
-        if is_s3_storage(served.storage):
-            # storage: S3 - nginx proxies to a presigned URL made for this method.
-            method = "HEAD" if request.method == "HEAD" else "GET"
-            response["X-Accel-Redirect"] = accel_redirect_target(served.storage, served.name, method)
+        method = "HEAD" if request.method == "HEAD" else "GET"
+        source = nginx_source(served.storage, served.name, method)
+        if source.url is not None:
+            # storage: S3 - nginx proxies to a URL presigned for this method.
+            response["X-Accel-Redirect"] = s3.accel_redirect_target(served.storage, source.url)
             # nginx sets it from the same allow-list (rendered into its config):
             # one copied on the redirect would stay on a plain 404/502 from S3 too.
             del response["Content-Type"]
@@ -227,7 +223,7 @@ def if_range_matches(header, etag, last_modified):
 def get_response_builder():
     path = setting("RESPONSE_BUILDER")
     if not path:
-        mode = setting("SERVE_MODE", "xaccel")
+        mode = setting("SERVE_MODE")
         if mode not in BUILDERS_BY_MODE:
             raise ImproperlyConfigured(
                 f"MEDIA_ACCESS_SERVE_MODE must be one of {sorted(BUILDERS_BY_MODE)}, not {mode!r}."

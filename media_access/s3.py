@@ -1,9 +1,11 @@
 """Private media in an S3 bucket (``STORAGE=s3``), served by nginx without
 ever showing the bucket to a viewer.
 
-After the policy allowed a request, the response builder presigns the object
-for the request's method (GET → ``get_object``, HEAD → ``head_object``) with
-a short expiry and answers with an empty body and::
+After the policy allowed a request, the response builder asks the private
+storage how nginx reaches the file (``storage.nginx_source``): a bucket
+answers with a URL presigned, by django-storages itself, for the request's
+method (GET or HEAD) with a short expiry. The builder answers with an empty
+body and::
 
     X-Accel-Redirect: /_s3/<path of the presigned URL>?<its query>
 
@@ -29,30 +31,29 @@ import re
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 
-DEFAULT_ACCEL_PREFIX = "/_s3/"
-DEFAULT_URL_LIFETIME = 60
+from .conf import setting
+from .content_types import nginx_content_types
+
 # Keys this project writes (videos/ab/<hex>/...), bucket names, and the
 # separators between them. Anything else is refused: nginx hands this path
 # to S3 as it is, so it must mean the same decoded and encoded.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._~/-]+$")
 # What botocore puts in a presigned query (percent-encoded values).
 _SAFE_QUERY = re.compile(r"^[A-Za-z0-9._~%=&+-]+$")
+_PLAIN_SEGMENT = re.compile(r"^/[A-Za-z0-9_-]+/$")
+# What the bundled nginx config needs to know of a bucket storage to proxy to it.
+_ENDPOINT_ATTRIBUTES = ("bucket_name", "endpoint_url", "region_name", "addressing_style", "use_ssl")
 
 
-def is_s3_storage(storage):
-    try:
-        from storages.backends.s3 import S3Storage
-    except ImportError:
-        return False
-    return isinstance(storage, S3Storage)
+def valid_accel_prefix(prefix):
+    return isinstance(prefix, str) and bool(_PLAIN_SEGMENT.match(prefix))
 
 
 def accel_prefix():
-    prefix = getattr(settings, "MEDIA_ACCESS_S3_ACCEL_PREFIX", DEFAULT_ACCEL_PREFIX)
-    if not re.match(r"^/[A-Za-z0-9_-]+/$", prefix):
+    prefix = setting("S3_ACCEL_PREFIX")
+    if not valid_accel_prefix(prefix):
         raise ImproperlyConfigured(
             "MEDIA_ACCESS_S3_ACCEL_PREFIX must look like '/_s3/' (one plain path segment)."
         )
@@ -61,35 +62,13 @@ def accel_prefix():
 
 def url_lifetime():
     """Seconds a presigned URL is valid: only long enough for nginx to use it at once."""
-    return int(getattr(settings, "MEDIA_ACCESS_S3_URL_LIFETIME", DEFAULT_URL_LIFETIME))
+    return int(setting("S3_URL_LIFETIME"))
 
 
-def object_key(storage, name):
-    if hasattr(storage, "object_key"):
-        return storage.object_key(name)
-    from storages.utils import clean_name
-
-    return storage._normalize_name(clean_name(name))
-
-
-def presigned_url(storage, name, method):
-    """A URL that lets its holder GET (or HEAD) one object for ``url_lifetime()`` seconds."""
-    client_method = {"GET": "get_object", "HEAD": "head_object"}.get(method)
-    if client_method is None:
-        raise ValueError(f"Only GET and HEAD are signed, not {method!r}")
-    client = storage.connection.meta.client
-    return client.generate_presigned_url(
-        client_method,
-        Params={"Bucket": storage.bucket_name, "Key": object_key(storage, name)},
-        ExpiresIn=url_lifetime(),
-        HttpMethod=method,
-    )
-
-
-def accel_redirect_target(storage, name, method):
-    """The X-Accel-Redirect value that makes nginx fetch ``name`` from the bucket.
-    The one place it is built."""
-    url = urlsplit(presigned_url(storage, name, method))
+def accel_redirect_target(storage, url):
+    """The X-Accel-Redirect value that makes nginx fetch a presigned ``url``
+    of ``storage``'s bucket. The one place it is built."""
+    url = urlsplit(url)
     origin = upstream(storage)
     if f"{url.scheme}://{url.netloc}" != origin["origin"]:
         # nginx would send a signature made for one host to another.
@@ -104,6 +83,11 @@ def accel_redirect_target(storage, name, method):
     return accel_prefix() + url.path.lstrip("/") + "?" + url.query
 
 
+def is_proxyable(storage):
+    """A bucket storage nginx can proxy to: it says where its endpoint is."""
+    return all(hasattr(storage, name) for name in _ENDPOINT_ATTRIBUTES)
+
+
 def upstream(storage):
     """Where nginx sends presigned requests: scheme, host and origin of the
     bucket's endpoint as botocore addresses it (path or virtual-hosted style)."""
@@ -113,7 +97,7 @@ def upstream(storage):
         storage.addressing_style or None,
         bool(storage.use_ssl),
         storage.bucket_name,
-        storage.signature_version or "s3v4",
+        getattr(storage, "signature_version", None) or "s3v4",
     )
 
 
@@ -145,21 +129,21 @@ def _upstream(endpoint_url, region_name, addressing_style, use_ssl, bucket_name,
     }
 
 
-def nginx_context():
-    """What the bundled nginx config needs for the S3 location, or None when
-    private media is not in a bucket."""
-    from private_video.storage import private_storage
-
-    storage = private_storage()
-    if not is_s3_storage(storage):
-        return None
+def nginx_context(storage):
+    """What the bundled nginx config needs for the S3 location, given a
+    private storage that has no local root nginx could read."""
+    if not is_proxyable(storage):
+        raise ImproperlyConfigured(
+            f"The private storage {type(storage).__name__} has neither a local root (nginx_root()) "
+            "nor a bucket endpoint nginx could proxy to."
+        )
     target = upstream(storage)
     resolver = ""
     try:
         ipaddress.ip_address(target["hostname"])
     except ValueError:
         # A host name in a proxy_pass with variables is resolved per request.
-        resolver = getattr(settings, "MEDIA_ACCESS_S3_RESOLVER", "") or _system_resolvers()
+        resolver = setting("S3_RESOLVER") or _system_resolvers()
         if not resolver:
             raise ImproperlyConfigured(
                 "nginx needs a DNS resolver for the S3 endpoint: set MEDIA_ACCESS_S3_RESOLVER."
@@ -167,24 +151,10 @@ def nginx_context():
     return {
         **target,
         "location": accel_prefix(),
-        "content_types": _nginx_content_types(),
+        "content_types": nginx_content_types(),
         "resolver": resolver,
         "tls": target["scheme"] == "https",
     }
-
-
-def _nginx_content_types():
-    from .responses import content_types
-
-    pairs = sorted(content_types().items())
-    for extension, content_type in pairs:
-        if not re.match(r"^\.[a-z0-9]{1,8}$", extension) or not re.match(
-            r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$", content_type
-        ):
-            raise ImproperlyConfigured(
-                f"MEDIA_ACCESS_CONTENT_TYPES: {extension!r} → {content_type!r} cannot go into nginx's config."
-            )
-    return pairs
 
 
 def _system_resolvers():

@@ -1,5 +1,6 @@
-"""Viewer grant changes go to the page's history (Wagtail log actions), and a
-changed page password becomes a new restriction.
+"""Viewer grant changes go to the page's history (Wagtail log actions), a
+changed page password becomes a new restriction, and every ``video_served``
+goes to the playback log.
 
 Grants are page children (modelcluster): publishing saves every grant again,
 so only real changes are logged, by comparing with the stored row.
@@ -22,7 +23,9 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from wagtail.log_actions import log
 from wagtail.models import BaseViewRestriction, PageViewRestriction
 
+from .access_log import log_served
 from .models import ViewerGrant
+from .signals import video_served
 
 
 def _remember_previous(sender, instance, **kwargs):
@@ -79,6 +82,7 @@ def _delete_the_replaced_restriction(sender, instance, raw=False, **kwargs):
 
 
 def register_signal_handlers():
+    video_served.connect(log_served, dispatch_uid="media_access_playback_log")
     pre_save.connect(
         _new_row_for_a_new_password, sender=PageViewRestriction, dispatch_uid="media_access_password_pre"
     )

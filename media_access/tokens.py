@@ -31,10 +31,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from private_video import layout
 
-DEFAULT_LIFETIME = 5 * 60
-DEFAULT_URL_PREFIX = "/stream/"
+from .conf import setting
+
 # What nginx may receive inside a string literal of its config, and long enough to matter.
 _SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{32,}$")
+_URL_PREFIX_RE = re.compile(r"^/[A-Za-z0-9_-]+/$")
 # The rendition folder of one video (private_video.layout).
 _PREFIX_RE = re.compile(rf"^{layout.RENDITIONS_PREFIX_PATTERN}$")
 
@@ -42,9 +43,9 @@ _PREFIX_RE = re.compile(rf"^{layout.RENDITIONS_PREFIX_PATTERN}$")
 def token_secret():
     """``MEDIA_ACCESS_TOKEN_SECRET``, or one derived from SECRET_KEY (never SECRET_KEY itself,
     since it is written into the rendered nginx config)."""
-    secret = getattr(settings, "MEDIA_ACCESS_TOKEN_SECRET", "")
+    secret = setting("TOKEN_SECRET")
     if secret:
-        if not _SECRET_RE.match(secret):
+        if not valid_secret(secret):
             raise ImproperlyConfigured(
                 "MEDIA_ACCESS_TOKEN_SECRET must be at least 32 characters of A-Z a-z 0-9 _ -."
             )
@@ -54,13 +55,22 @@ def token_secret():
     ).hexdigest()
 
 
+def valid_secret(secret):
+    """Empty (derived from SECRET_KEY) or 32+ characters nginx can hold in a string literal."""
+    return secret in ("", None) or (isinstance(secret, str) and bool(_SECRET_RE.match(secret)))
+
+
 def token_lifetime():
-    return int(getattr(settings, "MEDIA_ACCESS_TOKEN_LIFETIME", DEFAULT_LIFETIME))
+    return int(setting("TOKEN_LIFETIME"))
+
+
+def valid_url_prefix(prefix):
+    return isinstance(prefix, str) and bool(_URL_PREFIX_RE.match(prefix))
 
 
 def url_prefix():
-    prefix = getattr(settings, "MEDIA_ACCESS_TOKEN_URL_PREFIX", DEFAULT_URL_PREFIX)
-    if not re.match(r"^/[A-Za-z0-9_-]+/$", prefix):
+    prefix = setting("TOKEN_URL_PREFIX")
+    if not valid_url_prefix(prefix):
         raise ImproperlyConfigured(
             "MEDIA_ACCESS_TOKEN_URL_PREFIX must look like '/stream/' (one plain path segment)."
         )

@@ -392,7 +392,9 @@ def test_a_deleted_rendition_is_not_served_from_memory(one_worker, world):
 
     from transcoding.models import Rendition
 
-    rendition = Rendition(video=world.video, name="mp4-360p", content_type="video/mp4", size=5000)
+    rendition = Rendition(
+        video=world.video, name="mp4-360p", kind=Rendition.Kind.MP4, content_type="video/mp4", size=5000
+    )
     rendition.file.save("clip-360p.mp4", ContentFile(world.data[:5000]), save=False)
     rendition.save()
     session = stack_session(world.alice)

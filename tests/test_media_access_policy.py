@@ -357,8 +357,11 @@ def test_player_prefers_a_browser_playable_file(client, page, video, tmp_path):
 
     assert best_playback_name(video) == "original"
     video.file.name = video.file.name.replace(".mp4", ".mkv")
-    for name, height in (("mp4-360p", 360), ("mp4-720p", 720), ("hls-master", None)):
-        rendition = Rendition(video=video, name=name, content_type="video/mp4", height=height, size=10)
+    Kind = Rendition.Kind
+    for name, kind, height in (
+        ("mp4-360p", Kind.MP4, 360), ("mp4-720p", Kind.MP4, 720), ("hls-master", Kind.HLS_MASTER, None),
+    ):
+        rendition = Rendition(video=video, name=name, kind=kind, content_type="video/mp4", height=height, size=10)
         rendition.file.save(f"{name}.mp4", ContentFile(b"x" * 10), save=False)
         rendition.save()
     assert best_playback_name(video) == "mp4-720p"

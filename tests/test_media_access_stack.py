@@ -412,10 +412,12 @@ def test_renditions_are_served_by_name(stack, world):
     from transcoding.models import Rendition
 
     playlist = b"#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-STREAM-INF:BANDWIDTH=500000\nhls-360p\n"
-    files = {"mp4-360p": ("clip-360p.mp4", world.data[:5000], "video/mp4"),
-             "hls-master": ("master.m3u8", playlist, "application/vnd.apple.mpegurl")}
-    for name, (filename, content, content_type) in files.items():
-        rendition = Rendition(video=world.video, name=name, content_type=content_type, size=len(content))
+    files = {"mp4-360p": ("clip-360p.mp4", world.data[:5000], "video/mp4", Rendition.Kind.MP4),
+             "hls-master": ("master.m3u8", playlist, "application/vnd.apple.mpegurl", Rendition.Kind.HLS_MASTER)}
+    for name, (filename, content, content_type, kind) in files.items():
+        rendition = Rendition(
+            video=world.video, name=name, kind=kind, content_type=content_type, size=len(content)
+        )
         rendition.file.save(filename, ContentFile(content), save=False)
         rendition.save()
     session = stack_session(world.alice)

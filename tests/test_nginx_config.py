@@ -15,6 +15,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
 
 from media_access import s3
+from media_access.responses import nginx_source
 from media_access.tokens import secure_link_token
 from media_access.views.signed import token_allows
 
@@ -127,6 +128,11 @@ def test_s3_by_host_name_over_tls_passes_nginx_t(tmp_path):
 # --- the X-Accel value and the token re-check (no server needed) --------------------
 
 
+def accel_target(storage, name, method):
+    """As the response builder makes it: the storage presigns, media_access checks and wraps."""
+    return s3.accel_redirect_target(storage, nginx_source(storage, name, method).url)
+
+
 @pytest.fixture
 def bucket_storage(settings):
     from private_video.storage import PrivateS3Storage
@@ -141,8 +147,8 @@ def bucket_storage(settings):
 
 def test_accel_target_is_signed_per_method_and_fixed_to_the_endpoint(bucket_storage):
     name = "videos/ab/" + "ab" * 16 + "/original.mp4"
-    get = s3.accel_redirect_target(bucket_storage, name, "GET")
-    head = s3.accel_redirect_target(bucket_storage, name, "HEAD")
+    get = accel_target(bucket_storage, name, "GET")
+    head = accel_target(bucket_storage, name, "HEAD")
     for target in (get, head):
         path, _, query = target.partition("?")
         assert path == f"/_s3/private-video/{name}"
@@ -151,19 +157,19 @@ def test_accel_target_is_signed_per_method_and_fixed_to_the_endpoint(bucket_stor
     signature = re.compile(r"X-Amz-Signature=([0-9a-f]+)")
     assert signature.search(get).group(1) != signature.search(head).group(1)
     with pytest.raises(ValueError):
-        s3.accel_redirect_target(bucket_storage, name, "PUT")
+        accel_target(bucket_storage, name, "PUT")
 
 
 def test_accel_target_refuses_unsafe_keys(bucket_storage):
     for name in ("videos/a b/original.mp4", "videos/é/x.mp4", "videos/x.mp4?x=1"):
         with pytest.raises(SuspiciousFileOperation):
-            s3.accel_redirect_target(bucket_storage, name, "GET")
+            accel_target(bucket_storage, name, "GET")
 
 
 def test_accel_target_refuses_a_host_nginx_was_not_given(bucket_storage, monkeypatch):
     monkeypatch.setattr(s3, "upstream", lambda storage: {"origin": "http://127.0.0.1:9999"})
     with pytest.raises(ImproperlyConfigured):
-        s3.accel_redirect_target(bucket_storage, "videos/ab/original.mp4", "GET")
+        accel_target(bucket_storage, "videos/ab/original.mp4", "GET")
 
 
 def test_signed_view_checks_the_token_itself():

@@ -14,6 +14,7 @@ from private_video import get_video_model
 from .. import hls
 from ..access_log import record_playback
 from ..policy import Outcome, can_watch
+from ..signals import send_video_served
 from ..tokens import VideoToken
 from .serve import PAGE_FIELDS, forbidden, frontend_login_url, not_found, private, require_safe
 
@@ -61,7 +62,7 @@ def playback(request, page_id, video_id):
 def playlist(request, page_id, video_id, name):
     """The master or a rung's media playlist, with every URI it lists made fetchable."""
     page, video = _lookup(page_id, video_id)
-    if page is None or video is None or not name.startswith("hls-") or name.endswith("-media"):
+    if page is None or video is None:
         return private(not_found())
     decision = can_watch(request, page, video)
     if decision.outcome is Outcome.NOT_FOUND:
@@ -72,16 +73,19 @@ def playlist(request, page_id, video_id, name):
         return private(forbidden())
 
     renditions = hls.renditions_by_name(video)
-    if name not in renditions:
+    rendition = renditions.get(name)
+    # Playlists only; their media files and everything else go by signed URL.
+    if rendition is None or rendition.kind not in hls.PLAYLIST_KINDS:
         return private(not_found())
+    is_master = rendition.kind == hls.Kind.HLS_MASTER
     try:
-        if name == hls.MASTER:
+        if is_master:
             # ?level=<rung>: one quality for a native HLS player (see master_playlist).
             text = hls.master_playlist(page, video, renditions, level=request.GET.get("level"))
         else:
             text = hls.media_playlist(video, renditions, name, VideoToken.issue(video))
     except LookupError:
         return private(not_found())
-    if name == hls.MASTER:
-        record_playback(request, page, video, name, decision)
+    if is_master:
+        send_video_served(request, page, video, name, decision)
     return private(HttpResponse(text, content_type=hls.HLS_TYPE))

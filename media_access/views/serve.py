@@ -1,7 +1,8 @@
 """The only views that answer with private media.
 
 They read top to bottom as the policy: look the objects up by id → ask
-``can_watch`` → record the playback → hand the file to the response builder.
+``can_watch`` → send ``video_served`` (the playback log records it) or
+record the refusal → hand the file to the response builder.
 Nothing about the file (ETag, Last-Modified, Range) is looked at before the
 policy has allowed the request, so conditional headers cannot probe it.
 
@@ -27,6 +28,7 @@ from ..access_log import record_playback
 from ..files import resolve_file
 from ..policy import Outcome, can_watch
 from ..responses import get_response_builder
+from ..signals import send_video_served
 
 Video = get_video_model()
 
@@ -92,7 +94,7 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
     key = decisions.key_for(request, page_id, video_id, rendition, attachment)
     remembered = decisions.recall(key, generation)
     if remembered is not None:
-        record_playback(request, remembered.page, remembered.video, rendition, remembered.decision)
+        send_video_served(request, remembered.page, remembered.video, rendition, remembered.decision)
         return get_response_builder().build(request, remembered.served)
 
     page = Page.objects.filter(pk=page_id).only(*PAGE_FIELDS).first()
@@ -113,7 +115,7 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
     served = resolve_file(video, rendition, attachment=attachment)
     if served is None:
         return not_found()
-    record_playback(request, page, video, rendition, decision)
+    send_video_served(request, page, video, rendition, decision)
     decisions.remember(key, generation, page, video, decision, served)
     return get_response_builder().build(request, served)
 

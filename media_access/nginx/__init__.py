@@ -15,16 +15,17 @@ from django.template import Context, Engine
 from django.urls import reverse
 
 from private_video import layout
+from private_video.storage import private_storage
 from private_video.validation import max_upload_request_size
 
-from . import s3, tokens
+from .. import s3, tokens
+from ..conf import setting
+from ..responses import accel_prefix
 
-TEMPLATE_PATH = Path(settings.BASE_DIR) / "deploy" / "nginx" / "site.conf.template"
+# Shipped inside the package (deploy/nginx/site.conf.template links here).
+TEMPLATE_PATH = Path(__file__).resolve().parent / "site.conf.template"
 # Request bodies anywhere but the admin: login forms, page passwords.
 SITE_BODY_LIMIT = 1024 * 1024
-# The rest of the admin (Wagtail's image and document uploads) unless
-# CMS_ADMIN_MAX_BODY_SIZE says otherwise.
-DEFAULT_ADMIN_BODY_LIMIT = 32 * 1024 * 1024
 # The video library's upload endpoints, the only URLs that take a video-sized
 # body: the upload view, the chooser's upload tab, and the edit view (its
 # form replaces the file). By URL name; the site decides where the admin lives.
@@ -34,9 +35,34 @@ VIDEO_REPLACE_URLS = ("private_video:edit",)
 UNPRIVILEGED_USERS = ("www-data", "nginx", "nobody")
 
 
+def private_root(storage=None):
+    """The folder nginx's internal location reads private files from, or
+    None when they are not local files (a bucket)."""
+    storage = storage or private_storage()
+    nginx_root = getattr(storage, "nginx_root", None)
+    if nginx_root is not None:
+        root = nginx_root()
+    else:
+        # A storage from before nginx_root(): a local one has a location.
+        root = None if s3.is_proxyable(storage) else getattr(storage, "location", None)
+    return Path(root) if root else None
+
+
+def default_runtime_dir(output=None):
+    """nginx's pid and temp files: MEDIA_ACCESS_NGINX_RUNTIME_DIR, else beside
+    the rendered config, else ./nginx."""
+    configured = setting("NGINX_RUNTIME_DIR")
+    if configured:
+        return Path(configured)
+    if output:
+        return Path(output).resolve().parent
+    return Path.cwd() / "nginx"
+
+
 def nginx_context(**overrides):
-    data_dir = Path(settings.DATA_DIR)
-    runtime_dir = Path(overrides.pop("runtime_dir", data_dir / "nginx"))
+    runtime_dir = Path(overrides.pop("runtime_dir", None) or default_runtime_dir())
+    storage = private_storage()
+    root = private_root(storage)
     context = {
         "standalone": True,
         "worker_processes": "auto",
@@ -48,19 +74,20 @@ def nginx_context(**overrides):
         # (docs/deploy.md, "Files and who may read them"); not root, nginx
         # cannot switch and ignores it.
         "user": default_worker_user(),
-        "mime_types": "/etc/nginx/mime.types",
-        "listen": "127.0.0.1:8000",
-        "server_name": "_",
+        "mime_types": setting("NGINX_MIME_TYPES"),
+        "listen": setting("NGINX_LISTEN"),
+        "server_name": setting("NGINX_SERVER_NAME"),
         # Production TLS (HTTP/2); empty keeps plain HTTP (make run, tests).
         "tls_certificate": "",
         "tls_certificate_key": "",
         "http_listen": "80",
         "upstream_name": "django_app",
-        "upstream": f"unix:{data_dir / 'run' / 'gunicorn.sock'}",
-        "static_root": Path(settings.STATIC_ROOT),
-        "media_root": Path(settings.MEDIA_ROOT),
-        "private_root": Path(settings.PRIVATE_MEDIA_ROOT),
-        "private_location": _accel_prefix(),
+        "upstream": setting("NGINX_UPSTREAM"),
+        "static_root": Path(settings.STATIC_ROOT) if settings.STATIC_ROOT else None,
+        "media_root": Path(settings.MEDIA_ROOT) if settings.MEDIA_ROOT else None,
+        # Local private files (None: in a bucket, reached through the S3 location).
+        "private_root": root,
+        "private_location": accel_prefix(),
         "site_body_limit": SITE_BODY_LIMIT,
         "app_locations": app_locations(),
         # Where nginx asks whether a POST to an upload URL may send its body.
@@ -72,7 +99,7 @@ def nginx_context(**overrides):
         "rendition_file_pattern": layout.RENDITION_FILE_PATTERN,
         "token_secret": tokens.token_secret(),
         # storage: S3 - the bucket endpoint nginx proxies presigned requests to (None: local files).
-        "s3": s3.nginx_context(),
+        "s3": s3.nginx_context(storage) if root is None else None,
     }
     context.update(overrides)
     return context
@@ -82,7 +109,7 @@ def app_locations():
     """The locations proxied to Django, most specific first, each with its body limit."""
     # The same figure the upload views check the Content-Length against.
     video_limit = max_upload_request_size()
-    admin_limit = getattr(settings, "CMS_ADMIN_MAX_BODY_SIZE", DEFAULT_ADMIN_BODY_LIMIT)
+    admin_limit = setting("ADMIN_MAX_BODY_SIZE")
     locations = [
         {"match": f"= {_nginx_path(reverse(name))}", "body_limit": video_limit, "upload": True}
         for name in VIDEO_UPLOAD_URLS
@@ -121,12 +148,3 @@ def render_nginx_config(**overrides):
     engine = Engine(autoescape=False)
     template = engine.from_string(TEMPLATE_PATH.read_text())
     return template.render(Context(nginx_context(**overrides), autoescape=False))
-
-
-def _accel_prefix():
-    prefix = getattr(settings, "MEDIA_ACCESS_ACCEL_PREFIX", "/_private/")
-    if not (prefix.startswith("/") and prefix.endswith("/")) or any(c in prefix for c in " ;{}\"'"):
-        raise ImproperlyConfigured(
-            "MEDIA_ACCESS_ACCEL_PREFIX must be a plain path that starts and ends with '/'."
-        )
-    return prefix
