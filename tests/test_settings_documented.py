@@ -122,17 +122,26 @@ def scan(path):
             # a module's own setting() helper reads its app's prefix
             setting_funcs.setdefault("setting", app)
 
-    # `for name in ("MEDIA_ROOT", "STATIC_ROOT"): getattr(settings, name)` reads both
+    # `for name in ("MEDIA_ROOT", "STATIC_ROOT"): getattr(settings, name)` reads both;
+    # so does `for name, check in (("A", a), ("B", b)): setting(name)`.
     loop_names = {}
     for node in ast.walk(tree):
-        if (
-            isinstance(node, (ast.For, ast.comprehension))
-            and isinstance(node.target, ast.Name)
-            and isinstance(node.iter, (ast.Tuple, ast.List))
-            and node.iter.elts
-            and all(_literal(element) for element in node.iter.elts)
-        ):
-            loop_names.setdefault(node.target.id, []).extend(_literal(e) for e in node.iter.elts)
+        if not (isinstance(node, (ast.For, ast.comprehension)) and isinstance(node.iter, (ast.Tuple, ast.List))):
+            continue
+        rows = node.iter.elts
+        if isinstance(node.target, ast.Name):
+            targets, rows = [(node.target, 0)], [ast.Tuple(elts=[row]) for row in rows]
+        elif isinstance(node.target, ast.Tuple):
+            targets = [(target, index) for index, target in enumerate(node.target.elts) if isinstance(target, ast.Name)]
+        else:
+            continue
+        for target, index in targets:
+            values = [
+                _literal(row.elts[index]) if isinstance(row, ast.Tuple) and len(row.elts) > index else None
+                for row in rows
+            ]
+            if values and all(values):
+                loop_names.setdefault(target.id, []).extend(values)
 
     def names(node):
         if _literal(node):
@@ -341,3 +350,68 @@ def test_every_defaults_entry_has_a_comment(app):
         if not lines[key.lineno - 2].strip().startswith("#") and "#" not in lines[key.lineno - 1]
     ]
     assert not uncommented, f"{app}.conf.DEFAULTS entries without a comment: {uncommented}"
+
+
+def _site_settings(tmp_path, **environ):
+    """The app settings cms.settings.base defines, in a clean environment plus ``environ``."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(tuple(APPS.values())) and name != "DJANGO_SETTINGS_MODULE"
+    }
+    env.update(CMS_DATA_DIR=str(tmp_path), **environ)
+    script = (
+        "import json, cms.settings.base as s; "
+        f"print(json.dumps({{n: getattr(s, n) for n in dir(s) if n.startswith({tuple(APPS.values())!r})}}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    return result.returncode, json.loads(result.stdout) if result.returncode == 0 else result.stderr
+
+
+# App settings the demo site sets for itself (not an app default written again):
+# paths below its data folder. docs/settings.md says so.
+SITE_OWN_APP_SETTINGS = {
+    "TRANSCODING_LOCK_DIR": "transcoding-locks",
+    "MEDIA_ACCESS_NGINX_UPSTREAM": "run/gunicorn.sock",
+}
+
+
+def test_demo_site_writes_no_app_default_and_reads_overrides_from_the_environment(tmp_path):
+    tables = defaults_by_app()
+    defaults = {name: value for table in tables.values() for name, value in table.items()}
+    code, values = _site_settings(tmp_path)
+    assert code == 0, values
+    # Only what the site needs of its own, none of it an app's default.
+    assert set(values) == set(SITE_OWN_APP_SETTINGS)
+    for name, value in values.items():
+        assert name in defaults and value != defaults[name]
+        assert value.endswith(str(tmp_path / SITE_OWN_APP_SETTINGS[name])), (name, value)
+    site_section = DOC.read_text().split("## The demo site's environment variables", 1)[1]
+    assert all(f"`{name}`" in site_section for name in SITE_OWN_APP_SETTINGS)
+
+    code, overridden = _site_settings(
+        tmp_path,
+        MEDIA_ACCESS_TOKEN_LIFETIME="77",
+        PRIVATE_VIDEO_MAX_UPLOAD_SIZE="1G",
+        TRANSCODING_AUTO_ENQUEUE="off",
+        MEDIA_ACCESS_SERVE_MODE="django",
+        MEDIA_ACCESS_S3_RESOLVER="",  # empty: the default stays
+    )
+    assert code == 0, overridden
+    assert overridden == {
+        **values,
+        "MEDIA_ACCESS_TOKEN_LIFETIME": 77,
+        "PRIVATE_VIDEO_MAX_UPLOAD_SIZE": 1024**3,
+        "TRANSCODING_AUTO_ENQUEUE": False,
+        "MEDIA_ACCESS_SERVE_MODE": "django",
+    }
+
+    code, error = _site_settings(tmp_path, MEDIA_ACCESS_LOG_WINDOW="half an hour")
+    assert code != 0 and "ImproperlyConfigured: MEDIA_ACCESS_LOG_WINDOW='half an hour'" in error
