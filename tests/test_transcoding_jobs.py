@@ -513,7 +513,7 @@ def test_a_stale_worker_cannot_publish_after_its_job_was_taken_over(sample_video
     prefix_folder = Path(video.file.storage.path(f"videos/{video.key.hex[:2]}/{video.key.hex}/renditions"))
     folders_before = set(prefix_folder.iterdir())
     with pytest.raises(JobSuperseded):
-        publish(stale_view, video, [Output("poster", poster, "image/jpeg")], complete=True)
+        publish(stale_view, video, [Output("poster", poster, "image/jpeg", kind="poster")], complete=True)
     assert {r.name: r.file.name for r in video.renditions.all()} == before
     assert RetiredFile.objects.count() == retired_before
     assert set(prefix_folder.iterdir()) == folders_before
@@ -524,9 +524,9 @@ def test_system_checks_name_a_queue_setup_that_cannot_put_playable_first():
 
     rq_one_queue = {**DB_TASKS, "transcoding": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
     with override_settings(TASKS=rq_one_queue):
-        assert "transcoding.E002" in [message.id for message in run_checks()]
+        assert "private_video_transcoding.E002" in [message.id for message in run_checks()]
     with override_settings(TASKS=rq_one_queue, TRANSCODING_PLAYABLE_QUEUE="default", TRANSCODING_LADDER_QUEUE="default"):
-        assert "transcoding.E002" not in [message.id for message in run_checks()]
+        assert "private_video_transcoding.E002" not in [message.id for message in run_checks()]
     with override_settings(TRANSCODING_RETIRED_FILE_GRACE_SECONDS=10):
-        assert "transcoding.W001" in [message.id for message in run_checks()]
-    assert not [m.id for m in run_checks() if m.id.startswith("transcoding.")]
+        assert "private_video_transcoding.W001" in [message.id for message in run_checks()]
+    assert not [m.id for m in run_checks() if m.id.startswith("private_video_transcoding.")]

@@ -2,6 +2,7 @@
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from private_video import get_video_model_string
 from private_video.layout import rendition_name
@@ -26,17 +27,34 @@ class Rendition(models.Model):
     plays with), ``poster``, ``storyboard`` and ``storyboard-vtt``. Playlists and the storyboard index refer to their
     siblings by rendition name, relative to their own URL, so they work under
     any ``.../<rendition name>`` URL scheme.
+
+    ``kind`` says what a rendition is, so nothing parses names to find out.
     """
+
+    class Kind(models.TextChoices):
+        MP4 = "mp4", _("Progressive MP4")
+        HLS_MASTER = "hls-master", _("HLS master playlist")
+        # A rung's media playlist (video only).
+        HLS_VIDEO = "hls-video", _("HLS video playlist")
+        # An audio track's media playlist.
+        HLS_AUDIO = "hls-audio", _("HLS audio playlist")
+        # The fMP4 file a media playlist's byte ranges point into.
+        HLS_MEDIA = "hls-media", _("HLS media file")
+        POSTER = "poster", _("Poster")
+        STORYBOARD = "storyboard", _("Storyboard image")
+        STORYBOARD_VTT = "storyboard-vtt", _("Storyboard cues")
+        CAPTIONS = "captions", _("Captions")
 
     video = models.ForeignKey(get_video_model_string(), related_name="renditions", on_delete=models.CASCADE)
     name = models.SlugField(max_length=64)
+    kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
     file = models.FileField(storage=private_storage, upload_to=rendition_upload_to, max_length=255)
     content_type = models.CharField(max_length=100)
     size = models.PositiveBigIntegerField(default=0)
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
-    bitrate = models.PositiveIntegerField(null=True, blank=True, help_text="bits per second")
-    codecs = models.CharField(max_length=100, blank=True, help_text="RFC 6381, e.g. avc1.64001f,mp4a.40.2")
+    bitrate = models.PositiveIntegerField(null=True, blank=True, help_text=_("bits per second"))
+    codecs = models.CharField(max_length=100, blank=True, help_text=_("RFC 6381, e.g. avc1.64001f,mp4a.40.2"))
     duration = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -60,15 +78,15 @@ class TranscodeJob(models.Model):
     """
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        PROCESSING = "processing", "Processing"
-        READY = "ready", "Ready"
-        FAILED = "failed", "Failed"
-        SUPERSEDED = "superseded", "Superseded"
+        QUEUED = "queued", _("Queued")
+        PROCESSING = "processing", _("Processing")
+        READY = "ready", _("Ready")
+        FAILED = "failed", _("Failed")
+        SUPERSEDED = "superseded", _("Superseded")
 
     class Phase(models.TextChoices):
-        PLAYABLE = "playable", "Quick playable version"
-        LADDER = "ladder", "Full ladder"
+        PLAYABLE = "playable", _("Quick playable version")
+        LADDER = "ladder", _("Full ladder")
 
     video = models.ForeignKey(get_video_model_string(), related_name="transcode_jobs", on_delete=models.CASCADE)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)

@@ -17,13 +17,16 @@ from django.db import connection
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from private_video.probe import ProbeError, keyframe_gap, probe, probe_video
 from private_video.storage import private_storage
 
 from . import backends
 from .backends import POSTER_NAME, STORYBOARD_NAME, StoryboardPlan, get_backend
+from .conf import setting, temp_dir
 from .models import Rendition, TranscodeJob
-from private_video.probe import ProbeError, keyframe_gap, probe, probe_video
 from .profiles import (
     display_aspect,
     display_dimensions,
@@ -36,7 +39,6 @@ from .profiles import (
     plan_audio,
     plan_ladder,
     progressive_rung,
-    setting,
     source_video_stream,
     video_level,
 )
@@ -49,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 Status = TranscodeJob.Status
 Phase = TranscodeJob.Phase
+Kind = Rendition.Kind
 HLS_TYPE = "application/vnd.apple.mpegurl"
 
 # Share of the job's progress bar per stage: the ladder is the long part.
@@ -62,7 +65,7 @@ class Lease:
 
     def __init__(self, job):
         self.job = job
-        self.every = max(0.2, float(setting("LEASE_SECONDS", 120)) / 4)
+        self.every = max(0.2, float(setting("LEASE_SECONDS")) / 4)
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._keep, name=f"lease-{job.pk}", daemon=True)
@@ -99,7 +102,7 @@ class JobReporter:
     def __init__(self, job, lease=None):
         self.job = job
         self.lease = lease
-        self.min_interval = float(setting("PROGRESS_INTERVAL", 1.0))
+        self.min_interval = float(setting("PROGRESS_INTERVAL"))
         self.last_write = 0.0
         self.stage_name = ""
         self.stage_started = time.monotonic()
@@ -185,7 +188,7 @@ def run_job(job_id, phase=Phase.PLAYABLE):
             _fail(job, readable_ffmpeg_error(exc), exc.stderr_tail)
         except Exception as exc:  # noqa: BLE001 - the worker must survive anything
             logger.exception("transcode job %s crashed", job.pk)
-            _fail(job, f"Processing failed unexpectedly: {exc}", traceback.format_exc()[-4000:])
+            _fail(job, _("Processing failed unexpectedly: %(error)s") % {"error": exc}, traceback.format_exc()[-4000:])
         else:
             outcome = "playable" if job.phase == Phase.PLAYABLE else "ready"
     mine = TranscodeJob.objects.filter(pk=job.pk, status=Status.PROCESSING, worker=job.worker)
@@ -213,11 +216,12 @@ def _fail(job, message, stderr_tail=""):
 
 
 _KNOWN_FAILURES = (
-    ("moov atom not found", "The file is incomplete (was the upload cut short?) and cannot be read."),
-    ("Invalid data found when processing input", "The file is damaged or is not a video ffmpeg can read."),
-    ("does not contain any stream", "The file contains no audio or video stream."),
-    ("Output file #0 does not contain any stream", "The file contains no usable video stream."),
-    ("No space left on device", "The server ran out of disk space while processing."),
+    ("moov atom not found", gettext_lazy("The file is incomplete (was the upload cut short?) and cannot be read.")),
+    ("Invalid data found when processing input",
+     gettext_lazy("The file is damaged or is not a video ffmpeg can read.")),
+    ("does not contain any stream", gettext_lazy("The file contains no audio or video stream.")),
+    ("Output file #0 does not contain any stream", gettext_lazy("The file contains no usable video stream.")),
+    ("No space left on device", gettext_lazy("The server ran out of disk space while processing.")),
 )
 
 
@@ -225,7 +229,7 @@ def readable_probe_error(exc):
     detail = getattr(exc, "detail", "") or str(exc)
     for needle, readable in _KNOWN_FAILURES:
         if needle in detail:
-            return readable
+            return str(readable)
     return str(exc)
 
 
@@ -241,17 +245,17 @@ def _probe_source(source):
         with open(source, "rb") as handle:
             head = handle.read(8)
         if "moov atom not found" in exc.detail and head[4:8] not in _MP4_BOXES:
-            raise ProbeError("This file is not a video; its content is not a format ffmpeg knows.") from None
+            raise ProbeError(_("This file is not a video; its content is not a format ffmpeg knows.")) from None
         raise
 
 
 def check_source_size(info):
     """Refuse pictures no rung needs and ffmpeg may not have memory for."""
-    limit = int(setting("MAX_SOURCE_PIXELS", 8192 * 8192))
+    limit = int(setting("MAX_SOURCE_PIXELS"))
     if info.width * info.height > limit:
         raise ProbeError(
-            f"The video is {info.width}×{info.height} pixels; the largest this site processes "
-            f"is {limit:,} pixels per frame."
+            _("The video is %(width)s×%(height)s pixels; the largest this site processes "
+              "is %(limit)s pixels per frame.") % {"width": info.width, "height": info.height, "limit": f"{limit:,}"}
         )
 
 
@@ -259,7 +263,7 @@ def readable_ffmpeg_error(exc):
     text = exc.stderr_tail or ""
     for needle, message in _KNOWN_FAILURES:
         if needle in text:
-            return message
+            return str(message)
     return str(exc)
 
 
@@ -295,15 +299,15 @@ def fast_path_refusal(info, source=None):
     stream = source_video_stream(info)
     width, height = info.width or 0, info.height or 0
     level = video_level(info)
-    max_kbps = int(setting("FAST_PATH_MAX_KBPS", 10_000))
+    max_kbps = int(setting("FAST_PATH_MAX_KBPS"))
     checks = (
         (info.video_codec == "h264", "not H.264"),
         (info.pix_fmt in ("yuv420p", "yuvj420p"), f"pixel format {info.pix_fmt}"),
         (info.profile in ("Constrained Baseline", "Baseline", "Main", "High"), f"profile {info.profile}"),
         (all(track.codec == "aac" for track in plan_audio(info)), "sound is not AAC"),
-        (min(width, height) <= int(setting("FAST_PATH_MAX_SHORT_SIDE", 1080))
-         and max(width, height) <= 2 * int(setting("FAST_PATH_MAX_SHORT_SIDE", 1080)), f"{width}x{height}"),
-        (level is None or level <= int(setting("FAST_PATH_MAX_LEVEL", 42)), f"level {level}"),
+        (min(width, height) <= int(setting("FAST_PATH_MAX_SHORT_SIDE"))
+         and max(width, height) <= 2 * int(setting("FAST_PATH_MAX_SHORT_SIDE")), f"{width}x{height}"),
+        (level is None or level <= int(setting("FAST_PATH_MAX_LEVEL")), f"level {level}"),
         (not info.bit_rate or info.bit_rate <= max_kbps * 1000, f"{info.bit_rate} bit/s"),
         (not hdr_transfer(info) and stream.get("color_primaries") != "bt2020", "HDR or wide gamut"),
         (not is_interlaced(info), "interlaced"),
@@ -316,7 +320,7 @@ def fast_path_refusal(info, source=None):
             return reason
     if source is not None:
         gap = keyframe_gap(source, seconds=30, duration=info.duration)
-        limit = float(setting("FAST_PATH_MAX_KEYFRAME_SECONDS", 5))
+        limit = float(setting("FAST_PATH_MAX_KEYFRAME_SECONDS"))
         if gap is None or gap > limit:
             return f"keyframes {gap} s apart"
     return ""
@@ -383,7 +387,7 @@ def transcode_playable(job, reporter, workdir):
                 fast = None
         else:
             rung = lowest_rung(info)
-            preset = setting("FAST_X264_PRESET", "veryfast")
+            preset = setting("FAST_X264_PRESET")
             cmd = backend.ladder_command(source, info, [rung], fast_dir, preset=preset, audio=audio)
             _run(cmd, info, reporter)
             _run(backend.progressive_command(fast_dir / backends.hls_media_name(rung.label),
@@ -444,8 +448,8 @@ def playable_first(job, reporter):
     ``TRANSCODING_PLAYABLE_FIRST_WAIT_SECONDS``. Queue priorities do this
     already; this closes the gaps (uploads arriving meanwhile, one worker,
     a worker reading its queues in another order)."""
-    deadline = time.monotonic() + float(setting("PLAYABLE_FIRST_WAIT_SECONDS", 60))
-    lease = timedelta(seconds=float(setting("LEASE_SECONDS", 120)))
+    deadline = time.monotonic() + float(setting("PLAYABLE_FIRST_WAIT_SECONDS"))
+    lease = timedelta(seconds=float(setting("LEASE_SECONDS")))
     while time.monotonic() < deadline:
         waiting = (
             TranscodeJob.objects.filter(status=Status.QUEUED, phase=Phase.PLAYABLE)
@@ -486,8 +490,8 @@ def detect_field_order(backend, source, info, known=None):
     if known and known != "unknown":
         stream["field_order"] = known
         return known
-    frames = int(setting("IDET_FRAMES", 120))
-    with tempfile.TemporaryDirectory(prefix="idet-", dir=setting("TEMP_DIR", None)) as tmp:
+    frames = int(setting("IDET_FRAMES"))
+    with tempfile.TemporaryDirectory(prefix="idet-", dir=temp_dir()) as tmp:
         output = Path(tmp) / "idet.txt"
         try:
             _run(backend.field_order_command(source, info, output, frames=frames), None, None)
@@ -561,8 +565,9 @@ def _segments(playlist):
     return segments
 
 
-def _rung_outputs(folder, label, info, *, size=None):
-    """(mp4 or None, hls media, hls playlist) for one rung."""
+def _rung_outputs(folder, label, info, *, size=None, audio=False):
+    """(mp4 or None, hls media, hls playlist) for one rung, or for one audio
+    track when ``audio``."""
     playlist = folder / backends.hls_playlist_name(label)
     media = folder / backends.hls_media_name(label)
     media_name, playlist_name = f"hls-{label}-media", f"hls-{label}"
@@ -576,9 +581,10 @@ def _rung_outputs(folder, label, info, *, size=None):
     mp4 = None
     if (folder / backends.mp4_name(label)).exists():
         mp4 = _mp4_output(folder, label, info, (width, height))
-    media_output = Output(media_name, media, "video/mp4", bitrate=average, **common)
+    media_output = Output(media_name, media, "video/mp4", kind=Kind.HLS_MEDIA, bitrate=average, **common)
     playlist_output = Output(
-        playlist_name, playlist, HLS_TYPE, bitrate=average, peak_bitrate=peak,
+        playlist_name, playlist, HLS_TYPE, kind=Kind.HLS_AUDIO if audio else Kind.HLS_VIDEO,
+        bitrate=average, peak_bitrate=peak,
         references={media.name: media_name}, **common,
     )
     return mp4, media_output, playlist_output
@@ -588,7 +594,7 @@ def _mp4_output(folder, label, info, size):
     path = folder / backends.mp4_name(label)
     duration = probe(path).duration or info.duration
     return Output(
-        f"mp4-{label}", path, "video/mp4", width=size[0], height=size[1],
+        f"mp4-{label}", path, "video/mp4", kind=Kind.MP4, width=size[0], height=size[1],
         bitrate=int(path.stat().st_size * 8 / duration) if duration else None,
         codecs=_codecs(path), duration=duration,
     )
@@ -610,7 +616,7 @@ class AudioRendition:
 def _audio_renditions(folder, audio, info):
     renditions = []
     for track in audio:
-        _, media, playlist = _rung_outputs(folder, track.label, info, size=(None, None))
+        _, media, playlist = _rung_outputs(folder, track.label, info, size=(None, None), audio=True)
         stream = next(s for s in probe(media.path).raw["streams"] if s.get("codec_type") == "audio")
         renditions.append(AudioRendition(track, media, playlist, stream.get("channels")))
     return renditions
@@ -658,14 +664,14 @@ def _master(playlists, folder, sound=()):
     path = folder / "master.m3u8"
     path.write_text("\n".join(lines) + "\n")
     duration = max((p.duration or 0 for p in playlists), default=None)
-    return Output("hls-master", path, HLS_TYPE, duration=duration)
+    return Output("hls-master", path, HLS_TYPE, kind=Kind.HLS_MASTER, duration=duration)
 
 
 def _poster(backend, source, info, folder):
     # Skip the opening seconds: fades and slates start black. A clip under
     # a second is taken from its start: a seek could pass its only frame.
-    seek = min(info.duration * 0.25, float(setting("POSTER_SEEK_SECONDS", 5))) if info.duration >= 1 else 0
-    short_side = min(even(setting("POSTER_HEIGHT", 720)), even_below(min(display_dimensions(info))))
+    seek = min(info.duration * 0.25, float(setting("POSTER_SEEK_SECONDS"))) if info.duration >= 1 else 0
+    short_side = min(even(setting("POSTER_HEIGHT")), even_below(min(display_dimensions(info))))
     width, height = fit_short_side(info, short_side)
     path = folder / POSTER_NAME
     _run(backend.poster_command(source, info, path, seek=seek, width=width, height=height), None, None)
@@ -673,16 +679,16 @@ def _poster(backend, source, info, folder):
         # The seek landed past the last decodable frame (a damaged tail).
         _run(backend.poster_command(source, info, path, seek=0, width=width, height=height), None, None)
     if not path.exists():
-        raise FFmpegError("ffmpeg could not take a picture for the poster.")
-    return Output("poster", path, "image/jpeg", width=width, height=height)
+        raise FFmpegError(_("ffmpeg could not take a picture for the poster."))
+    return Output("poster", path, "image/jpeg", kind=Kind.POSTER, width=width, height=height)
 
 
 def plan_storyboard(info):
-    max_tiles = setting("STORYBOARD_MAX_TILES", 100)
-    interval = max(float(setting("STORYBOARD_INTERVAL", 2)), info.duration / max_tiles)
+    max_tiles = setting("STORYBOARD_MAX_TILES")
+    interval = max(float(setting("STORYBOARD_INTERVAL")), info.duration / max_tiles)
     count = max(1, math.ceil(info.duration / interval))
     # The tile's long side is STORYBOARD_TILE_WIDTH, portrait or landscape.
-    longest = setting("STORYBOARD_TILE_WIDTH", 160)
+    longest = setting("STORYBOARD_TILE_WIDTH")
     aspect = display_aspect(info)
     if aspect >= 1:
         tile_width, tile_height = even(longest), even(longest / aspect)
@@ -720,6 +726,6 @@ def _storyboard_outputs(folder, plan, info):
     vtt.write_text("\n".join(lines))
     width, height = plan.columns * plan.tile_width, plan.rows * plan.tile_height
     return [
-        Output("storyboard", sprite, "image/jpeg", width=width, height=height),
-        Output("storyboard-vtt", vtt, "text/vtt", duration=info.duration),
+        Output("storyboard", sprite, "image/jpeg", kind=Kind.STORYBOARD, width=width, height=height),
+        Output("storyboard-vtt", vtt, "text/vtt", kind=Kind.STORYBOARD_VTT, duration=info.duration),
     ]

@@ -7,8 +7,9 @@ import re
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from .conf import setting
 
 
 @dataclass(frozen=True)
@@ -29,21 +30,19 @@ class Rung:
         return self.maxrate_kbps * 2
 
 
-DEFAULT_LADDER = (
-    Rung(1080, 5000, crf=22),
-    Rung(720, 3000, crf=23),
-    Rung(540, 1800, crf=23),
-    Rung(360, 800, crf=24),
-)
-
-
-def setting(name, default):
-    return getattr(settings, f"TRANSCODING_{name}", default)
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def get_ladder():
-    """``TRANSCODING_LADDER`` (Rungs or dicts of Rung fields), tallest first."""
-    configured = setting("LADDER", None) or DEFAULT_LADDER
+    """``TRANSCODING_LADDER`` (Rungs or dicts of Rung fields), tallest first.
+    Raises ImproperlyConfigured naming the entry that is wrong (the system
+    check ``private_video_transcoding.E004`` reports it)."""
+    configured = setting("LADDER")
+    if isinstance(configured, (str, bytes, dict)) or not hasattr(configured, "__iter__"):
+        raise ImproperlyConfigured(
+            f"TRANSCODING_LADDER must be a list of rungs (dicts of Rung fields), not {configured!r}"
+        )
     rungs = []
     for item in configured:
         if isinstance(item, dict):
@@ -51,8 +50,17 @@ def get_ladder():
                 item = Rung(**item)
             except TypeError as exc:
                 raise ImproperlyConfigured(f"TRANSCODING_LADDER entry {item!r}: {exc}") from None
-        if not isinstance(item, Rung) or item.height < 2:
-            raise ImproperlyConfigured(f"TRANSCODING_LADDER entry {item!r} is not a Rung")
+        if not isinstance(item, Rung):
+            raise ImproperlyConfigured(f"TRANSCODING_LADDER entry {item!r} is not a Rung or a dict of its fields")
+        for name in ("height", "maxrate_kbps", "audio_kbps"):
+            if not _positive_int(getattr(item, name)):
+                raise ImproperlyConfigured(
+                    f"TRANSCODING_LADDER entry {item!r}: {name} must be a positive whole number"
+                )
+        if not (isinstance(item.crf, int) and not isinstance(item.crf, bool) and 0 <= item.crf <= 51):
+            raise ImproperlyConfigured(f"TRANSCODING_LADDER entry {item!r}: crf must be a whole number from 0 to 51")
+        if item.height < 2:
+            raise ImproperlyConfigured(f"TRANSCODING_LADDER entry {item!r}: height must be at least 2")
         rungs.append(item)
     if not rungs:
         raise ImproperlyConfigured("TRANSCODING_LADDER is empty")
@@ -60,15 +68,15 @@ def get_ladder():
 
 
 def segment_seconds():
-    return setting("SEGMENT_SECONDS", 6)
+    return setting("SEGMENT_SECONDS")
 
 
 def keyframe_seconds():
-    return setting("KEYFRAME_SECONDS", 2)
+    return setting("KEYFRAME_SECONDS")
 
 
 def progressive_height():
-    return setting("PROGRESSIVE_HEIGHT", 720)
+    return setting("PROGRESSIVE_HEIGHT")
 
 
 def ladder_signature():
@@ -81,7 +89,7 @@ def ladder_signature():
         "segment": segment_seconds(),
         "keyframe": keyframe_seconds(),
         "progressive": progressive_height(),
-        "preset": setting("X264_PRESET", "veryfast"),
+        "preset": setting("X264_PRESET"),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -293,7 +301,7 @@ def plan_audio(info):
     """Every audio stream of the source, in order; the first is the default."""
     streams = [s for s in info.raw.get("streams", []) if s.get("codec_type") == "audio"]
     # An upload is hostile input: a hundred audio streams are not a hundred encodes.
-    streams = streams[: int(setting("MAX_AUDIO_TRACKS", 8))]
+    streams = streams[: int(setting("MAX_AUDIO_TRACKS"))]
     tracks, names = [], set()
     for index, stream in enumerate(streams):
         tags = {key.lower(): value for key, value in (stream.get("tags") or {}).items()}

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
@@ -19,13 +18,16 @@ from private_video.layout import renditions_prefix
 from private_video.storage import private_storage
 
 from .models import Rendition, RetiredFile, TranscodeJob
-from .profiles import segment_seconds, setting
+from .conf import setting
+from .profiles import segment_seconds
 from .signal_handlers import _delete_with_empty_folder, retiring
 
 logger = logging.getLogger(__name__)
 
+Kind = Rendition.Kind
+
 # Upload order: media before the indexes that point at it, the master last.
-_ORDER = {"video/mp4": 0, "image/jpeg": 0, "text/vtt": 1, "application/vnd.apple.mpegurl": 2}
+_ORDER = {Kind.HLS_VIDEO: 1, Kind.HLS_AUDIO: 1, Kind.STORYBOARD_VTT: 1, Kind.HLS_MASTER: 2}
 
 
 class JobSuperseded(Exception):
@@ -37,6 +39,8 @@ class Output:
     name: str
     path: Path
     content_type: str
+    # What the file is (a Rendition.Kind): media_access and the player go by it, not by the name.
+    kind: str = field(kw_only=True)
     width: int | None = None
     height: int | None = None
     bitrate: int | None = None
@@ -47,8 +51,7 @@ class Output:
     references: dict = field(default_factory=dict)
 
     def upload_order(self):
-        order = _ORDER.get(self.content_type, 0)
-        return order + (1 if self.name == "hls-master" else 0)
+        return _ORDER.get(self.kind, 0)
 
 
 def rendition_prefix(video, job):
@@ -73,14 +76,24 @@ class _FinishedFile(File):
         return self.name
 
 
+def signed_url_lifetime():
+    """The longest a signed URL to a published file stays valid, in seconds:
+    the largest answer of the ``transcoding_signed_url_lifetime`` hooks (the
+    app that serves the files, media_access, registers one; transcoding
+    cannot import it), 0 when nothing hands out signed URLs."""
+    from wagtail import hooks
+
+    return max((float(fn()) for fn in hooks.get_hooks("transcoding_signed_url_lifetime")), default=0.0)
+
+
 def retired_file_grace_seconds():
     """How long a replaced file stays: a player may have fetched a playlist
     naming it just before the switch and keeps using its signed URL until
     the token expires, then fetches one more segment."""
-    configured = setting("RETIRED_FILE_GRACE_SECONDS", None)
+    configured = setting("RETIRED_FILE_GRACE_SECONDS")
     if configured is not None:
         return float(configured)
-    return float(getattr(settings, "MEDIA_ACCESS_TOKEN_LIFETIME", 300)) + segment_seconds() + 60
+    return signed_url_lifetime() + segment_seconds() + 60
 
 
 def publish(job, video, outputs, *, complete, on_upload=None):
@@ -93,6 +106,8 @@ def publish(job, video, outputs, *, complete, on_upload=None):
     published only while the video has nothing published: never over a
     previous full ladder. Returns the stored names, or None when skipped.
     """
+    for output in outputs:
+        Kind(output.kind)  # ValueError before anything is stored: every rendition has a kind
     storage = private_storage()
     if not complete and Rendition.objects.filter(video=video).exists():
         return None
@@ -118,6 +133,7 @@ def publish(job, video, outputs, *, complete, on_upload=None):
                 Rendition(
                     video=video,
                     name=output.name,
+                    kind=output.kind,
                     file=stored[output.name],
                     content_type=output.content_type,
                     size=sizes[output.name],

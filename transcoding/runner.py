@@ -4,21 +4,15 @@ with its ``-progress`` output turned into calls to a callback."""
 import collections
 import fcntl
 import os
-import signal
 import subprocess
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
-
-from django.conf import settings
 
 from private_video import sandbox
 from private_video.sandbox import child_env, cpu_seconds  # noqa: F401 - used by the pipeline
 
-from .profiles import setting
-
-
+from .conf import lock_dir, setting
 
 class FFmpegError(Exception):
     """ffmpeg failed; ``stderr_tail`` holds its last lines."""
@@ -28,30 +22,17 @@ class FFmpegError(Exception):
         self.stderr_tail = stderr_tail
 
 
-_GiB = 1024**3
-
-# What one ffmpeg may cost, enforced by the kernel (setrlimit in the child
-# before exec; see private_video.sandbox). TRANSCODING_FFMPEG_LIMITS (a dict)
-# overrides any key; None is unlimited.
-DEFAULT_FFMPEG_LIMITS = {
-    # CPU seconds summed over all threads; None: the wall-clock
-    # TRANSCODING_FFMPEG_TIMEOUT with every core of this host busy.
-    "cpu_seconds": None,
-    # Address space, not resident memory: a 1080p ladder maps ~1.5 GiB
-    # (with child_env's MALLOC_ARENA_MAX); 4K sources need more.
-    "memory_bytes": 8 * _GiB,
-    # Per file written: the largest rendition of a long, tall source.
-    "file_size_bytes": 64 * _GiB,
-}
-
-
 def resource_limits(kind="ffmpeg"):
-    """The effective limits for ffmpeg (or, for "ffprobe", the library's)."""
+    """The effective limits for ffmpeg (or, for "ffprobe", the library's):
+    what one ffmpeg may cost, enforced by the kernel (setrlimit in the child
+    before exec; see private_video.sandbox). TRANSCODING_FFMPEG_LIMITS (a
+    dict) overrides any key of TRANSCODING_FFMPEG_LIMITS_DEFAULT; None is
+    unlimited."""
     if kind == "ffprobe":
         return sandbox.resource_limits("ffprobe")
-    limits = {**DEFAULT_FFMPEG_LIMITS, **(setting("FFMPEG_LIMITS", None) or {})}
+    limits = {**setting("FFMPEG_LIMITS_DEFAULT"), **(setting("FFMPEG_LIMITS") or {})}
     if limits["cpu_seconds"] is None:
-        limits["cpu_seconds"] = int(setting("FFMPEG_TIMEOUT", 6 * 3600)) * (os.cpu_count() or 1)
+        limits["cpu_seconds"] = int(setting("FFMPEG_TIMEOUT")) * (os.cpu_count() or 1)
     return limits
 
 
@@ -64,8 +45,7 @@ def limit_exceeded(returncode, kind="ffmpeg", cpu_used=None):
 
 
 def _lock_dir():
-    configured = setting("LOCK_DIR", None)
-    path = Path(configured) if configured else Path(settings.DATA_DIR) / "transcoding-locks"
+    path = lock_dir()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -77,7 +57,7 @@ def ffmpeg_slot(wait_callback=None, poll=0.5):
     The slots are lock files, so the bound holds across every worker process
     sharing the data folder, and a dead worker's slot frees itself.
     """
-    slots = max(1, int(setting("MAX_FFMPEG_PROCESSES", 1)))
+    slots = max(1, int(setting("MAX_FFMPEG_PROCESSES")))
     folder = _lock_dir()
     while True:
         for index in range(slots):
@@ -108,9 +88,9 @@ def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_time
     """Run ``cmd`` (which writes ``-progress pipe:1``). ``on_progress(fraction,
     speed)`` gets 0..1 as the output time advances. Raises FFmpegError with
     the stderr tail on failure, timeout or stall."""
-    timeout = timeout or setting("FFMPEG_TIMEOUT", 6 * 3600)
-    stall_timeout = stall_timeout or setting("FFMPEG_STALL_TIMEOUT", 300)
-    tail = collections.deque(maxlen=int(setting("STDERR_TAIL_LINES", 30)))
+    timeout = timeout or setting("FFMPEG_TIMEOUT")
+    stall_timeout = stall_timeout or setting("FFMPEG_STALL_TIMEOUT")
+    tail = collections.deque(maxlen=int(setting("STDERR_TAIL_LINES")))
     process = subprocess.Popen(
         cmd,
         stdin=subprocess.DEVNULL,

@@ -4,7 +4,7 @@ import threading
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
-from .profiles import setting
+from .conf import setting
 
 # File names the publisher is retiring in this thread (see transcoding.publish).
 retiring = threading.local()
@@ -27,7 +27,7 @@ def transcode_new_original(sender, instance, created, raw=False, **kwargs):
     if not created:
         # The renditions show the old original: they go with it.
         instance.renditions.all().delete()
-    if setting("AUTO_ENQUEUE", True):
+    if setting("AUTO_ENQUEUE"):
         from .tasks import enqueue_transcode
 
         enqueue_transcode(instance)

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_lazy as _
+
 
 @dataclass(frozen=True)
 class VideoStatus:
@@ -28,26 +30,28 @@ def video_status(video):
     job = latest_job(video)
     if job is None:
         # No job yet: the original is all there is.
-        return VideoStatus("uploaded", "Uploaded")
+        return VideoStatus("uploaded", _("Uploaded"))
     outdated = job.is_outdated(video)
     if job.status == job.Status.QUEUED and job.phase == job.Phase.LADDER:
         # Its playable version is out; the full ladder waits for a worker.
         return VideoStatus(
             "processing",
-            "Playable, waiting for the full ladder" if job.playable else "Waiting for the full ladder",
+            _("Playable, waiting for the full ladder") if job.playable else _("Waiting for the full ladder"),
             progress=job.progress,
             playable=job.playable, outdated=outdated,
         )
     if job.status == job.Status.QUEUED:
-        return VideoStatus("queued", "Queued", progress=0, outdated=outdated)
+        return VideoStatus("queued", _("Queued"), progress=0, outdated=outdated)
     if job.status == job.Status.PROCESSING:
-        label = "Processing, playable" if job.playable else "Processing"
+        label = _("Processing, playable") if job.playable else _("Processing")
         return VideoStatus(
             "processing", label, progress=job.progress, eta_seconds=job.eta_seconds,
             playable=job.playable, outdated=outdated,
         )
     if job.status == job.Status.READY:
-        return VideoStatus("ready", "Ready (outdated)" if outdated else "Ready", outdated=outdated, playable=True)
+        return VideoStatus(
+            "ready", _("Ready (outdated)") if outdated else _("Ready"), outdated=outdated, playable=True
+        )
     if job.status == job.Status.FAILED:
-        return VideoStatus("failed", "Failed", error=job.error or "Processing failed.", outdated=outdated)
-    return VideoStatus("uploaded", "Uploaded", outdated=True)
+        return VideoStatus("failed", _("Failed"), error=job.error or _("Processing failed."), outdated=outdated)
+    return VideoStatus("uploaded", _("Uploaded"), outdated=True)

@@ -13,10 +13,12 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django_tasks import task
 
+from .conf import setting
 from .models import TranscodeJob
-from .profiles import ladder_signature, setting
+from .profiles import ladder_signature
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +37,14 @@ def transcode_video(job_id, phase=Phase.PLAYABLE):
 
 
 def task_backend_alias():
-    return setting("TASK_BACKEND", "transcoding")
+    return setting("TASK_BACKEND")
 
 
 def phase_queues():
     """Queue names for backends without priorities, playable first."""
     return [
-        setting("PLAYABLE_QUEUE", "transcoding-playable"),
-        setting("LADDER_QUEUE", "transcoding-ladder"),
+        setting("PLAYABLE_QUEUE"),
+        setting("LADDER_QUEUE"),
     ]
 
 
@@ -92,7 +94,10 @@ def enqueue_transcode(video):
 
 def resend_after_seconds():
     """How long a queued job may wait for its task id before it is sent again."""
-    return float(setting("RESEND_AFTER_SECONDS", min(30, setting("LEASE_SECONDS", 120))))
+    configured = setting("RESEND_AFTER_SECONDS")
+    if configured is None:
+        return float(min(30, setting("LEASE_SECONDS")))
+    return float(configured)
 
 
 def recover_stale_jobs(now=None):
@@ -101,8 +106,8 @@ def recover_stale_jobs(now=None):
     ``TRANSCODING_MAX_ATTEMPTS``; queued jobs that never reached the task
     queue (a send failed) are sent again. Returns the ids sent."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=setting("LEASE_SECONDS", 120))
-    max_attempts = setting("MAX_ATTEMPTS", 3)
+    cutoff = now - timedelta(seconds=setting("LEASE_SECONDS"))
+    max_attempts = setting("MAX_ATTEMPTS")
     stale = TranscodeJob.objects.filter(status=Status.PROCESSING, heartbeat_at__lt=cutoff)
     requeued = []
     for job in stale:
@@ -114,8 +119,8 @@ def recover_stale_jobs(now=None):
         if job.attempts >= max_attempts:
             claimed.update(
                 status=Status.FAILED,
-                error=f"The worker processing this video stopped responding {job.attempts} times; "
-                "the file may be too large or crash ffmpeg.",
+                error=_("The worker processing this video stopped responding %(count)s times; "
+                        "the file may be too large or crash ffmpeg.") % {"count": job.attempts},
                 finished_at=now,
             )
         # Back in the queue without a task id: sent below, or again on the

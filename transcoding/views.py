@@ -8,6 +8,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from wagtail.log_actions import log
 from wagtail.permissions import policy_registry
@@ -66,11 +67,13 @@ def rerun_transcode(request, pk):
         raise PermissionDenied
     video = get_object_or_404(videos_user_may(request.user, "change"), pk=pk)
     if not video_status(video).can_rerun:
-        messages.warning(request, f"“{video.title}” is already being processed or is up to date.")
+        messages.warning(
+            request, _("“%(title)s” is already being processed or is up to date.") % {"title": video.title}
+        )
     else:
         rerun(video)
         log(video, "transcoding.rerun", user=request.user)
-        messages.success(request, f"Processing of “{video.title}” was queued again.")
+        messages.success(request, _("Processing of “%(title)s” was queued again.") % {"title": video.title})
     return redirect("private_video:edit", video.pk)
 
 

@@ -19,7 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .profiles import setting
+from .conf import temp_dir
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ STAGING_GRACE_SECONDS = 60
 
 
 def temp_root():
-    return Path(setting("TEMP_DIR", None) or tempfile.gettempdir())
+    return temp_dir()
 
 
 @contextmanager

@@ -7,11 +7,8 @@ graphs with ffmpeg-python; ``TRANSCODING_BACKEND`` names another class.
 
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
-
-DEFAULT_BACKEND = "transcoding.backends.ffmpeg_python.FFmpegPythonBackend"
 
 
 def hls_playlist_name(label):
@@ -80,7 +77,9 @@ class TranscoderBackend:
 
 
 def get_backend():
-    path = getattr(settings, "TRANSCODING_BACKEND", DEFAULT_BACKEND)
+    from ..conf import setting
+
+    path = setting("BACKEND")
     try:
         backend_class = import_string(path)
     except ImportError as exc:

@@ -5,6 +5,8 @@ import os
 import ffmpeg
 
 from private_video.probe import input_options
+
+from ..conf import setting
 from ..profiles import (
     audio_kbps,
     hdr_transfer,
@@ -12,7 +14,6 @@ from ..profiles import (
     keyframe_seconds,
     output_frame_rate,
     segment_seconds,
-    setting,
     source_video_stream,
 )
 from . import (
@@ -26,7 +27,7 @@ _GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-
 
 
 def _global_args():
-    return (*_GLOBAL_ARGS, "-stats_period", f"{float(setting('STATS_PERIOD', 0.5)):g}")
+    return (*_GLOBAL_ARGS, "-stats_period", f"{float(setting('STATS_PERIOD')):g}")
 
 
 def _hls_options():
@@ -134,7 +135,7 @@ class FFmpegPythonBackend(TranscoderBackend):
         return outputs
 
     def ladder_command(self, source, info, planned, outdir, *, storyboard=None, preset=None, audio=()):
-        preset = preset or setting("X264_PRESET", "veryfast")
+        preset = preset or setting("X264_PRESET")
         rate = output_frame_rate(info)
         gop = max(1, round(rate * keyframe_seconds()))
         source_input = ffmpeg.input(str(source), **input_options(info.demuxer))

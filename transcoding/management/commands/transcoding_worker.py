@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connection
 
-from transcoding.profiles import setting
+from transcoding.conf import setting
 from transcoding.publish import delete_retired_files
 from transcoding.tasks import phase_queues, recover_stale_jobs, task_backend_alias
 from transcoding.workdirs import remove_abandoned_workdirs
@@ -56,7 +56,7 @@ class Command(BaseCommand):
     def handle(self, *, interval, startup_delay, max_tasks, verbosity, **options):
         housekeeping()
         stop = threading.Event()
-        every = max(1.0, setting("LEASE_SECONDS", 120) / 4)
+        every = max(1.0, setting("LEASE_SECONDS") / 4)
         threading.Thread(target=_housekeeping_forever, args=(stop, every), daemon=True).start()
         try:
             if _uses_rq():
