@@ -71,8 +71,9 @@ DEFAULTS = {
     "FFMPEG_TIMEOUT": 6 * 3600,
     # An ffmpeg run that reports no progress for this many seconds is killed.
     "FFMPEG_STALL_TIMEOUT": 300,
-    # Kernel limits of one ffmpeg (keys of FFMPEG_LIMITS_DEFAULT; None: unlimited).
+    # Overrides of some of FFMPEG_LIMITS_DEFAULT's keys (None as a value: unlimited).
     "FFMPEG_LIMITS": None,
+    # Kernel limits of one ffmpeg (setrlimit before exec); set FFMPEG_LIMITS to change some.
     "FFMPEG_LIMITS_DEFAULT": {
         # CPU seconds over all threads; None: FFMPEG_TIMEOUT with every core of this host busy.
         "cpu_seconds": None,
