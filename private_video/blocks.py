@@ -1,5 +1,6 @@
 from django.core.exceptions import ValidationError
 from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy as _
 from wagtail import blocks
 
 
@@ -25,6 +26,7 @@ class VideoChooserBlock(blocks.ChooserBlock):
 
     class Meta:
         icon = "media"
+        label = _("Video")
 
 
 class VideoBlock(blocks.StructBlock):
@@ -33,6 +35,14 @@ class VideoBlock(blocks.StructBlock):
 
     class Meta:
         icon = "media"
+        label = _("Video")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Set here, not passed to the CharBlock: a label among a child's
+        # arguments is part of the block's definition, and every site using
+        # VideoBlock would need a migration for it. (Meta labels are not.)
+        self.child_blocks["caption"].label = _("Caption")
         template = "private_video/blocks/video_block.html"
 
 

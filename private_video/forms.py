@@ -5,6 +5,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.template.defaultfilters import filesizeformat
 from django.utils.functional import cached_property
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.admin.widgets import AdminTagWidget
 from wagtail.models import Collection
@@ -18,7 +20,7 @@ Video = get_video_model()
 
 def title_from_filename(filename):
     stem = os.path.splitext(os.path.basename(filename or ""))[0]
-    return stem.replace("_", " ").strip()[:255] or "Untitled video"
+    return stem.replace("_", " ").strip()[:255] or gettext("Untitled video")
 
 
 class VideoForm(WagtailAdminModelForm):
@@ -43,11 +45,11 @@ class VideoForm(WagtailAdminModelForm):
         self.original_collection = self.instance.collection if self.instance.pk else None
         # The uploader's file name can be long; only the generated key is stored.
         self.fields["file"].max_length = None
-        self.fields["file"].help_text = "Largest upload: %s." % filesizeformat(max_upload_size())
+        self.fields["file"].help_text = _("Largest upload: %(size)s.") % {"size": filesizeformat(max_upload_size())}
         self.fields["title"].required = False
         if self.instance.pk:
             self.fields["file"].required = False
-            self.fields["file"].label = "Replace file"
+            self.fields["file"].label = _("Replace file")
         self._limit_collections()
 
     @cached_property
@@ -92,12 +94,12 @@ class VideoForm(WagtailAdminModelForm):
         if self.instance.pk:
             # Never a silent move: an edit says where the video is to be.
             field.required = True
-            field.error_messages["invalid_choice"] = "You may not move this video to that collection."
+            field.error_messages["invalid_choice"] = _("You may not move this video to that collection.")
         else:
             # Uploads from the multi-file page and the chooser may leave it out:
             # clean_collection picks the topmost one the user may add to.
             field.required = False
-            field.error_messages["invalid_choice"] = "You may not add videos to that collection."
+            field.error_messages["invalid_choice"] = _("You may not add videos to that collection.")
         if collections.count() == 1:
             # One choice is no choice: keep it, but don't ask.
             field.widget = forms.HiddenInput()
@@ -109,7 +111,7 @@ class VideoForm(WagtailAdminModelForm):
         if collection is None and "collection" in self.fields and not self.instance.pk:
             collection = self.fields["collection"].queryset.order_by("path").first()
             if collection is None:
-                raise forms.ValidationError("You may not add videos to any collection.")
+                raise forms.ValidationError(_("You may not add videos to any collection."))
         return collection
 
     def clean(self):
@@ -121,13 +123,13 @@ class VideoForm(WagtailAdminModelForm):
         ):
             # The views already answer 404 for such a video; the form holds
             # the line too, whoever uses it.
-            raise forms.ValidationError("You may not change this video.")
+            raise forms.ValidationError(_("You may not change this video."))
         if not cleaned.get("title"):
             uploaded = cleaned.get("file")
             if isinstance(uploaded, UploadedFile):
                 cleaned["title"] = title_from_filename(uploaded.name)
             elif self.instance.pk:
-                self.add_error("title", "A title is required.")
+                self.add_error("title", _("A title is required."))
         return cleaned
 
     def clean_file(self):

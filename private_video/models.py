@@ -62,9 +62,9 @@ class AbstractVideo(CollectionMember, index.Indexed, ClusterableModel):
     file = models.FileField(
         _("file"), storage=private_storage, upload_to=video_upload_to, max_length=255
     )
-    key = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
-    original_filename = models.CharField(max_length=255, blank=True, editable=False)
-    file_size = models.PositiveBigIntegerField(null=True, editable=False)
+    key = models.UUIDField(_("key"), default=uuid.uuid4, editable=False, db_index=True)
+    original_filename = models.CharField(_("original filename"), max_length=255, blank=True, editable=False)
+    file_size = models.PositiveBigIntegerField(_("file size"), null=True, editable=False)
     tags = ClusterTaggableManager(through=VideoTag, blank=True, verbose_name=_("tags"))
     created_at = models.DateTimeField(_("uploaded at"), auto_now_add=True, db_index=True)
     uploaded_by_user = models.ForeignKey(
@@ -78,13 +78,13 @@ class AbstractVideo(CollectionMember, index.Indexed, ClusterableModel):
     )
 
     # Probed from the content by ffprobe at upload time.
-    duration = models.FloatField(null=True, blank=True, editable=False)
-    width = models.PositiveIntegerField(null=True, blank=True, editable=False)
-    height = models.PositiveIntegerField(null=True, blank=True, editable=False)
-    video_codec = models.CharField(max_length=32, blank=True, editable=False)
-    audio_codec = models.CharField(max_length=32, blank=True, editable=False)
-    container = models.CharField(max_length=64, blank=True, editable=False)
-    probe_data = models.JSONField(default=dict, blank=True, editable=False)
+    duration = models.FloatField(_("duration"), null=True, blank=True, editable=False)
+    width = models.PositiveIntegerField(_("width"), null=True, blank=True, editable=False)
+    height = models.PositiveIntegerField(_("height"), null=True, blank=True, editable=False)
+    video_codec = models.CharField(_("video codec"), max_length=32, blank=True, editable=False)
+    audio_codec = models.CharField(_("audio codec"), max_length=32, blank=True, editable=False)
+    container = models.CharField(_("container"), max_length=64, blank=True, editable=False)
+    probe_data = models.JSONField(_("probe data"), default=dict, blank=True, editable=False)
 
     search_fields = [
         *CollectionMember.search_fields,

@@ -14,6 +14,7 @@ from fractions import Fraction
 
 from django.core.exceptions import ImproperlyConfigured
 from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext as _
 
 from .conf import setting
 from .sandbox import child_env, child_preexec
@@ -191,17 +192,19 @@ def _refusal(stderr):
     if match:
         name = match.group(1)
         if name in _PLAYLIST_FORMATS:
-            return f"It is a playlist or a list of other files or streams ({name}); upload the video file itself."
+            return _("It is a playlist or a list of other files or streams (%(name)s); upload the video file itself.") % {
+                "name": name
+            }
         if name in _NEVER_ALLOWED or name in _NOT_VIDEO_FORMATS or name.endswith("_pipe") or name in (
             "apng", "mjpeg", "gif", "mpjpeg", "smjpeg", "ico", "alias_pix", "brender_pix",
         ):
-            return "This is an image or text file, not a video."
-        return (
-            f"Its format ({name}) is not one this site accepts; upload an MP4, MOV, MKV, WebM, AVI, "
+            return _("This is an image or text file, not a video.")
+        return _(
+            "Its format (%(name)s) is not one this site accepts; upload an MP4, MOV, MKV, WebM, AVI, "
             "MPEG-TS, MXF or FLV video."
-        )
+        ) % {"name": name}
     if re.search(r"Protocol '[\w-]+' not on whitelist", stderr):
-        return "It refers to other files or network addresses; upload the video file itself."
+        return _("It refers to other files or network addresses; upload the video file itself.")
     return None
 
 
@@ -215,27 +218,29 @@ def run_ffprobe(path, args, timeout=60):
             preexec_fn=child_preexec("ffprobe"), env=child_env(),
         )
     except subprocess.TimeoutExpired:
-        raise ProbeError(f"Reading the file took longer than {timeout:g} seconds.") from None
+        raise ProbeError(
+            _("Reading the file took longer than %(seconds)s seconds.") % {"seconds": f"{timeout:g}"}
+        ) from None
     except OSError as exc:  # ffprobe missing or not executable
-        raise ProbeError(f"ffprobe could not be started ({exc.strerror}).") from None
+        raise ProbeError(_("ffprobe could not be started (%(reason)s).") % {"reason": exc.strerror}) from None
     stderr = completed.stderr.decode("utf-8", "replace").strip()
     if completed.returncode != 0:
         detail = stderr.replace(str(path), "<file>")
         if completed.returncode < 0:
-            raise ProbeError("Reading the file needed more time or memory than this site allows.", detail)
+            raise ProbeError(_("Reading the file needed more time or memory than this site allows."), detail)
         readable = _refusal(stderr)
         if readable:
             raise ProbeError(readable, detail)
         lines = detail.splitlines()
-        reason = lines[-1] if lines else "ffprobe could not read the file"
+        reason = lines[-1] if lines else _("ffprobe could not read the file")
         if "Invalid data found when processing input" in reason:
-            reason = "Its content is not a media format ffmpeg knows; it is damaged or not a video."
+            reason = _("Its content is not a media format ffmpeg knows; it is damaged or not a video.")
         # ffprobe prefixes the path; a server's temp path means nothing to users.
         raise ProbeError(reason.removeprefix("<file>: "), detail)
     try:
         return json.loads(completed.stdout or b"{}")
     except ValueError:
-        raise ProbeError("ffprobe gave an unreadable answer.", stderr) from None
+        raise ProbeError(_("ffprobe gave an unreadable answer."), stderr) from None
 
 
 def probe(path, timeout=60):
@@ -297,15 +302,15 @@ def probe_video(path):
     info = probe(path)
     formats = set(info.format_name.split(","))
     if formats & _NOT_VIDEO_FORMATS or info.video_codec in _STILL_IMAGE_CODECS and not info.duration:
-        raise ProbeError("This is an image or text file, not a video.")
+        raise ProbeError(_("This is an image or text file, not a video."))
     if not info.has_video:
         if info.has_audio:
-            raise ProbeError("This file has sound but no picture; upload a video.")
-        raise ProbeError("No video stream was found in this file.")
+            raise ProbeError(_("This file has sound but no picture; upload a video."))
+        raise ProbeError(_("No video stream was found in this file."))
     if not info.width or not info.height:
-        raise ProbeError("The video stream has no picture size.")
+        raise ProbeError(_("The video stream has no picture size."))
     if not info.duration or info.duration <= 0:
-        raise ProbeError("The video has no duration; it may be truncated.")
+        raise ProbeError(_("The video has no duration; it may be truncated."))
     check_plausible_size(info, os.path.getsize(path))
     return info
 
@@ -332,14 +337,14 @@ def check_plausible_size(info, size):
     every codec and container, so more frames than bytes is refused too."""
     floor = float(setting("MIN_BYTES_PER_SECOND"))
     if info.duration and size < info.duration * floor:
-        raise ProbeError(
-            f"The file is {filesizeformat(size)} but claims to last {_clock(info.duration)}: too small for a "
+        raise ProbeError(_(
+            "The file is %(size)s but claims to last %(duration)s: too small for a "
             "real video that long. It is damaged or made to look longer than it is."
-        )
+        ) % {"size": filesizeformat(size), "duration": _clock(info.duration)})
     frames = max((_int(s.get("nb_frames")) or 0 for s in info.raw.get("streams") or []
                   if s.get("codec_type") == "video"), default=0)
     if frames > size:
-        raise ProbeError(
-            f"The file is {filesizeformat(size)} but claims {frames:,} frames: too small for a real video "
+        raise ProbeError(_(
+            "The file is %(size)s but claims %(frames)s frames: too small for a real video "
             "with that many. It is damaged or made to look longer than it is."
-        )
+        ) % {"size": filesizeformat(size), "frames": f"{frames:,}"})

@@ -8,6 +8,8 @@ import os
 import resource
 import signal
 
+from django.utils.translation import gettext as _
+
 from .conf import setting
 
 _PR_SET_PDEATHSIG = 1
@@ -84,7 +86,9 @@ def limit_exceeded(returncode, kind, limits, cpu_used=None):
         and cpu_used is not None
         and cpu_used >= cpu_limit - (os.cpu_count() or 1)
     ):
-        return f"{kind} used more than its CPU time limit ({cpu_limit:g} s)."
+        return _("%(program)s used more than its CPU time limit (%(seconds)s s).") % {
+            "program": kind, "seconds": f"{cpu_limit:g}"}
     if returncode == -signal.SIGXFSZ:
-        return f"{kind} tried to write a file larger than its limit ({limits['file_size_bytes']:,} bytes)."
+        return _("%(program)s tried to write a file larger than its limit (%(bytes)s bytes).") % {
+            "program": kind, "bytes": f"{limits['file_size_bytes']:,}"}
     return None

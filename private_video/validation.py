@@ -3,9 +3,9 @@
 import os
 import tempfile
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext_lazy as _
 
 from .conf import setting
 from .probe import ProbeError, probe_video
@@ -49,11 +49,11 @@ def _probe_uploaded(uploaded):
 def validate_video_upload(uploaded):
     """Refuse empty, oversized and non-video files. Returns the probe result."""
     if not uploaded.size:
-        raise ValidationError("The file is empty.", code="empty")
+        raise ValidationError(_("The file is empty."), code="empty")
     limit = max_upload_size()
     if uploaded.size > limit:
         raise ValidationError(
-            "This file is %(size)s; the largest video you can upload is %(limit)s.",
+            _("This file is %(size)s; the largest video you can upload is %(limit)s."),
             code="file_too_large",
             params={"size": filesizeformat(uploaded.size), "limit": filesizeformat(limit)},
         )
@@ -61,7 +61,7 @@ def validate_video_upload(uploaded):
         return _probe_uploaded(uploaded)
     except ProbeError as exc:
         raise ValidationError(
-            "“%(name)s” is not a video we can read: %(reason)s",
+            _("“%(name)s” is not a video we can read: %(reason)s"),
             code="not_video",
             params={"name": uploaded.name, "reason": str(exc)},
         ) from None

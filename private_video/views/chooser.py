@@ -7,6 +7,7 @@ collection where the user may both add and choose."""
 
 from django.http import Http404
 from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy as _
 from django.views.generic.base import View
 from wagtail.admin.forms.choosers import BaseFilterForm, CollectionFilterMixin, SearchFilterMixin
 from wagtail.admin.ui.tables import Column
@@ -75,7 +76,7 @@ class BaseVideoChooseView(chooser_views.BaseChooseView):
     def columns(self):
         columns = super().columns
         if self.collections:
-            columns.append(Column("collection", label="Collection", accessor="collection.name"))
+            columns.append(Column("collection", label=_("Collection"), accessor="collection.name"))
         return columns
 
 
@@ -111,11 +112,11 @@ class VideoChooserCreateView(chooser_views.CreateViewMixin, VideoCreationFormMix
 class VideoChooserViewSet(ChooserViewSet):
     model = Video
     icon = "media"
-    choose_one_text = "Choose a video"
-    choose_another_text = "Choose another video"
-    edit_item_text = "Edit this video"
-    create_action_label = "Upload"
-    creation_tab_label = "Upload"
+    choose_one_text = _("Choose a video")
+    choose_another_text = _("Choose another video")
+    edit_item_text = _("Edit this video")
+    create_action_label = _("Upload")
+    creation_tab_label = _("Upload")
     creation_form_class = VideoForm
     url_filter_parameters = ["collection_id"]
     per_page = 12

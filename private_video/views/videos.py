@@ -11,7 +11,8 @@ import django_filters
 from django.http import HttpResponse, JsonResponse
 from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
-from django.urls import path
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from wagtail.admin.filters import WagtailFilterSet
 from wagtail.admin.ui.tables import Column, DateColumn, TitleColumn
@@ -42,10 +43,10 @@ def oversize_upload_response(request):
         return None  # Django reads a body with a malformed length as empty.
     if length <= max_upload_request_size():
         return None
-    message = "This upload is %s; the largest video you can upload is %s." % (
-        filesizeformat(length),
-        filesizeformat(max_upload_size()),
-    )
+    message = gettext("This upload is %(size)s; the largest video you can upload is %(limit)s.") % {
+        "size": filesizeformat(length),
+        "limit": filesizeformat(max_upload_size()),
+    }
     accept = request.headers.get("Accept", "")
     if "application/json" in accept or request.headers.get("x-requested-with") == "XMLHttpRequest":
         return JsonResponse(
@@ -84,9 +85,9 @@ def collections_user_may_see(request):
 
 class VideoFilterSet(WagtailFilterSet):
     collection = django_filters.ModelChoiceFilter(
-        queryset=collections_user_may_see, label="Collection"
+        queryset=collections_user_may_see, label=_("Collection")
     )
-    tag = django_filters.CharFilter(field_name="tags__name", label="Tag", distinct=True)
+    tag = django_filters.CharFilter(field_name="tags__name", label=_("Tag"), distinct=True)
 
     class Meta:
         model = Video
@@ -187,7 +188,7 @@ class VideoUploadView(generic.CreateView):
 class VideoViewSet(ModelViewSet):
     model = Video
     icon = "media"
-    menu_label = "Videos"
+    menu_label = _("Videos")
     menu_order = 310
     add_to_admin_menu = True
     url_prefix = "videos"
@@ -207,12 +208,12 @@ class VideoViewSet(ModelViewSet):
     list_per_page = 30
     ordering = ["-created_at"]
     list_display = [
-        TitleColumn("title", label="Title", url_name="private_video:edit", sort_key="title"),
-        Column("duration_display", label="Duration", sort_key="duration"),
-        Column("filesize_display", label="Size", sort_key="file_size"),
-        Column("collection", label="Collection", accessor="collection.name"),
-        TagsColumn("tags", label="Tags"),
-        DateColumn("created_at", label="Uploaded", sort_key="created_at"),
+        TitleColumn("title", label=_("Title"), url_name="private_video:edit", sort_key="title"),
+        Column("duration_display", label=_("Duration"), sort_key="duration"),
+        Column("filesize_display", label=_("Size"), sort_key="file_size"),
+        Column("collection", label=_("Collection"), accessor="collection.name"),
+        TagsColumn("tags", label=_("Tags")),
+        DateColumn("created_at", label=_("Uploaded"), sort_key="created_at"),
     ]
     list_export = ["title", "original_filename", "duration", "file_size", "collection", "created_at"]
 
