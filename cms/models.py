@@ -24,7 +24,7 @@ class VideoPage(VideoPageMixin, Page):
         related_name="+",
         verbose_name=_("main video"),
     )
-    intro = RichTextField(blank=True)
+    intro = RichTextField(blank=True, verbose_name=_("intro"))
     body = StreamField(
         [
             ("video", VideoBlock()),
@@ -32,6 +32,7 @@ class VideoPage(VideoPageMixin, Page):
         ],
         blank=True,
         use_json_field=True,
+        verbose_name=_("body"),
     )
 
     content_panels = Page.content_panels + [
@@ -64,10 +65,18 @@ class VideoPage(VideoPageMixin, Page):
     # VideoPageMixin: videos() lists the main video, then the body's, once
     # each, and the page form checks "choose" permission on every one of them.
 
+    class Meta:
+        verbose_name = _("video page")
+        verbose_name_plural = _("video pages")
+
 
 class IndexPage(Page):
     """A plain page that lists its children; the site's home page."""
 
-    intro = RichTextField(blank=True)
+    intro = RichTextField(blank=True, verbose_name=_("intro"))
     content_panels = Page.content_panels + [FieldPanel("intro")]
     template = "cms/index_page.html"
+
+    class Meta:
+        verbose_name = _("index page")
+        verbose_name_plural = _("index pages")
