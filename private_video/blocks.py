@@ -36,6 +36,7 @@ class VideoBlock(blocks.StructBlock):
     class Meta:
         icon = "media"
         label = _("Video")
+        template = "private_video/blocks/video_block.html"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -43,7 +44,6 @@ class VideoBlock(blocks.StructBlock):
         # arguments is part of the block's definition, and every site using
         # VideoBlock would need a migration for it. (Meta labels are not.)
         self.child_blocks["caption"].label = _("Caption")
-        template = "private_video/blocks/video_block.html"
 
 
 # --- which videos a block's value chooses ----------------------------------------------

@@ -265,3 +265,15 @@ def test_presigned_urls_open_only_what_they_were_signed_for(s3_server):
     expired = storage.nginx_source(name, expire=1).url
     time.sleep(2.5)
     assert requests.get(expired, timeout=10).status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_video_block_renders_with_its_template(client, sample_video):
+    """VideoBlock's Meta: its own template (a figure with the player and the caption)."""
+    video = make_video(sample_video, title="Block clip")
+    page = make_video_page(None, title="Block page", body=[("video", {"video": video, "caption": "Hello there"})])
+    html = client.get(page.url).content.decode()
+    figure = html[html.index('<figure class="video-block">'):]
+    figure = figure[:figure.index("</figure>")]
+    assert "<figcaption>Hello there</figcaption>" in figure
+    assert f"/{video.pk}/" in figure  # the player points at this video
