@@ -34,9 +34,10 @@ test: setup test-system-deps lint-imports
 	$(BIN)/pytest --ds=cms.settings.test --durations=20 $(PYTEST_ARGS)
 
 # The stack-level tests again, on a throwaway PostgreSQL server (CI runs both).
-# make run's own test is left out: it always uses the embedded SQLite database.
+# make run's own test and the install test are left out: they always use their own SQLite database.
 test-postgres: setup test-system-deps
-	deploy/scripts/with-test-postgres $(BIN)/pytest --ds=cms.settings.test --durations=20 -m "integration or browser" --ignore=tests/test_make_run.py $(PYTEST_ARGS)
+	deploy/scripts/with-test-postgres $(BIN)/pytest --ds=cms.settings.test --durations=20 -m "integration or browser" --ignore=tests/test_make_run.py \
+		--ignore=tests/test_install_wheel.py $(PYTEST_ARGS)
 
 setup: system-deps $(VENV)/.installed frontend
 
