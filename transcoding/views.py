@@ -21,11 +21,14 @@ from private_video.permissions import videos_user_may
 from .status import video_status
 from .tasks import rerun
 
-Video = get_video_model()
+
+def _video_policy():
+    # Looked up per request: importing this module must not need a valid PRIVATE_VIDEO_MODEL.
+    return policy_registry.get_by_type(get_video_model())
 
 
 def user_can_rerun(user, video):
-    return policy_registry.get_by_type(Video).user_has_permission_for_instance(user, "change", video)
+    return _video_policy().user_has_permission_for_instance(user, "change", video)
 
 
 def processing_context(request, video):
@@ -63,7 +66,7 @@ def processing_status(request, pk):
 def rerun_transcode(request, pk):
     # No video rights at all: refused before any lookup. Otherwise the id is
     # looked up among the videos this user may change: another's is a 404.
-    if not policy_registry.get_by_type(Video).user_has_permission(request.user, "change"):
+    if not _video_policy().user_has_permission(request.user, "change"):
         raise PermissionDenied
     video = get_object_or_404(videos_user_may(request.user, "change"), pk=pk)
     if not video_status(video).can_rerun:
