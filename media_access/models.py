@@ -18,7 +18,9 @@ class ViewerGrant(Orderable):
     users and groups may watch.
     """
 
-    page = ParentalKey("wagtailcore.Page", on_delete=models.CASCADE, related_name="viewer_grants")
+    page = ParentalKey(
+        "wagtailcore.Page", verbose_name=_("page"), on_delete=models.CASCADE, related_name="viewer_grants"
+    )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("user"),
@@ -54,7 +56,11 @@ class ViewerGrant(Orderable):
 
     def __str__(self):
         who = self.user or self.group
-        return f"{who}" + (f" until {self.expires_at:%Y-%m-%d %H:%M}" if self.expires_at else "")
+        if self.expires_at:
+            return _("%(who)s until %(expires_at)s") % {
+                "who": who, "expires_at": f"{self.expires_at:%Y-%m-%d %H:%M}",
+            }
+        return f"{who}"
 
     def clean(self):
         if bool(self.user_id) == bool(self.group_id):
@@ -83,21 +89,24 @@ class ViewerGrant(Orderable):
 class PlaybackLogEntry(models.Model):
     """One record per playback session (not per range request) of a video on a page."""
 
-    session = models.CharField(max_length=64, db_index=True)
+    session = models.CharField(_("session"), max_length=64, db_index=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
     )
-    username = models.CharField(max_length=150, blank=True)
+    username = models.CharField(_("username"), max_length=150, blank=True)
     page = models.ForeignKey(
-        "wagtailcore.Page", null=True, on_delete=models.SET_NULL, related_name="+"
+        "wagtailcore.Page", verbose_name=_("page"), null=True, on_delete=models.SET_NULL, related_name="+"
     )
-    page_title = models.CharField(max_length=255, blank=True)
-    video = models.ForeignKey(get_video_model_string(), null=True, on_delete=models.SET_NULL, related_name="+")
-    video_title = models.CharField(max_length=255, blank=True)
-    rendition = models.CharField(max_length=64, blank=True)
-    allowed = models.BooleanField()
-    reason = models.CharField(max_length=32, blank=True)
-    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    page_title = models.CharField(_("page title"), max_length=255, blank=True)
+    video = models.ForeignKey(
+        get_video_model_string(), verbose_name=_("video"), null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    video_title = models.CharField(_("video title"), max_length=255, blank=True)
+    rendition = models.CharField(_("rendition"), max_length=64, blank=True)
+    allowed = models.BooleanField(_("allowed"))
+    reason = models.CharField(_("reason"), max_length=32, blank=True)
+    started_at = models.DateTimeField(_("started at"), default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-started_at", "-pk"]
@@ -106,8 +115,13 @@ class PlaybackLogEntry(models.Model):
         indexes = [models.Index(fields=["session", "page", "video", "allowed", "started_at"])]
 
     def __str__(self):
-        outcome = "allowed" if self.allowed else "denied"
-        return f"{self.username or 'anonymous'} {outcome} {self.video_title} on {self.page_title}"
+        template = (
+            _("%(user)s allowed %(video)s on %(page)s") if self.allowed
+            else _("%(user)s denied %(video)s on %(page)s")
+        )
+        return template % {
+            "user": self.username or _("anonymous"), "video": self.video_title, "page": self.page_title,
+        }
 
 
 class PolicyGeneration(models.Model):
@@ -117,7 +131,7 @@ class PolicyGeneration(models.Model):
     number, so a database restored from a backup never brings back a value
     some worker has seen with other data."""
 
-    value = models.BigIntegerField()
+    value = models.BigIntegerField(_("value"))
 
     class Meta:
         verbose_name = _("policy generation")

@@ -8,6 +8,8 @@ import secrets
 
 from django.db import migrations, models
 
+from private_video import get_video_model_string
+
 
 def create_generation_row(apps, schema_editor):
     # The triggers that change it are (re)installed after every migrate
@@ -24,7 +26,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('private_video', '0001_initial'),
+        migrations.swappable_dependency(get_video_model_string()),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
         migrations.swappable_dependency(settings.WAGTAIL_PAGE_MODEL),
     ]
@@ -34,7 +36,7 @@ class Migration(migrations.Migration):
             name='PolicyGeneration',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('value', models.BigIntegerField()),
+                ('value', models.BigIntegerField(verbose_name='value')),
             ],
             options={
                 'verbose_name': 'policy generation',
@@ -44,17 +46,18 @@ class Migration(migrations.Migration):
             name='PlaybackLogEntry',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('session', models.CharField(db_index=True, max_length=64)),
-                ('username', models.CharField(blank=True, max_length=150)),
-                ('page_title', models.CharField(blank=True, max_length=255)),
-                ('video_title', models.CharField(blank=True, max_length=255)),
-                ('rendition', models.CharField(blank=True, max_length=64)),
-                ('allowed', models.BooleanField()),
-                ('reason', models.CharField(blank=True, max_length=32)),
-                ('started_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('page', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.WAGTAIL_PAGE_MODEL)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('video', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='private_video.video')),
+                ('session', models.CharField(db_index=True, max_length=64, verbose_name='session')),
+                ('username', models.CharField(blank=True, max_length=150, verbose_name='username')),
+                ('page_title', models.CharField(blank=True, max_length=255, verbose_name='page title')),
+                ('video_title', models.CharField(blank=True, max_length=255, verbose_name='video title')),
+                ('rendition', models.CharField(blank=True, max_length=64, verbose_name='rendition')),
+                ('allowed', models.BooleanField(verbose_name='allowed')),
+                ('reason', models.CharField(blank=True, max_length=32, verbose_name='reason')),
+                ('started_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, verbose_name='started at')),
+                ('page', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.WAGTAIL_PAGE_MODEL, verbose_name='page')),
+                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='user')),
+                # The site's video model (PRIVATE_VIDEO_MODEL), as Wagtail's own migrations follow WAGTAILIMAGES_IMAGE_MODEL.
+                ('video', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=get_video_model_string(), verbose_name='video')),
             ],
             options={
                 'verbose_name': 'playback log entry',
@@ -71,7 +74,7 @@ class Migration(migrations.Migration):
                 ('expires_at', models.DateTimeField(blank=True, null=True, verbose_name='expires at')),
                 ('can_download', models.BooleanField(default=False, help_text='Also offer the original file as a download.', verbose_name='may download')),
                 ('group', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='auth.group', verbose_name='group')),
-                ('page', modelcluster.fields.ParentalKey(on_delete=django.db.models.deletion.CASCADE, related_name='viewer_grants', to=settings.WAGTAIL_PAGE_MODEL)),
+                ('page', modelcluster.fields.ParentalKey(on_delete=django.db.models.deletion.CASCADE, related_name='viewer_grants', to=settings.WAGTAIL_PAGE_MODEL, verbose_name='page')),
                 ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='user')),
             ],
             options={

@@ -6,6 +6,7 @@ the objects up by id → ask ``can_watch`` → answer. Only what these hand out
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponse, JsonResponse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from wagtail.models import Page
 
@@ -21,8 +22,8 @@ from .serve import PAGE_FIELDS, forbidden, frontend_login_url, not_found, privat
 Video = get_video_model()
 
 DENIED_MESSAGES = {
-    Outcome.LOGIN_REQUIRED: "This video is private. Sign in to watch it.",
-    Outcome.FORBIDDEN: "You do not have access to this video. Ask the page's owner for access.",
+    Outcome.LOGIN_REQUIRED: _("This video is private. Sign in to watch it."),
+    Outcome.FORBIDDEN: _("You do not have access to this video. Ask the page's owner for access."),
 }
 
 

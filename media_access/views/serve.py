@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponseForbidden, HttpResponseNotAllowed, HttpResponseNotFound
 from django.utils.cache import patch_vary_headers
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from wagtail.models import Page
 
@@ -39,8 +40,8 @@ PAGE_FIELDS = (
     "expire_at",
 )
 VIDEO_FIELDS = ("id", "title", "file", "original_filename")
-NOT_FOUND_BODY = b"Not found.\n"
-FORBIDDEN_BODY = b"You do not have access to this video.\n"
+NOT_FOUND_BODY = _("Not found.")
+FORBIDDEN_BODY = _("You do not have access to this video.")
 PLAIN_TEXT = "text/plain; charset=utf-8"
 
 
@@ -122,11 +123,11 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
 
 # Denials are plain text (nosniff comes from SecurityMiddleware), never a page.
 def not_found():
-    return HttpResponseNotFound(NOT_FOUND_BODY, content_type=PLAIN_TEXT)
+    return HttpResponseNotFound(f"{NOT_FOUND_BODY}\n", content_type=PLAIN_TEXT)
 
 
 def forbidden():
-    return HttpResponseForbidden(FORBIDDEN_BODY, content_type=PLAIN_TEXT)
+    return HttpResponseForbidden(f"{FORBIDDEN_BODY}\n", content_type=PLAIN_TEXT)
 
 
 def login_redirect(next_path):
