@@ -114,6 +114,31 @@ def test_manage_py_check_prints_the_messages_without_a_traceback(tmp_path):
     assert "private_video_transcoding.E004" in output and "{'height': 360}" in output
 
 
+# ---- W001 / E005: the grace period of replaced files ----------------------
+
+
+def test_the_grace_period_follows_the_signed_url_lifetime_of_the_serving_app():
+    """media_access tells transcoding (through a hook) how long its signed
+    URLs live: replaced files stay that long plus a segment and a minute."""
+    from transcoding.publish import retired_file_grace_seconds
+
+    with override_settings(MEDIA_ACCESS_TOKEN_LIFETIME=1000, TRANSCODING_SEGMENT_SECONDS=4):
+        assert retired_file_grace_seconds() == 1000 + 4 + 60
+        assert "private_video_transcoding.W001" not in messages()
+        with override_settings(TRANSCODING_RETIRED_FILE_GRACE_SECONDS=1003):
+            warning = messages()["private_video_transcoding.W001"]
+        assert not warning.is_serious() and "1003" in warning.msg and "1004" in warning.msg
+        with override_settings(TRANSCODING_RETIRED_FILE_GRACE_SECONDS=1004):
+            assert "private_video_transcoding.W001" not in messages()
+
+
+def test_a_grace_period_that_is_not_a_number_is_E005():
+    with override_settings(TRANSCODING_RETIRED_FILE_GRACE_SECONDS="ten minutes"):
+        found = messages()
+    assert found["private_video_transcoding.E005"].is_serious()
+    assert "TRANSCODING_RETIRED_FILE_GRACE_SECONDS" in found["private_video_transcoding.E005"].msg
+
+
 # ---- Rendition.kind --------------------------------------------------------
 
 

@@ -78,8 +78,12 @@ def check_retired_file_grace(app_configs, **kwargs):
     from .publish import retired_file_grace_seconds, signed_url_lifetime
 
     try:
+        lifetime = signed_url_lifetime()
+    except Exception:  # noqa: BLE001 - the serving app's own checks report its settings
+        return []
+    try:
+        needed = lifetime + float(segment_seconds())
         grace = retired_file_grace_seconds()
-        needed = signed_url_lifetime() + float(segment_seconds())
     except (TypeError, ValueError) as exc:
         return [Error(
             f"TRANSCODING_RETIRED_FILE_GRACE_SECONDS or TRANSCODING_SEGMENT_SECONDS is not a number: {exc}",
