@@ -56,7 +56,8 @@ def test_edit_view_lists_renditions_with_size_and_bitrate(sample_video, admin_cl
     video = make_video(sample_video, title="Rendered")
     job_for(video, status="ready", progress=100)
     Rendition.objects.create(
-        video=video, name="hls-720p", file="videos/x/hls-720p.m3u8", content_type="application/vnd.apple.mpegurl",
+        video=video, name="hls-720p", kind="hls-video", file="videos/x/hls-720p.m3u8",
+        content_type="application/vnd.apple.mpegurl",
         size=2_500_000, width=1280, height=720, bitrate=2_800_000,
     )
     html = admin_client.get(reverse("private_video:edit", args=[video.pk])).content.decode()
