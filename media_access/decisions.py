@@ -40,14 +40,14 @@ What the triggers watch (``watched_tables``), and why each can end an
 allowed decision:
 
 - ``wagtailcore_page`` and the table of every concrete page model (with
-  ``cms_videopage``): unpublish, delete, a move under a restricted section
+  the site's video page types): unpublish, delete, a move under a restricted section
   (treebeard rewrites ``path`` with ``QuerySet.update`` and raw SQL, which no
   model signal sees), the main video or the body changing, alias syncing.
 - ``wagtailcore_pageviewrestriction`` and its groups table: a restriction
   added on the page or an ancestor, its type or password changed (a new
   password is saved as a new row, see ``signal_handlers``, so the session's
   remembered restriction id stops passing too), a group taken off it.
-- ``media_access_viewergrant``: a grant deleted, expired early, narrowed.
+- ``private_video_access_viewergrant``: a grant deleted, expired early, narrowed.
 - the user table and its groups table: deactivation, a password change (the
   session's auth hash stops matching), superuser removed, a user removed
   from a group (``Group.user_set.clear()`` and ``user.groups.remove()`` write
@@ -58,7 +58,8 @@ allowed decision:
   shorter expiry, changed session data. Only the ``db`` and ``cached_db``
   session engines write that table, so with any other engine nothing is
   remembered.
-- ``cms_video`` and ``transcoding_rendition``: a file replaced or deleted.
+- the video model's table and ``private_video_transcoding_rendition``: a file
+  replaced or deleted.
 
 Not watched, deliberately: page permissions and the library's collection
 permissions (decisions that used them are not kept), revisions and drafts (only live content is used), the reference

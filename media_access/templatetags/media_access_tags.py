@@ -1,10 +1,10 @@
 from django import template
-from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
 
 from ..files import best_playback_name, resolve_file
 from ..policy import Outcome, can_watch
+from ..views.serve import frontend_login_url
 
 register = template.Library()
 
@@ -17,11 +17,10 @@ def video_player_state(context, page, video):
         return {"allowed": False, "reason": "unavailable"}
     decision = can_watch(request, page, video, download=True)
     if not decision.allowed:
-        login_url = getattr(settings, "WAGTAIL_FRONTEND_LOGIN_URL", None) or settings.LOGIN_URL
         return {
             "allowed": False,
             "reason": decision.outcome.value,
-            "login_url": redirect_to_login(request.get_full_path(), login_url)["Location"]
+            "login_url": redirect_to_login(request.get_full_path(), frontend_login_url())["Location"]
             if decision.outcome is Outcome.LOGIN_REQUIRED
             else "",
         }

@@ -19,7 +19,6 @@ from ..signals import send_video_served
 from ..tokens import VideoToken
 from .serve import PAGE_FIELDS, forbidden, frontend_login_url, not_found, private, require_safe
 
-Video = get_video_model()
 
 DENIED_MESSAGES = {
     Outcome.LOGIN_REQUIRED: _("This video is private. Sign in to watch it."),
@@ -29,7 +28,7 @@ DENIED_MESSAGES = {
 
 def _lookup(page_id, video_id):
     page = Page.objects.filter(pk=page_id).only(*PAGE_FIELDS).first()
-    video = Video.objects.filter(pk=video_id).first()
+    video = get_video_model().objects.filter(pk=video_id).first()
     return page, video
 
 

@@ -31,7 +31,6 @@ from ..policy import Outcome, can_watch
 from ..responses import get_response_builder
 from ..signals import send_video_served
 
-Video = get_video_model()
 
 # What the policy, the log and the resolver read of two wide rows; anything
 # else (an editor's permission check) loads on access.
@@ -99,7 +98,7 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
         return get_response_builder().build(request, remembered.served)
 
     page = Page.objects.filter(pk=page_id).only(*PAGE_FIELDS).first()
-    video = Video.objects.filter(pk=video_id).only(*VIDEO_FIELDS).first()
+    video = get_video_model().objects.filter(pk=video_id).only(*VIDEO_FIELDS).first()
     if page is None or video is None:
         return not_found()
 
