@@ -52,3 +52,11 @@ def refuse_expired_page(page, request, serve_args, serve_kwargs):
 
 # A viewer grant that allows downloads needs change permission on the page's videos.
 hooks.register("clean_video_page_form", page_checks.refuse_download_grants_without_change)
+
+
+@hooks.register("transcoding_signed_url_lifetime")
+def signed_url_lifetime():
+    """Transcoding keeps a replaced rendition file while a signed URL to it may be valid."""
+    from .tokens import token_lifetime
+
+    return token_lifetime()
