@@ -66,6 +66,18 @@ def test_manage_check_without_private_storage_prints_e001_not_a_traceback(tmp_pa
     assert "HINT:" in output
 
 
+def test_manage_check_with_a_model_that_is_no_video_model_prints_e004_not_a_traceback(tmp_path):
+    """Nothing that loads (apps, models, admin hooks, URLs) asks for the model before the check speaks."""
+    result = _manage_check(tmp_path, (
+        "from cms.settings.test import *  # noqa\n"
+        "PRIVATE_VIDEO_MODEL = 'auth.User'\n"
+    ))
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output, output
+    assert "(private_video.E004) PRIVATE_VIDEO_MODEL refers to 'auth.User'" in output, output
+
+
 # --- E002: a private storage that is public --------------------------------------------
 
 
