@@ -60,3 +60,14 @@ def signed_url_lifetime():
     from .tokens import token_lifetime
 
     return token_lifetime()
+
+
+@hooks.register("render_video_player")
+def render_video_player(context, page, video):
+    """The library's ``{% video_player %}`` (its block, a site's templates)
+    renders media_access's player, which asks the policy for this viewer."""
+    from django.template.loader import render_to_string
+
+    return render_to_string(
+        "media_access/player.html", {"page": page, "video": video}, request=context.get("request")
+    )
