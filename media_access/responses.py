@@ -29,6 +29,10 @@ BUILDERS_BY_MODE = {
 _CHUNK_SIZE = 256 * 1024
 # Methods a storage is asked to let nginx use (a presigned URL is made for one).
 NGINX_METHODS = ("GET", "HEAD")
+NOT_AN_NGINX_STORAGE = (
+    "The private storage cannot say how nginx reaches its files (it has no nginx_root() and "
+    "nginx_source()): use private_video.storage.PrivateFileSystemStorage or PrivateS3Storage, or a subclass."
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ def nginx_source(storage, name, method="GET"):
     answers (a local path, or a URL presigned for that method)."""
     if method not in NGINX_METHODS:
         raise ValueError(f"Only GET and HEAD are handed to nginx, not {method!r}")
+    if not hasattr(storage, "nginx_source"):
+        raise ImproperlyConfigured(NOT_AN_NGINX_STORAGE)
     return storage.nginx_source(name, http_method=method, expire=s3.url_lifetime())
 
 

@@ -20,7 +20,7 @@ from private_video.validation import max_upload_request_size
 
 from .. import s3, tokens
 from ..conf import setting
-from ..responses import accel_prefix
+from ..responses import NOT_AN_NGINX_STORAGE, accel_prefix
 
 # Shipped inside the package (deploy/nginx/site.conf.template links here).
 TEMPLATE_PATH = Path(__file__).resolve().parent / "site.conf.template"
@@ -39,12 +39,9 @@ def private_root(storage=None):
     """The folder nginx's internal location reads private files from, or
     None when they are not local files (a bucket)."""
     storage = storage or private_storage()
-    nginx_root = getattr(storage, "nginx_root", None)
-    if nginx_root is not None:
-        root = nginx_root()
-    else:
-        # A storage from before nginx_root(): a local one has a location.
-        root = None if s3.is_proxyable(storage) else getattr(storage, "location", None)
+    if not hasattr(storage, "nginx_root"):
+        raise ImproperlyConfigured(NOT_AN_NGINX_STORAGE)
+    root = storage.nginx_root()
     return Path(root) if root else None
 
 
