@@ -5,10 +5,12 @@ hint, never a traceback at import or on the first request.
 - private_video_access.E002  MEDIA_ACCESS_TOKEN_URL_PREFIX invalid
 - private_video_access.E003  MEDIA_ACCESS_ACCEL_PREFIX (or S3_ACCEL_PREFIX) invalid
 - private_video_access.E004  decision triggers missing (tag "database")
+- private_video_access.E005  MEDIA_ACCESS_SERVE_MODE / RESPONSE_BUILDER invalid
 - private_video_access.W001  media_access's URLs are not in ROOT_URLCONF
 """
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError, connections
 from django.urls import NoReverseMatch, reverse
@@ -16,7 +18,7 @@ from django.utils.translation import gettext as _
 
 from . import s3, tokens
 from .conf import setting
-from .responses import valid_accel_prefix
+from .responses import get_response_builder, valid_accel_prefix
 
 
 @register()
@@ -48,6 +50,15 @@ def check_settings(app_configs=None, **kwargs):
                 hint=_("For example %(example)r (the default).") % {"example": example},
                 id="private_video_access.E003",
             ))
+    try:
+        get_response_builder()
+    except ImproperlyConfigured as error:
+        errors.append(Error(
+            str(error),
+            hint=_("MEDIA_ACCESS_SERVE_MODE is \"xaccel\" (nginx in front) or \"django\" (no nginx); "
+                   "MEDIA_ACCESS_RESPONSE_BUILDER, if set, the dotted path of a builder class."),
+            id="private_video_access.E005",
+        ))
     return errors
 
 

@@ -230,12 +230,19 @@ def get_response_builder():
     path = setting("RESPONSE_BUILDER")
     if not path:
         mode = setting("SERVE_MODE")
-        if mode not in BUILDERS_BY_MODE:
+        if not isinstance(mode, str) or mode not in BUILDERS_BY_MODE:
             raise ImproperlyConfigured(
                 f"MEDIA_ACCESS_SERVE_MODE must be one of {sorted(BUILDERS_BY_MODE)}, not {mode!r}."
             )
         path = BUILDERS_BY_MODE[mode]
+    if not isinstance(path, str):
+        raise ImproperlyConfigured(f"MEDIA_ACCESS_RESPONSE_BUILDER must be a dotted path, not {path!r}.")
     try:
-        return import_string(path)()
+        builder_class = import_string(path)
     except ImportError as error:
         raise ImproperlyConfigured(f"MEDIA_ACCESS_RESPONSE_BUILDER {path!r} cannot be imported: {error}")
+    if not callable(getattr(builder_class, "build", None)):
+        raise ImproperlyConfigured(
+            f"MEDIA_ACCESS_RESPONSE_BUILDER {path!r} is not a response builder (it has no build(request, served))."
+        )
+    return builder_class()

@@ -73,6 +73,28 @@ def test_e003_accel_prefixes(name, value):
     assert len(messages) == 1 and f"MEDIA_ACCESS_{name}" in messages[0].msg
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [{"MEDIA_ACCESS_SERVE_MODE": "nginx"}, {"MEDIA_ACCESS_SERVE_MODE": ["xaccel"]},
+     {"MEDIA_ACCESS_RESPONSE_BUILDER": "media_access.responses.NoSuchBuilder"},
+     {"MEDIA_ACCESS_RESPONSE_BUILDER": "nodots"}, {"MEDIA_ACCESS_RESPONSE_BUILDER": 5},
+     {"MEDIA_ACCESS_RESPONSE_BUILDER": "media_access.responses.ServedFile"}],
+)
+def test_e005_serve_mode_and_response_builder(overrides):
+    with override_settings(**overrides):
+        assert ids() == ["private_video_access.E005"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"MEDIA_ACCESS_SERVE_MODE": "django"},
+     {"MEDIA_ACCESS_SERVE_MODE": "nginx", "MEDIA_ACCESS_RESPONSE_BUILDER": "media_access.responses.XAccelResponseBuilder"}],
+)
+def test_e005_accepts_a_mode_or_a_builder(overrides):
+    with override_settings(**overrides):
+        assert ids() == []
+
+
 def test_e004_names_a_missing_decision_trigger(db):
     assert connection.vendor == "sqlite", "this test drops a SQLite trigger"
     assert ids(databases=["default"]) == []
