@@ -18,7 +18,7 @@ from tests.helpers import make_video
 from tests.stack import REPO
 from transcoding import pipeline
 from transcoding.models import Rendition, TranscodeJob
-from transcoding.profiles import Rung
+from transcoding.profiles import Rung, get_ladder
 from transcoding.publish import Output, publish
 
 Kind = Rendition.Kind
@@ -67,7 +67,7 @@ def test_no_ffmpeg_on_path_is_E003(tmp_path, monkeypatch):
         ([Rung(720, 3000), "360p"], ["'360p'"]),
         ([], ["empty"]),
         ("720p", ["'720p'"]),
-        (None, ["None"]),
+        (720, ["720"]),
     ],
 )
 def test_an_invalid_ladder_is_E004_naming_the_entry(ladder, names):
@@ -86,6 +86,10 @@ def test_a_valid_ladder_has_no_E004():
     custom = [{"height": 480, "maxrate_kbps": 1200}, Rung(240, 400, crf=0, audio_kbps=96)]
     with override_settings(TRANSCODING_LADDER=custom):
         assert "private_video_transcoding.E004" not in messages()
+        assert [rung.height for rung in get_ladder()] == [480, 240]
+    with override_settings(TRANSCODING_LADDER=None):  # None: the default ladder
+        assert "private_video_transcoding.E004" not in messages()
+        assert [rung.height for rung in get_ladder()] == [1080, 720, 540, 360]
 
 
 def test_manage_py_check_prints_the_messages_without_a_traceback(tmp_path):

@@ -24,7 +24,7 @@ DEFAULTS = {
     "AUTO_ENQUEUE": True,
     # Dotted path of the class that builds ffmpeg's command lines.
     "BACKEND": "transcoding.backends.ffmpeg_python.FFmpegPythonBackend",
-    # The HLS rungs, tallest first: dicts of profiles.Rung fields (height is the short side).
+    # The HLS rungs: dicts of profiles.Rung fields (height is the short side); None: this default.
     "LADDER": (
         {"height": 1080, "maxrate_kbps": 5000, "crf": 22},
         {"height": 720, "maxrate_kbps": 3000, "crf": 23},

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import setting
+from .conf import DEFAULTS, setting
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ def get_ladder():
     Raises ImproperlyConfigured naming the entry that is wrong (the system
     check ``private_video_transcoding.E004`` reports it)."""
     configured = setting("LADDER")
+    if configured is None:  # set to None: the default, as when unset
+        configured = DEFAULTS["LADDER"]
     if isinstance(configured, (str, bytes, dict)) or not hasattr(configured, "__iter__"):
         raise ImproperlyConfigured(
             f"TRANSCODING_LADDER must be a list of rungs (dicts of Rung fields), not {configured!r}"
