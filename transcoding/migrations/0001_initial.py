@@ -6,13 +6,16 @@ import private_video.storage
 import transcoding.models
 from django.db import migrations, models
 
+from private_video import get_video_model_string
+
 
 class Migration(migrations.Migration):
 
     initial = True
 
     dependencies = [
-        ('private_video', '0001_initial'),
+        # The site's video model (PRIVATE_VIDEO_MODEL), as Wagtail's migrations follow WAGTAILIMAGES_IMAGE_MODEL.
+        migrations.swappable_dependency(get_video_model_string()),
     ]
 
     operations = [
@@ -23,7 +26,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=255)),
                 ('retired_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('delete_after', models.DateTimeField(db_index=True)),
-                ('video', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='private_video.video')),
+                ('video', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=get_video_model_string())),
             ],
         ),
         migrations.CreateModel(
@@ -51,7 +54,7 @@ class Migration(migrations.Migration):
                 ('playable_at', models.DateTimeField(blank=True, null=True)),
                 ('ladder_started_at', models.DateTimeField(blank=True, null=True)),
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('video', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transcode_jobs', to='private_video.video')),
+                ('video', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='transcode_jobs', to=get_video_model_string())),
             ],
             options={
                 'ordering': ['-created_at', '-pk'],
@@ -73,7 +76,7 @@ class Migration(migrations.Migration):
                 ('codecs', models.CharField(blank=True, help_text='RFC 6381, e.g. avc1.64001f,mp4a.40.2', max_length=100)),
                 ('duration', models.FloatField(blank=True, null=True)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('video', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='renditions', to='private_video.video')),
+                ('video', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='renditions', to=get_video_model_string())),
             ],
             options={
                 'ordering': ['video', 'name'],
