@@ -21,6 +21,7 @@ from django.test import override_settings
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from media_access.conf import setting as media_access_setting
 from tests.helpers import make_video
 from tests.stack import REPO, free_port
 from transcoding.status import video_status
@@ -420,7 +421,7 @@ def test_replaced_files_are_deleted_after_the_grace_period(sample_video):
     new_files = rendition_files(video)
     assert old_files and new_files and set(old_files).isdisjoint(new_files)
     grace = retired_file_grace_seconds()
-    assert grace >= settings.MEDIA_ACCESS_TOKEN_LIFETIME + segment_seconds()
+    assert grace >= media_access_setting("TOKEN_LIFETIME") + segment_seconds()
     # The first job's quick version and then its ladder, each kept when replaced.
     retired = {video.file.storage.path(r.name) for r in RetiredFile.objects.filter(video=video)}
     assert set(old_files) < retired and all(os.path.exists(path) for path in retired)

@@ -64,7 +64,9 @@ class Command(BaseCommand):
                 return
             call_command(
                 "db_worker",
-                backend_name=task_backend_alias(),
+                # As an argument, not backend_name=: db_worker checks its default
+                # ("default") otherwise, which a site may give a non-database backend.
+                f"--backend={task_backend_alias()}",
                 queue_name="*",
                 interval=interval,
                 startup_delay=startup_delay,
