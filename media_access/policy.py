@@ -34,6 +34,8 @@ from django.utils import timezone
 from wagtail import hooks
 from wagtail.models import BaseViewRestriction, Page, ReferenceIndex
 
+from private_video import get_video_model
+from private_video.pages import VideoPageMixin, holds_videos
 from private_video.permissions import video_permission_policy
 
 
@@ -242,9 +244,10 @@ def video_is_on_page(video, page, *, draft=False):
         if not page.has_unpublished_changes:
             return False
         specific = page.get_latest_revision_as_object()
-        if getattr(specific, "video_id", None) == video.pk:
+        attname = _main_video_attname(type(specific))
+        if attname and getattr(specific, attname) == video.pk:
             return True
-        if hasattr(specific, "videos"):
+        if holds_videos(specific):
             return video.pk in {v.pk for v in specific.videos()}
         return _in_reference_index(video, page)
     return bool(_where_on_page(video, page))
@@ -260,17 +263,17 @@ def _where_on_page(video, page):
     else:
         # A base Page from the media views: one small query answers the
         # common case (the page's main video) without loading the page's content.
-        if _has_field(model, "video") and model._default_manager.filter(
-            pk=page.pk, video_id=video.pk
-        ).exists():
+        attname = _main_video_attname(model)
+        if attname and model._default_manager.filter(pk=page.pk, **{attname: video.pk}).exists():
             return _OWN_CONTENT
-        specific = model._default_manager.filter(pk=page.pk).first() if hasattr(model, "videos") else None
+        specific = model._default_manager.filter(pk=page.pk).first() if issubclass(model, VideoPageMixin) else None
     if specific is not None:
-        if getattr(specific, "video_id", None) == video.pk:
+        attname = _main_video_attname(type(specific))
+        if attname and getattr(specific, attname) == video.pk:
             return _OWN_CONTENT
-        if hasattr(specific, "videos") and video.pk in {v.pk for v in specific.videos()}:
+        if holds_videos(specific) and video.pk in {v.pk for v in specific.videos()}:
             return _OWN_CONTENT
-    if specific is not None and hasattr(specific, "videos"):
+    if specific is not None and holds_videos(specific):
         return None
     return _REFERENCE_INDEX if _in_reference_index(video, page) else None
 
@@ -282,9 +285,18 @@ def _in_reference_index(video, page):
     ).exists()
 
 
-def _has_field(model, name):
+def _main_video_attname(model):
+    """The column of the page type's main video (``main_video_field``, "video"
+    by default) when that field is a foreign key to the video model, else
+    None. A host site's own ``video`` field pointing elsewhere (its own clip
+    model, wagtailmedia's Media) says nothing about private videos: its ids
+    merely coincide. As the page contract (``videos()``) counts them."""
+    name = getattr(model, "main_video_field", "video")
     try:
-        model._meta.get_field(name)
+        field = model._meta.get_field(name)
     except Exception:
-        return False
-    return True
+        return None
+    related = getattr(field, "related_model", None)
+    if field.many_to_one and isinstance(related, type) and issubclass(related, get_video_model()):
+        return field.attname
+    return None

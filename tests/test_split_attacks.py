@@ -1,0 +1,111 @@
+"""Hostile review of the issue-10 split (a reusable module in a host site).
+
+Each test is one attack on a seam the split introduced or moved, and the
+answer it must get now:
+
+- A host site's own page type with a field named ``video`` that points to
+  something else (its own model, e.g. wagtailmedia's Media): the policy took
+  any ``video_id`` equal to a private video's id for "the video is on this
+  page", so an anonymous visitor got a private video through an unrelated
+  public page; a host page's own ``videos()`` (not ``VideoPageMixin``'s)
+  likewise. The page contract (``VideoPageMixin.videos()``) only counts
+  relations to the video model; the policy must agree.
+"""
+
+import pytest
+from django.apps import apps
+from django.db import connection, models
+from django.test import Client
+from django.urls import reverse
+from wagtail.models import Page
+
+from .helpers import home_page, make_video
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+# Registered under an installed app only while a test runs (Wagtail finds a
+# page's class through the app registry), then taken out again.
+HOST_APP = "cms"
+_host_models = {}
+
+
+def _define_host_models():
+    """A host site's own models (defined once per process): a clip model of its own and
+    a page type whose ``video`` field points to it, not to the video library."""
+    if _host_models:
+        return _host_models
+
+    class H6HostClip(models.Model):
+        title = models.CharField(max_length=100)
+
+        class Meta:
+            app_label = HOST_APP
+
+    class H6HostClipPage(Page):
+        video = models.ForeignKey(H6HostClip, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+        class Meta:
+            app_label = HOST_APP
+
+    class H6HostPlaylistPage(Page):
+        """No ``video`` field, but a ``videos()`` of its own (the host's clips), not the page contract's."""
+
+        clips = models.ManyToManyField(H6HostClip, blank=True, related_name="+")
+
+        def videos(self):
+            return list(self.clips.all())
+
+        class Meta:
+            app_label = HOST_APP
+
+    _host_models.update(clip=H6HostClip, page=H6HostClipPage, playlist_page=H6HostPlaylistPage)
+    return _host_models
+
+
+@pytest.fixture
+def host_models():
+    from wagtail.models import PAGE_MODEL_CLASSES
+
+    defined = _define_host_models()
+    with connection.schema_editor() as editor:
+        editor.create_model(defined["clip"])
+        editor.create_model(defined["page"])
+        editor.create_model(defined["playlist_page"])
+    try:
+        yield defined
+    finally:
+        Page.objects.filter(content_type__model__in=["h6hostclippage", "h6hostplaylistpage"]).delete()
+        with connection.schema_editor() as editor:
+            editor.delete_model(defined["playlist_page"])
+            editor.delete_model(defined["page"])
+            editor.delete_model(defined["clip"])
+        # The rest of the suite must not see a page type of ours.
+        for model in (defined["page"], defined["playlist_page"]):
+            if model in PAGE_MODEL_CLASSES:
+                PAGE_MODEL_CLASSES.remove(model)
+        for model in defined.values():
+            apps.all_models[HOST_APP].pop(model._meta.model_name, None)
+        apps.clear_cache()
+        _host_models.clear()
+
+
+def test_a_host_pages_own_video_field_is_not_a_private_video(host_models, sample_video):
+    private = make_video(sample_video, title="Secret")
+    # The host's own clip with the same id as the private video.
+    clip = host_models["clip"].objects.create(pk=private.pk, title="Public clip")
+    page = host_models["page"](title="Blog", video=clip)
+    home_page().add_child(instance=page)
+    page.save_revision().publish()
+    playlist = host_models["playlist_page"](title="Clips")
+    home_page().add_child(instance=playlist)
+    playlist.clips.add(clip)
+    playlist.save_revision().publish()
+
+    anonymous = Client()
+    for host_page in (page, playlist):
+        for name in ("media_access:watch", "media_access:download"):
+            response = anonymous.get(reverse(name, args=[host_page.pk, private.pk, "original"]))
+            assert response.status_code == 404, (host_page, name)
+            assert not response.has_header("X-Accel-Redirect")
+        playback = anonymous.get(reverse("media_access:playback", args=[host_page.pk, private.pk]))
+        assert playback.status_code == 404 and "token" not in playback.json()
