@@ -39,3 +39,15 @@ def rendition_name(key, filename):
 # A published rendition file: ``<version folder>/<file>`` under the renditions
 # prefix (transcoding.publish names them); the only files signed URLs reach.
 RENDITION_FILE_PATTERN = r"[A-Za-z0-9_-]{1,64}/[A-Za-z0-9_-]{1,200}\.(?:m4s|mp4|jpg|vtt)"
+
+
+def text_track_name(key, kind, version):
+    """A caption or chapters WebVTT file: ``<renditions prefix><kind>-<version>/<kind>.vtt``.
+    Under the renditions prefix so the same signed URLs reach it; a new file
+    gets a new version folder (names never change content)."""
+    return f"{renditions_prefix(key)}{kind}-{version}/{kind}.vtt"
+
+
+def poster_name(key, version):
+    """An editor's chosen poster (an uploaded image or a picked frame), re-encoded as JPEG."""
+    return f"{renditions_prefix(key)}poster-{version}/poster.jpg"

@@ -86,6 +86,14 @@ class AbstractVideo(CollectionMember, index.Indexed, ClusterableModel):
     container = models.CharField(_("container"), max_length=64, blank=True, editable=False)
     probe_data = models.JSONField(_("probe data"), default=dict, blank=True, editable=False)
 
+    # The editor's chosen poster: an uploaded image or a picked frame, stored
+    # as JPEG under the renditions prefix (layout.poster_name); empty: the
+    # transcoder's own poster. ``poster_time`` says which frame was picked.
+    poster_file = models.FileField(
+        _("poster"), storage=private_storage, blank=True, editable=False, max_length=255
+    )
+    poster_time = models.FloatField(_("poster frame (seconds)"), null=True, blank=True, editable=False)
+
     search_fields = [
         *CollectionMember.search_fields,
         index.SearchField("title", boost=10),
@@ -148,3 +156,7 @@ class Video(AbstractVideo):
 
     class Meta(AbstractVideo.Meta):
         pass
+
+
+# Captions and chapters: their own models, beside the video's.
+from .tracks import Caption, Chapter  # noqa: E402,F401
