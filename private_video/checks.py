@@ -45,6 +45,28 @@ def _public_roots():
         value = getattr(settings, name, None)
         if value:
             yield name, Path(value).resolve()
+    # collectstatic copies the static source folders (STATICFILES_DIRS, every
+    # app's static/) into STATIC_ROOT: a private folder in one is published too.
+    yield from _static_source_folders()
+
+
+def _static_source_folders():
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.staticfiles"):
+        return
+    from django.contrib.staticfiles.finders import get_finders
+
+    try:
+        finders = list(get_finders())
+    except Exception:  # noqa: BLE001 - staticfiles' own checks report a bad finder setting
+        return
+    for finder in finders:
+        for key, storage in (getattr(finder, "storages", None) or {}).items():
+            location = getattr(storage, "location", None)
+            if location:
+                label = "STATICFILES_DIRS" if type(finder).__name__ == "FileSystemFinder" else f"the static folder of app {key!r}"
+                yield f"{label} (collectstatic copies it into STATIC_ROOT)", Path(location).resolve()
 
 
 def _publicity(storage):

@@ -109,3 +109,59 @@ def test_a_host_pages_own_video_field_is_not_a_private_video(host_models, sample
             assert not response.has_header("X-Accel-Redirect")
         playback = anonymous.get(reverse("media_access:playback", args=[host_page.pk, private.pk]))
         assert playback.status_code == 404 and "token" not in playback.json()
+
+
+# --- a site developer's private folder that collectstatic publishes -----------------------
+
+
+def test_private_storage_inside_a_static_source_folder_is_e002(settings, tmp_path):
+    """wagtail start's site has ``STATICFILES_DIRS = [mysite/static]``: a private
+    folder put in there is not under MEDIA_ROOT or STATIC_ROOT, yet
+    ``collectstatic`` copies every original into STATIC_ROOT, which nginx serves
+    to anyone. ``manage.py check`` must say so before that happens."""
+    from django.contrib.staticfiles import finders
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+    from django.core.management import call_command
+
+    from private_video import checks
+
+    site_static = tmp_path / "mysite" / "static"
+    site_static.mkdir(parents=True)
+    settings.STATIC_ROOT = str(tmp_path / "collected")
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.STATICFILES_DIRS = [str(site_static)]
+    settings.STORAGES = {**settings.STORAGES, "private": {
+        "BACKEND": "private_video.storage.PrivateFileSystemStorage",
+        "OPTIONS": {"location": str(site_static / "private-media")},
+    }}
+    finders.get_finder.cache_clear()
+    try:
+        name = storages["private"].save("videos/ab/" + "ab" * 16 + "/original.mp4", ContentFile(b"secret bytes"))
+        call_command("collectstatic", interactive=False, verbosity=0)
+        # The harm: the original is now a public static file.
+        assert (tmp_path / "collected" / "private-media" / name).read_bytes() == b"secret bytes"
+        errors = checks.check_private_storage(None)
+    finally:
+        finders.get_finder.cache_clear()
+    assert [error.id for error in errors] == ["private_video.E002"]
+    assert "STATICFILES_DIRS" in errors[0].msg
+
+
+def test_private_storage_inside_an_apps_static_folder_is_e002(settings, tmp_path):
+    """The same through an app's own static/ folder (AppDirectoriesFinder)."""
+    from pathlib import Path
+
+    import cms
+
+    from private_video import checks
+
+    app_static = Path(cms.__file__).resolve().parent / "static"
+    settings.STORAGES = {**settings.STORAGES, "private": {
+        "BACKEND": "private_video.storage.PrivateFileSystemStorage",
+        # Never created: the check looks at the path only.
+        "OPTIONS": {"location": str(app_static / "h6-private-never-created")},
+    }}
+    errors = checks.check_private_storage(None)
+    assert [error.id for error in errors] == ["private_video.E002"]
+    assert "static" in errors[0].msg
