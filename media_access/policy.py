@@ -136,7 +136,7 @@ def can_watch(request, page, video, *, download=False):
 
     The built-in policy (``builtin_decision``) decides first; only when it
     allows do the site's ``check_video_access`` hooks run, each
-    ``fn(request, page, video)`` returning None (no say) or an ``Outcome``
+    ``fn(request, page, video)`` (``page`` the specific page) returning None (no say) or an ``Outcome``
     that refuses (FORBIDDEN, NOT_FOUND, LOGIN_REQUIRED). A hook can take
     access away, never give it: a refusal of the built-in policy is final,
     and a hook answering ALLOWED has no say. While any such hook is
@@ -149,6 +149,9 @@ def can_watch(request, page, video, *, download=False):
     checks = hooks.get_hooks(CHECK_HOOK)
     if not checks:
         return decision
+    # The specific page, whichever view asks (the media views load a plain
+    # Page): a hook written against the site's own page type must see it.
+    page = page.specific
     for check in checks:
         outcome = check(request, page, video)
         if outcome is None or outcome is Outcome.ALLOWED:

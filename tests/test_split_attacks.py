@@ -165,3 +165,48 @@ def test_private_storage_inside_an_apps_static_folder_is_e002(settings, tmp_path
     errors = checks.check_private_storage(None)
     assert [error.id for error in errors] == ["private_video.E002"]
     assert "static" in errors[0].msg
+
+
+# --- check_video_access: the hook sees the page a site developer wrote it for ------------
+
+
+def test_a_hook_that_refuses_on_its_page_type_refuses_the_bytes_too(sample_video):
+    """A site's hook is written against its own page type (``isinstance(page,
+    LessonPage)``, a field of it): the player's template tag passed it the
+    specific page, but the byte-serving views a plain ``Page``, so the same
+    hook refused the player and let /watch/, /playback/ and the playlists through."""
+    from django.contrib.auth.models import Group
+    from wagtail import hooks
+
+    from cms.models import VideoPage
+    from media_access import decisions
+    from media_access.models import ViewerGrant
+    from media_access.policy import Outcome
+
+    from .helpers import make_user, make_video_page
+
+    decisions.cache().clear()
+    members = Group.objects.create(name="Members")
+    video = make_video(sample_video, title="Course video")
+    page = make_video_page(video, title="Lesson")
+    ViewerGrant.objects.create(page=page, group=members)
+    viewer = Client()
+    viewer.force_login(make_user("viewer", groups=[members]))
+    seen = []
+
+    def not_enrolled(request, page, video):
+        seen.append(type(page))
+        if isinstance(page, VideoPage):
+            return Outcome.FORBIDDEN
+        return None
+
+    with hooks.register_temporarily("check_video_access", not_enrolled):
+        rendered = viewer.get(page.url)
+        watch = viewer.get(reverse("media_access:watch", args=[page.pk, video.pk, "original"]))
+        download = viewer.get(reverse("media_access:download", args=[page.pk, video.pk, "original"]))
+        playback = viewer.get(reverse("media_access:playback", args=[page.pk, video.pk]))
+    assert rendered.status_code == 200 and 'data-access="denied"' in rendered.content.decode()
+    for response in (watch, download):
+        assert response.status_code == 403 and not response.has_header("X-Accel-Redirect")
+    assert playback.status_code == 403 and "token" not in playback.json()
+    assert set(seen) == {VideoPage}
