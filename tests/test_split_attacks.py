@@ -210,3 +210,36 @@ def test_a_hook_that_refuses_on_its_page_type_refuses_the_bytes_too(sample_video
         assert response.status_code == 403 and not response.has_header("X-Accel-Redirect")
     assert playback.status_code == 403 and "token" not in playback.json()
     assert set(seen) == {VideoPage}
+
+
+def test_a_hook_that_raises_fails_closed_and_says_nothing(sample_video, settings):
+    """An exception in a site's hook is a plain 500: no bytes, no token, no
+    X-Accel-Redirect, and nothing of the exception in the body."""
+    from wagtail import hooks
+
+    from media_access import decisions
+
+    from .helpers import make_video_page
+
+    settings.DEBUG = False
+    decisions.cache().clear()
+    video = make_video(sample_video, title="Open video")
+    page = make_video_page(video, title="Open page")
+    anonymous = Client(raise_request_exception=False)
+    watch_url = reverse("media_access:watch", args=[page.pk, video.pk, "original"])
+    # Open page, no grants: allowed, and remembered.
+    assert anonymous.get(watch_url).has_header("X-Accel-Redirect")
+
+    def broken(request, page, video):
+        raise RuntimeError("enrolment service at 10.0.0.7 said no-such-table")
+
+    with hooks.register_temporarily("check_video_access", broken):
+        responses = [
+            anonymous.get(watch_url),
+            anonymous.get(reverse("media_access:download", args=[page.pk, video.pk, "original"])),
+            anonymous.get(reverse("media_access:playback", args=[page.pk, video.pk])),
+        ]
+    for response in responses:
+        assert response.status_code == 500
+        assert not response.has_header("X-Accel-Redirect")
+        assert b"10.0.0.7" not in response.content and b"token" not in response.content
