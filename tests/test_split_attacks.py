@@ -243,3 +243,70 @@ def test_a_hook_that_raises_fails_closed_and_says_nothing(sample_video, settings
         assert response.status_code == 500
         assert not response.has_header("X-Accel-Redirect")
         assert b"10.0.0.7" not in response.content and b"token" not in response.content
+
+
+# --- published playlists and cues: kept by storage name, asked for after the policy -------
+
+
+def test_the_published_cache_holds_no_viewer_token_and_never_skips_the_policy(tmp_path):
+    """Two viewers on two pages share the cached texts, but what is cached is the
+    stored text: no token, no page id. A viewer whose grant is revoked, or a
+    rendition that is deleted, gets nothing from the cache."""
+    from django.contrib.auth.models import Group
+    from django.test import override_settings
+
+    from media_access import decisions, published
+    from media_access.models import ViewerGrant
+    from transcoding.profiles import Rung
+    from transcoding.tasks import enqueue_transcode
+    from transcoding.testmedia import make_test_video
+
+    from .helpers import make_user, make_video_page
+
+    decisions.cache().clear()
+    published.forget()
+    clip = make_test_video(tmp_path / "clip.mp4", duration=3, width=320, height=180)
+    video = make_video(clip, title="Cached")
+    with override_settings(TRANSCODING_LADDER=[Rung(90, 150)]):
+        job = enqueue_transcode(video)
+    job.refresh_from_db()
+    assert job.status == "ready", job.error
+    members = Group.objects.create(name="Members")
+    first_page = make_video_page(video, title="First")
+    second_page = make_video_page(video, title="Second")
+    for page in (first_page, second_page):
+        ViewerGrant.objects.create(page=page, group=members)
+    users = [make_user(name, groups=[members]) for name in ("anna", "ben")]
+    viewers = []
+    for user in users:
+        client = Client()
+        client.force_login(user)
+        viewers.append(client)
+    Kind = type(video.renditions.first()).Kind
+    media = video.renditions.get(kind=Kind.HLS_VIDEO)
+
+    def playlist_url(page, rendition):
+        return reverse("media_access:hls_playlist", args=[page.pk, video.pk, rendition.name])
+
+    tokens = []
+    for client, page in zip(viewers, (first_page, second_page)):
+        playback = client.get(reverse("media_access:playback", args=[page.pk, video.pk]))
+        assert playback.status_code == 200
+        tokens.append(playback.json()["token"]["value"])
+        master = client.get(playlist_url(page, video.renditions.get(kind=Kind.HLS_MASTER)))
+        assert master.status_code == 200 and f"/hls/{page.pk}/".encode() in master.content
+        assert client.get(playlist_url(page, media)).status_code == 200
+    cached = repr(list(published._entries.values()))
+    assert published._entries, "nothing was cached"
+    for token in tokens:
+        assert token not in cached
+    assert "/hls/" not in cached and "/stream/" not in cached
+
+    # Revoked (taken out of the group the grant names): the cached playlist is not an answer.
+    members.user_set.remove(users[0])
+    refused = viewers[0].get(playlist_url(first_page, media))
+    assert refused.status_code == 403 and b"#EXT" not in refused.content
+    # Deleted rendition: gone, though its text is still cached.
+    media.delete()
+    assert viewers[1].get(playlist_url(second_page, media)).status_code == 404
+
