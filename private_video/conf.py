@@ -23,6 +23,11 @@ DEFAULTS = {
     "FFPROBE_LIMITS": None,
     # ffprobe's kernel limits: CPU seconds, address space, and no files written (its answer goes to a pipe).
     "FFPROBE_LIMITS_DEFAULT": {"cpu_seconds": 60, "memory_bytes": 2 * _GiB, "file_size_bytes": 0},
+    # Largest caption file (SRT or WebVTT), in bytes: hours of dense captions
+    # are a few hundred KiB; anything bigger is refused before it is parsed.
+    "MAX_CAPTION_SIZE": 2 * 1024**2,
+    # Largest poster image upload, in bytes (it is decoded by Pillow and re-encoded as JPEG).
+    "MAX_POSTER_SIZE": 10 * 1024**2,
 }
 
 
