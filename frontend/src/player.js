@@ -20,6 +20,12 @@
 
   const HLS_TYPE = "application/vnd.apple.mpegurl";
   const SEEK_STEP = 5;
+  const SPEEDS = [0.5, 0.75, 1, 1.25, 1.5, 2];
+  // The viewer's caption language ("off" for none), kept across videos and visits.
+  const CAPTIONS_KEY = "private-video:captions";
+  const POSITION_EVERY = 10_000;
+  // Resume is offered only past this (and not within this of the end).
+  const RESUME_MIN = 5;
   const scriptSrc = document.currentScript && document.currentScript.src;
   let hlsLoading = null;
 
@@ -44,6 +50,7 @@
     volume: "M3 9v6h4l5 5V4L7 9H3zm13.5 3A4.5 4.5 0 0 0 14 8v8a4.5 4.5 0 0 0 2.5-4z",
     muted: "M3 9v6h4l5 5V4L7 9H3zm13.6 3 2.7-2.7-1.1-1.1-2.7 2.7-2.7-2.7-1.1 1.1 2.7 2.7-2.7 2.7 1.1 1.1 2.7-2.7 2.7 2.7 1.1-1.1z",
     fullscreen: "M5 5h5v2H7v3H5zm9 0h5v5h-2V7h-3zM5 14h2v3h3v2H5zm12 0h2v5h-5v-2h3z",
+    chapters: "M3 5h2v2H3zm4 0h14v2H7zM3 11h2v2H3zm4 0h14v2H7zM3 17h2v2H3zm4 0h14v2H7z",
   };
 
   function setIcon(button, name) {
@@ -183,8 +190,10 @@
       this.tokens = new TokenKeeper(this.playbackUrl, info, (fresh) => { this.info = fresh; });
       this.buildControls();
       if (info.poster) this.video.poster = info.poster;
-      this.addCaptions(info.captions || []);
+      this.captionChoice = this.initialCaption();
+      this.lastCaption = this.captionChoice;
       await this.attach();
+      this.setupResume();
       this.scheduleRenewal();
     }
 
@@ -210,6 +219,7 @@
           this.root.dataset.engine = candidate.name;
           this.updateQualityMenu();
           this.updateAudioMenu();
+          this.updateCaptionsMenu();
           return;
         } catch (error) {
           if (error instanceof AccessLost) return this.lose(error.info);
@@ -243,12 +253,14 @@
       // took over keeps playing: load() below would otherwise stop them.
       const resume = !video.paused;
       while (video.firstChild) video.removeChild(video.firstChild);
-      this.addCaptions(this.info.captions || []);
       video.src = src;
       return new Promise((resolve, reject) => {
         let ready = false;
         const onMeta = () => {
           ready = true;
+          // Captions: the stream's own text tracks (Safari's HLS) or <track> elements.
+          this.ensureCaptionTracks();
+          this.applyCaptions();
           if (resumeAt) video.currentTime = resumeAt;
           if (resume) video.play().catch(() => {});
           resolve();
@@ -291,6 +303,9 @@
         this.updateQualityMenu();
       });
       hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, () => this.updateAudioMenu());
+      // Captions: the master's SUBTITLES group, one hls.js subtitle track per caption.
+      hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => this.applyCaptions());
+      hls.on(Hls.Events.SUBTITLE_TRACK_SWITCH, () => this.updateCaptionsMenu());
       hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, () => this.updateAudioMenu());
       hls.on(Hls.Events.ERROR, (event, data) => {
         if (!data.fatal || !parsed) return;
@@ -402,6 +417,7 @@
       this.stage.setAttribute("role", "region");
       this.stage.setAttribute("aria-label", "Video player: " + (this.info.title || ""));
       const bar = el("div", "video-player__controls");
+      this.bar = bar;
       this.playButton = el("button", "video-player__button video-player__play", { type: "button", "aria-label": "Play" });
       this.time = el("span", "video-player__time", { text: "0:00 / " + formatTime(this.info.duration) });
       this.scrub = el("div", "video-player__scrub", {
@@ -410,70 +426,88 @@
       });
       this.buffered = el("div", "video-player__buffered");
       this.progress = el("div", "video-player__progress");
+      this.markers = el("div", "video-player__markers", { "aria-hidden": "true" });
       this.thumb = el("div", "video-player__thumb", { "aria-hidden": "true" });
       this.thumbImage = el("div", "video-player__thumb-image");
       this.thumbTime = el("span", "video-player__thumb-time");
       this.thumb.append(this.thumbImage, this.thumbTime);
-      this.scrub.append(this.buffered, this.progress, this.thumb);
+      this.scrub.append(this.buffered, this.progress, this.markers, this.thumb);
       this.muteButton = el("button", "video-player__button video-player__mute", { type: "button", "aria-label": "Mute" });
-      this.qualityButton = el("button", "video-player__button video-player__quality", {
-        type: "button", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": "Quality", text: "Auto",
+
+      // Every menu: a button that opens a list of radio items (arrows, Home/End, Escape).
+      this.menus = [];
+      const menu = (options) => {
+        const made = new MenuButton(this, options);
+        this.menus.push(made);
+        return made;
+      };
+      this.captionsMenu = menu({
+        name: "captions", label: "Captions", text: "CC", menuClass: "video-player__captions-menu",
+        itemClass: "video-player__captions-item",
       });
-      this.qualityMenu = el("ul", "video-player__menu", { role: "menu", hidden: "" });
+      this.captionsButton = this.captionsMenu.button;
+      this.captionsMenu.wrap.hidden = !this.captionList().length;
       // Sound: one entry per alternate audio rendition (languages, commentary).
-      this.audioButton = el("button", "video-player__button video-player__audio", {
-        type: "button", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": "Audio track", text: "Audio",
+      this.audio = menu({
+        name: "audio", label: "Audio track", text: "Audio", menuClass: "video-player__audio-menu",
+        itemClass: "video-player__audio-item",
       });
-      this.audioMenu = el("ul", "video-player__audio-menu", { role: "menu", hidden: "" });
-      this.audioWrap = el("div", "video-player__audio-wrap");
-      this.audioWrap.append(this.audioButton, this.audioMenu);
+      this.audioButton = this.audio.button;
+      this.audioWrap = this.audio.wrap;
       this.audioWrap.hidden = true;
-      this.captionsButton = el("button", "video-player__button video-player__captions", {
-        type: "button", "aria-pressed": "false", "aria-label": "Captions", text: "CC",
+      this.quality = menu({
+        name: "quality", label: "Quality", text: "Auto", menuClass: "video-player__menu",
+        itemClass: "video-player__menu-item",
       });
-      this.captionsButton.hidden = !(this.info.captions || []).length;
+      this.qualityButton = this.quality.button;
+      this.speedMenu = menu({
+        name: "speed", label: "Playback speed", text: "1×", menuClass: "video-player__speed-menu",
+        itemClass: "video-player__speed-item",
+      });
+      this.chaptersMenu = menu({
+        name: "chapters", label: "Chapters", icon: "chapters", menuClass: "video-player__chapters-menu",
+        itemClass: "video-player__chapter-item",
+      });
+      this.chaptersMenu.wrap.hidden = !this.chapterList().length;
+      this.chaptersMenu.onOpen = () => this.updateChaptersMenu();
       this.fullscreenButton = el("button", "video-player__button video-player__fullscreen", { type: "button", "aria-label": "Full screen" });
-      const quality = el("div", "video-player__quality-wrap");
-      quality.append(this.qualityButton, this.qualityMenu);
-      bar.append(this.playButton, this.scrub, this.time, this.muteButton, this.captionsButton, this.audioWrap, quality,
-        this.fullscreenButton);
+      bar.append(this.playButton, this.scrub, this.time, this.muteButton, this.captionsMenu.wrap, this.audioWrap,
+        this.quality.wrap, this.speedMenu.wrap, this.chaptersMenu.wrap, this.fullscreenButton);
       this.stage.append(bar);
       setIcon(this.fullscreenButton, "fullscreen");
       this.syncState();
+      this.updateSpeedMenu();
+      this.updateChaptersMenu();
+      this.renderMarkers();
 
       this.playButton.addEventListener("click", () => this.togglePlay());
       video.addEventListener("click", () => this.togglePlay());
       this.muteButton.addEventListener("click", () => { video.muted = !video.muted; });
       this.fullscreenButton.addEventListener("click", () => this.toggleFullscreen());
-      this.captionsButton.addEventListener("click", () => this.toggleCaptions());
-      this.qualityButton.addEventListener("click", (event) => {
-        event.stopPropagation();
-        this.setAudioMenuOpen(false);
-        this.setMenuOpen(this.qualityMenu.hidden);
-      });
       document.addEventListener("click", (event) => {
-        if (!this.qualityMenu.contains(event.target)) this.setMenuOpen(false);
-        if (!this.audioMenu.contains(event.target)) this.setAudioMenuOpen(false);
-      });
-      this.audioButton.addEventListener("click", (event) => {
-        event.stopPropagation();
-        this.setMenuOpen(false);
-        this.setAudioMenuOpen(this.audioMenu.hidden);
+        for (const each of this.menus) if (!each.wrap.contains(event.target)) each.setOpen(false, false);
       });
       video.addEventListener("play", () => this.syncState());
       video.addEventListener("pause", () => this.syncState());
       video.addEventListener("playing", () => { this.started = true; this.syncState(); });
       video.addEventListener("volumechange", () => this.syncState());
+      video.addEventListener("ratechange", () => this.updateSpeedMenu());
       if (video.audioTracks) {
         for (const type of ["addtrack", "removetrack", "change"]) {
           video.audioTracks.addEventListener(type, () => this.updateAudioMenu());
         }
       }
+      // Safari's HLS adds the stream's subtitle tracks itself, sometimes late.
+      video.textTracks.addEventListener("addtrack", () => { if (this.engine !== "hlsjs") this.applyCaptions(); });
       video.addEventListener("timeupdate", () => this.syncTime());
       video.addEventListener("progress", () => this.syncTime());
-      video.addEventListener("durationchange", () => this.syncTime());
+      video.addEventListener("durationchange", () => { this.syncTime(); this.renderMarkers(); });
       this.bindScrub();
       this.stage.addEventListener("keydown", (event) => this.onKey(event));
+    }
+
+    closeMenus(except) {
+      for (const each of this.menus) if (each !== except) each.setOpen(false, false);
     }
 
     duration() {
@@ -500,8 +534,16 @@
       }
       this.buffered.style.width = (duration ? Math.min(1, bufferedEnd / duration) : 0) * 100 + "%";
       this.time.textContent = formatTime(video.currentTime) + " / " + formatTime(duration);
+      this.scrub.setAttribute("aria-valuemax", String(Math.round(duration)));
       this.scrub.setAttribute("aria-valuenow", String(Math.round(video.currentTime)));
-      this.scrub.setAttribute("aria-valuetext", formatTime(video.currentTime) + " of " + formatTime(duration));
+      const chapter = this.chapterAt(video.currentTime);
+      this.scrub.setAttribute("aria-valuetext", formatTime(video.currentTime) + " of " + formatTime(duration)
+        + (chapter ? ", " + chapter.title : ""));
+      const title = chapter ? chapter.title : "";
+      if (this.root.dataset.chapter !== title) {
+        this.root.dataset.chapter = title;
+        this.updateChaptersMenu();
+      }
     }
 
     bindScrub() {
@@ -527,7 +569,8 @@
 
     showThumbnail({ time, x, width }) {
       const board = this.info.storyboard;
-      this.thumbTime.textContent = formatTime(time);
+      const chapter = this.chapterAt(time);
+      this.thumbTime.textContent = formatTime(time) + (chapter ? " · " + chapter.title : "");
       let tileWidth = 0;
       if (board && board.cues.length) {
         const cue = board.cues.find((c) => time >= c.start && time < c.end) || board.cues[board.cues.length - 1];
@@ -565,8 +608,14 @@
 
     onKey(event) {
       if (event.altKey || event.ctrlKey || event.metaKey) return;
-      if (event.target.closest && event.target.closest(".video-player__menu, .video-player__audio-menu")) return;
+      // Inside an open menu its own keys apply (MenuButton).
+      if (event.target.closest && event.target.closest(".video-player__popup")) return;
       const video = this.video;
+      const step = (delta) => () => {
+        const at = SPEEDS.indexOf(video.playbackRate);
+        const next = SPEEDS[Math.min(SPEEDS.length - 1, Math.max(0, (at < 0 ? 2 : at) + delta))];
+        this.setSpeed(next);
+      };
       const actions = {
         " ": () => this.togglePlay(),
         k: () => this.togglePlay(),
@@ -574,6 +623,8 @@
         ArrowRight: () => this.seek(video.currentTime + SEEK_STEP),
         j: () => this.seek(video.currentTime - 10),
         l: () => this.seek(video.currentTime + 10),
+        PageDown: () => this.seek(video.currentTime - 10),
+        PageUp: () => this.seek(video.currentTime + 10),
         Home: () => this.seek(0),
         End: () => this.seek(this.duration()),
         ArrowUp: () => { video.muted = false; video.volume = Math.min(1, video.volume + 0.1); },
@@ -581,11 +632,16 @@
         m: () => { video.muted = !video.muted; },
         f: () => this.toggleFullscreen(),
         c: () => this.toggleCaptions(),
+        n: () => this.nextChapter(1),
+        p: () => this.nextChapter(-1),
+        "<": step(-1),
+        ">": step(1),
       };
       let action = actions[event.key];
       if (!action && /^[0-9]$/.test(event.key)) action = () => this.seek(this.duration() * Number(event.key) / 10);
       if (!action) return;
-      if (event.key === " " && event.target.tagName === "BUTTON") return;
+      // Space and Enter on a button press that button (the browser does it).
+      if ((event.key === " " || event.key === "Enter") && event.target.tagName === "BUTTON") return;
       event.preventDefault();
       action();
     }
@@ -608,25 +664,12 @@
     }
 
     updateQualityMenu() {
-      if (!this.qualityMenu) return;
+      if (!this.quality) return;
       const choices = this.qualityChoices();
-      this.qualityButton.parentNode.hidden = choices.length < 2;
+      this.quality.wrap.hidden = choices.length < 2;
       const current = this.currentQuality();
-      this.qualityMenu.replaceChildren();
-      for (const choice of [{ label: "Auto", value: "auto" }, ...choices].reverse()) {
-        const item = el("li", "", { role: "none" });
-        const button = el("button", "video-player__menu-item", {
-          type: "button", role: "menuitemradio", "aria-checked": String(choice.value === current),
-          "data-quality": choice.label, text: choice.label,
-        });
-        button.addEventListener("click", () => {
-          this.chooseQuality(choice.value);
-          this.setMenuOpen(false);
-          this.qualityButton.focus();
-        });
-        item.append(button);
-        this.qualityMenu.append(item);
-      }
+      this.quality.setItems([{ label: "Auto", value: "auto" }, ...choices].reverse()
+        .map((choice) => ({ ...choice, data: { quality: choice.label } })), current, (value) => this.chooseQuality(value));
       const chosen = [...choices].find((choice) => choice.value === current);
       this.qualityButton.textContent = chosen ? chosen.label
         : "Auto" + (this.engine === "hlsjs" && this.lastLevelName ? " (" + this.lastLevelName + ")" : "");
@@ -649,12 +692,7 @@
     }
 
     setMenuOpen(open) {
-      this.qualityMenu.hidden = !open;
-      this.qualityButton.setAttribute("aria-expanded", String(open));
-      if (open) {
-        const checked = this.qualityMenu.querySelector('[aria-checked="true"]');
-        if (checked) checked.focus();
-      }
+      this.quality.setOpen(open);
     }
 
     // ---- audio tracks ---------------------------------------------------------
@@ -681,30 +719,17 @@
     }
 
     updateAudioMenu() {
-      if (!this.audioMenu) return;
+      if (!this.audio) return;
       const choices = this.audioChoices();
       this.audioWrap.hidden = choices.length < 2;
-      this.audioMenu.replaceChildren();
       if (choices.length < 2) {
-        this.setAudioMenuOpen(false);
+        this.audio.setItems([], null, () => {});
+        this.audio.setOpen(false, false);
         return;
       }
       const current = this.currentAudio();
-      for (const choice of choices) {
-        const item = el("li", "", { role: "none" });
-        const button = el("button", "video-player__audio-item", {
-          type: "button", role: "menuitemradio", "aria-checked": String(choice.value === current),
-          "data-audio-track": String(choice.value), text: choice.label,
-        });
-        if (choice.lang) button.lang = choice.lang;
-        button.addEventListener("click", () => {
-          this.chooseAudio(choice.value);
-          this.setAudioMenuOpen(false);
-          this.audioButton.focus();
-        });
-        item.append(button);
-        this.audioMenu.append(item);
-      }
+      this.audio.setItems(choices.map((choice) => ({ ...choice, data: { audioTrack: String(choice.value) } })),
+        current, (value) => this.chooseAudio(value));
       const chosen = choices.find((choice) => choice.value === current);
       this.audioButton.textContent = chosen ? chosen.label : "Audio";
       this.root.dataset.audioTrack = chosen ? chosen.label : "";
@@ -720,34 +745,332 @@
     }
 
     setAudioMenuOpen(open) {
-      if (!this.audioMenu) return;
-      this.audioMenu.hidden = !open;
-      this.audioButton.setAttribute("aria-expanded", String(open));
-      if (open) {
-        const checked = this.audioMenu.querySelector('[aria-checked="true"]');
-        if (checked) checked.focus();
-      }
+      if (this.audio) this.audio.setOpen(open);
     }
 
     // ---- captions -----------------------------------------------------------
-    addCaptions(captions) {
-      for (const caption of captions) {
-        const track = el("track", "", { kind: "captions", src: caption.src, srclang: caption.srclang, label: caption.label });
+    // The playback JSON lists every caption (id, srclang, label, kind,
+    // default). hls.js shows them as its subtitle tracks (the master's
+    // SUBTITLES group); Safari's HLS as the stream's own text tracks; anything
+    // else (Chromium's HLS, the MP4) as <track> elements with signed URLs.
+    captionList() {
+      return (this.info && this.info.captions) || [];
+    }
+
+    // Remembered choice, else the video's default caption, else the browser's language.
+    initialCaption() {
+      const list = this.captionList();
+      let stored = null;
+      try {
+        stored = localStorage.getItem(CAPTIONS_KEY);
+      } catch (error) { /* storage disabled: no memory */ }
+      if (stored === "off") return null;
+      const primary = (tag) => String(tag || "").toLowerCase().split("-")[0];
+      const byLanguage = (tag) => tag && (list.find((c) => c.srclang.toLowerCase() === tag.toLowerCase())
+        || list.find((c) => primary(c.srclang) === primary(tag)));
+      const found = byLanguage(stored) || list.find((c) => c.default)
+        || (navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language])
+          .map(byLanguage).find(Boolean);
+      return found ? found.id : null;
+    }
+
+    chosenCaption() {
+      return this.captionList().find((caption) => caption.id === this.captionChoice) || null;
+    }
+
+    chooseCaption(id) {
+      this.captionChoice = id;
+      if (id !== null) this.lastCaption = id;
+      const chosen = this.chosenCaption();
+      try {
+        localStorage.setItem(CAPTIONS_KEY, chosen ? chosen.srclang : "off");
+      } catch (error) { /* storage disabled */ }
+      this.applyCaptions();
+    }
+
+    toggleCaptions() {
+      const list = this.captionList();
+      if (!list.length) return;
+      if (this.captionChoice !== null) this.chooseCaption(null);
+      else this.chooseCaption(list.some((c) => c.id === this.lastCaption) ? this.lastCaption : list[0].id);
+    }
+
+    // Native HLS in Safari lists the stream's subtitles itself; otherwise one
+    // <track> per caption (signed URL; renewed when a track is turned on).
+    ensureCaptionTracks() {
+      if (this.engine === "hlsjs" || !this.captionList().length) return;
+      if (this.video.querySelector("track[data-caption-id]")) return;
+      if (this.inbandCaptionTracks().length) return;
+      for (const caption of this.captionList()) {
+        const track = el("track", "", {
+          kind: caption.kind === "captions" ? "captions" : "subtitles",
+          src: caption.src, srclang: caption.srclang, label: caption.label, "data-caption-id": String(caption.id),
+        });
         this.video.append(track);
       }
     }
 
-    async toggleCaptions() {
-      const tracks = [...this.video.querySelectorAll("track")];
-      if (!tracks.length) return;
-      const showing = tracks.some((track) => track.track.mode === "showing");
-      if (!showing) {
-        // The <track> URL was signed at load time; give it the current token.
-        await this.tokens.fresh().catch(() => {});
-        for (const track of tracks) track.src = this.tokens.rewrite(track.getAttribute("src"));
+    inbandCaptionTracks() {
+      const own = new Set([...this.video.querySelectorAll("track")].map((node) => node.track));
+      return Array.from(this.video.textTracks)
+        .filter((track) => !own.has(track) && (track.kind === "subtitles" || track.kind === "captions"));
+    }
+
+    // Each caption with the TextTrack that shows it in this engine.
+    elementCaptionTracks() {
+      const list = this.captionList();
+      const handles = [];
+      for (const node of this.video.querySelectorAll("track[data-caption-id]")) {
+        const caption = list.find((c) => String(c.id) === node.dataset.captionId);
+        if (caption) handles.push({ caption, track: node.track, node });
       }
-      tracks.forEach((track, index) => { track.track.mode = !showing && index === 0 ? "showing" : "disabled"; });
-      this.captionsButton.setAttribute("aria-pressed", String(!showing));
+      for (const track of this.inbandCaptionTracks()) {
+        const caption = list.find((c) => c.srclang === track.language && c.label === track.label)
+          || list.find((c) => c.srclang === track.language);
+        handles.push({ caption, track });
+      }
+      return handles;
+    }
+
+    async applyCaptions() {
+      const chosen = this.chosenCaption();
+      if (this.engine === "hlsjs" && this.hls) {
+        const tracks = this.hls.subtitleTracks || [];
+        let index = -1;
+        if (chosen) {
+          index = tracks.findIndex((t) => t.lang === chosen.srclang && t.name === chosen.label);
+          if (index < 0) index = tracks.findIndex((t) => t.lang === chosen.srclang);
+        }
+        this.hls.subtitleDisplay = index >= 0;
+        if (this.hls.subtitleTrack !== index) this.hls.subtitleTrack = index;
+      } else {
+        const handles = this.elementCaptionTracks();
+        const shown = chosen && handles.find((handle) => handle.caption && handle.caption.id === chosen.id);
+        if (shown && shown.node) {
+          // The URL was signed when the page loaded; give it the current token.
+          await this.tokens.fresh().catch(() => {});
+          const src = this.tokens.rewrite(shown.node.getAttribute("src"));
+          if (shown.track.mode === "disabled" && src !== shown.node.getAttribute("src")) shown.node.src = src;
+        }
+        for (const handle of handles) handle.track.mode = handle === shown ? "showing" : "disabled";
+      }
+      this.updateCaptionsMenu();
+    }
+
+    updateCaptionsMenu() {
+      if (!this.captionsMenu) return;
+      const list = this.captionList();
+      this.captionsMenu.wrap.hidden = !list.length;
+      const choices = [{ label: "Off", value: null, data: { caption: "off" } }].concat(list.map((caption) => ({
+        label: caption.label || caption.srclang, value: caption.id, lang: caption.srclang,
+        data: { caption: caption.srclang },
+      })));
+      this.captionsMenu.setItems(choices, this.captionChoice, (value) => this.chooseCaption(value));
+      const chosen = this.chosenCaption();
+      this.captionsButton.classList.toggle("is-on", Boolean(chosen));
+      this.captionsButton.setAttribute("aria-label", "Captions: " + (chosen ? chosen.label || chosen.srclang : "off"));
+      this.root.dataset.captions = chosen ? chosen.srclang : "off";
+    }
+
+    // ---- speed --------------------------------------------------------------
+    setSpeed(rate) {
+      // defaultPlaybackRate too: reloading the source (native HLS) keeps it.
+      this.video.defaultPlaybackRate = rate;
+      this.video.playbackRate = rate;
+      this.updateSpeedMenu();
+    }
+
+    updateSpeedMenu() {
+      if (!this.speedMenu) return;
+      const rate = this.video.playbackRate;
+      const label = (value) => String(value) + "×";
+      this.speedMenu.setItems(SPEEDS.map((value) => ({
+        label: value === 1 ? "Normal" : label(value), value, data: { speed: String(value) },
+      })), rate, (value) => this.setSpeed(value));
+      this.speedMenu.button.textContent = label(rate);
+      this.speedMenu.button.setAttribute("aria-label", "Playback speed: " + label(rate));
+    }
+
+    // ---- chapters -----------------------------------------------------------
+    chapterList() {
+      const chapters = this.info && this.info.chapters;
+      return (chapters && chapters.items) || [];
+    }
+
+    chapterAt(time) {
+      let found = null;
+      for (const chapter of this.chapterList()) if (chapter.start <= time + 0.05) found = chapter;
+      return found;
+    }
+
+    renderMarkers() {
+      if (!this.markers) return;
+      const duration = this.duration();
+      this.markers.replaceChildren();
+      if (!duration) return;
+      for (const chapter of this.chapterList()) {
+        if (chapter.start <= 0 || chapter.start >= duration) continue;
+        const marker = el("span", "video-player__chapter-marker", { "data-start": String(chapter.start), title: chapter.title });
+        marker.style.left = (chapter.start / duration) * 100 + "%";
+        this.markers.append(marker);
+      }
+    }
+
+    updateChaptersMenu() {
+      if (!this.chaptersMenu) return;
+      const current = this.chapterAt(this.video.currentTime);
+      this.chaptersMenu.setItems(this.chapterList().map((chapter) => ({
+        label: formatTime(chapter.start) + " " + chapter.title, value: chapter.start,
+        data: { chapterStart: String(chapter.start) },
+      })), current ? current.start : null, (start) => this.seek(start));
+    }
+
+    // n: the next chapter; p: the start of this one, or the one before if
+    // this one has just begun (as a CD player's "previous").
+    nextChapter(direction) {
+      const t = this.video.currentTime, list = this.chapterList();
+      const target = direction > 0 ? list.find((c) => c.start > t + 0.5)
+        : list.filter((c) => c.start < t - 2).pop() || list[0];
+      if (target) this.seek(target.start);
+    }
+
+    // ---- resume and position ------------------------------------------------
+    // A signed-in viewer's position is kept on the server (info.resume): sent
+    // every few seconds while playing, on pause and when the page goes away.
+    setupResume() {
+      const resume = this.info.resume;
+      if (!resume || this.resumeReady) return;
+      this.resumeReady = true;
+      const video = this.video, duration = this.duration();
+      const position = resume.position;
+      if (position > RESUME_MIN && (!duration || position < duration - RESUME_MIN)) {
+        this.resumeButton = el("button", "video-player__resume", {
+          type: "button", text: "Resume from " + formatTime(position),
+        });
+        this.resumeButton.addEventListener("click", () => {
+          this.seek(position);
+          video.play().catch(() => {});
+          this.hideResume(true);
+        });
+        this.stage.insertBefore(this.resumeButton, this.bar);
+      }
+      this.played = false;
+      this.lastReported = null;
+      video.addEventListener("playing", () => {
+        this.played = true;
+        clearInterval(this.positionTimer);
+        this.positionTimer = setInterval(() => this.reportPosition(), POSITION_EVERY);
+      });
+      video.addEventListener("timeupdate", () => {
+        if (this.resumeButton && video.currentTime > position + 1) this.hideResume(false);
+      });
+      video.addEventListener("pause", () => {
+        clearInterval(this.positionTimer);
+        this.reportPosition();
+      });
+      video.addEventListener("ended", () => this.reportPosition());
+      window.addEventListener("pagehide", () => this.reportPosition(true));
+    }
+
+    hideResume(moveFocus) {
+      if (!this.resumeButton) return;
+      const hadFocus = document.activeElement === this.resumeButton;
+      this.resumeButton.remove();
+      this.resumeButton = null;
+      if (moveFocus || hadFocus) this.playButton.focus();
+    }
+
+    reportPosition(leaving = false) {
+      const resume = this.info && this.info.resume;
+      if (!resume || !resume.url || !this.played) return;
+      // Finished: nothing to resume next time.
+      const position = this.video.ended ? 0 : Math.round(this.video.currentTime * 10) / 10;
+      if (position === this.lastReported) return;
+      this.lastReported = position;
+      const body = new FormData();
+      body.append("position", String(position));
+      body.append("csrfmiddlewaretoken", resume.csrf_token || "");
+      if (leaving && navigator.sendBeacon && navigator.sendBeacon(resume.url, body)) return;
+      fetch(resume.url, { method: "POST", body, credentials: "same-origin", keepalive: true }).catch(() => {});
+    }
+  }
+
+  // A button that opens a list of choices (role=menu, menuitemradio items):
+  // Enter/Space opens it on the checked item, arrows/Home/End move, Escape
+  // closes it and gives the focus back to the button.
+  class MenuButton {
+    constructor(player, { name, label, text, icon, menuClass, itemClass }) {
+      this.itemClass = itemClass;
+      this.button = el("button", "video-player__button video-player__" + name, {
+        type: "button", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": label,
+      });
+      if (icon) setIcon(this.button, icon);
+      else this.button.textContent = text;
+      this.list = el("ul", menuClass + " video-player__popup", { role: "menu", "aria-label": label, hidden: "" });
+      this.wrap = el("div", "video-player__menu-wrap video-player__" + name + "-wrap");
+      this.wrap.append(this.button, this.list);
+      this.onOpen = null;
+      this.button.addEventListener("click", (event) => {
+        event.stopPropagation();
+        player.closeMenus(this);
+        this.setOpen(this.list.hidden);
+      });
+      this.list.addEventListener("keydown", (event) => this.onKey(event));
+    }
+
+    items() {
+      return [...this.list.querySelectorAll("." + this.itemClass)];
+    }
+
+    setOpen(open, focus = true) {
+      if (!open && this.list.hidden) return;
+      if (open && this.onOpen) this.onOpen();
+      this.list.hidden = !open;
+      this.button.setAttribute("aria-expanded", String(open));
+      if (open && focus) {
+        const target = this.list.querySelector('[aria-checked="true"]') || this.items()[0];
+        if (target) target.focus();
+      }
+    }
+
+    setItems(choices, current, onChoose) {
+      const focused = this.list.contains(document.activeElement) ? document.activeElement.textContent : null;
+      this.list.replaceChildren();
+      for (const choice of choices) {
+        const item = el("li", "", { role: "none" });
+        const button = el("button", this.itemClass + " video-player__popup-item", {
+          type: "button", role: "menuitemradio", "aria-checked": String(choice.value === current), text: choice.label,
+        });
+        for (const [key, value] of Object.entries(choice.data || {})) button.dataset[key] = value;
+        if (choice.lang) button.lang = choice.lang;
+        button.addEventListener("click", () => {
+          onChoose(choice.value);
+          this.setOpen(false);
+          this.button.focus();
+        });
+        item.append(button);
+        this.list.append(item);
+        if (focused !== null && choice.label === focused) button.focus();
+      }
+    }
+
+    onKey(event) {
+      const items = this.items();
+      const at = items.indexOf(document.activeElement);
+      const moves = {
+        ArrowDown: (at + 1) % items.length, ArrowUp: (at - 1 + items.length) % items.length,
+        Home: 0, End: items.length - 1,
+      };
+      if (event.key in moves && items.length) {
+        event.preventDefault();
+        items[moves[event.key]].focus();
+      } else if (event.key === "Escape") {
+        event.preventDefault();
+        this.setOpen(false);
+        this.button.focus();
+      } else if (event.key === "Tab") {
+        this.setOpen(false, false);
+      }
     }
   }
 
