@@ -56,12 +56,17 @@ wheel: setup
 system-deps:
 	@deploy/scripts/ensure-system-packages $(SYSTEM_DEPS)
 
-test-system-deps: tests/s3rver/node_modules/.package-lock.json
+test-system-deps: tests/s3rver/node_modules/.package-lock.json tests/axe/node_modules/.package-lock.json
 	@deploy/scripts/ensure-system-packages $(TEST_SYSTEM_DEPS)
 
 # s3rver: the S3 server the S3 tests run against (it checks presigned signatures).
 tests/s3rver/node_modules/.package-lock.json: tests/s3rver/package.json tests/s3rver/package-lock.json
 	cd tests/s3rver && npm ci --no-audit --no-fund
+	touch $@
+
+# axe-core: the accessibility engine tests/test_player_a11y.py injects into the player page.
+tests/axe/node_modules/.package-lock.json: tests/axe/package.json tests/axe/package-lock.json
+	cd tests/axe && npm ci --no-audit --no-fund
 	touch $@
 
 # dev includes [site]: gunicorn, honcho, dj-database-url, psycopg, S3 and RQ.
@@ -103,5 +108,5 @@ bench-hls:
 	$(BIN)/python bench/hls.py
 
 clean:
-	rm -rf $(VENV) frontend/node_modules media_access/static/media_access/player tests/s3rver/node_modules test-output \
+	rm -rf $(VENV) frontend/node_modules media_access/static/media_access/player tests/s3rver/node_modules tests/axe/node_modules test-output \
 		dist build
