@@ -6,6 +6,7 @@ hint, never a traceback at import or on the first request.
 - private_video_access.E003  MEDIA_ACCESS_ACCEL_PREFIX (or S3_ACCEL_PREFIX) invalid
 - private_video_access.E004  decision triggers missing (tag "database")
 - private_video_access.E005  MEDIA_ACCESS_SERVE_MODE / RESPONSE_BUILDER invalid
+- private_video_access.E006  a number setting (lifetimes, cache sizes, log window, body size) invalid
 - private_video_access.W001  media_access's URLs are not in ROOT_URLCONF
 """
 
@@ -50,6 +51,7 @@ def check_settings(app_configs=None, **kwargs):
                 hint=_("For example %(example)r (the default).") % {"example": example},
                 id="private_video_access.E003",
             ))
+    errors += _number_errors()
     try:
         get_response_builder()
     except ImproperlyConfigured as error:
@@ -59,6 +61,38 @@ def check_settings(app_configs=None, **kwargs):
                    "MEDIA_ACCESS_RESPONSE_BUILDER, if set, the dotted path of a builder class."),
             id="private_video_access.E005",
         ))
+    return errors
+
+
+# Number settings: (least, most). Lifetimes handed out must be at least a
+# second; S3 refuses a presigned URL valid for more than 7 days.
+NUMBER_BOUNDS = {
+    "TOKEN_LIFETIME": (1, None),
+    "S3_URL_LIFETIME": (1, 7 * 24 * 3600),
+    "LOG_WINDOW": (0, None),
+    "DECISION_CACHE_SIZE": (0, None),
+    "DECISION_CACHE_TTL": (0, None),
+    "PUBLISHED_TEXT_CACHE_SIZE": (0, None),
+    "ADMIN_MAX_BODY_SIZE": (1, None),
+}
+
+
+def _number_errors():
+    errors = []
+    for name, (least, most) in NUMBER_BOUNDS.items():
+        value = setting(name)
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = None
+        if isinstance(value, bool) or number is None or number < least or (most is not None and number > most):
+            bounds = f"from {least} to {most}" if most is not None else f"of at least {least}"
+            errors.append(Error(
+                _("MEDIA_ACCESS_%(name)s is %(value)r; it must be a whole number %(bounds)s.")
+                % {"name": name, "value": value, "bounds": bounds},
+                hint=_("Leave it unset for the default (docs/settings.md)."),
+                id="private_video_access.E006",
+            ))
     return errors
 
 

@@ -310,3 +310,47 @@ def test_the_published_cache_holds_no_viewer_token_and_never_skips_the_policy(tm
     media.delete()
     assert viewers[1].get(playlist_url(second_page, media)).status_code == 404
 
+
+
+# --- media_access's number settings: a check message, not a 500 per request ----------------
+
+
+@pytest.mark.parametrize("name,value", [
+    ("TOKEN_LIFETIME", "5 minutes"),
+    ("TOKEN_LIFETIME", 0),
+    ("TOKEN_LIFETIME", -300),
+    ("S3_URL_LIFETIME", "a minute"),
+    ("S3_URL_LIFETIME", 8 * 24 * 3600),  # beyond S3's 7 days: every presigned request refused
+    ("DECISION_CACHE_SIZE", "lots"),
+    ("DECISION_CACHE_TTL", -1),
+    ("PUBLISHED_TEXT_CACHE_SIZE", None),
+    ("LOG_WINDOW", "half an hour"),
+])
+def test_a_bad_number_setting_is_a_check_error(settings, name, value):
+    """``MEDIA_ACCESS_TOKEN_LIFETIME = "5 minutes"`` passed ``manage.py check``,
+    then every playback answer (and every transcode's publish, which asks for
+    the signed URL lifetime) ended in a ValueError; 0 or less handed out
+    tokens already expired."""
+    from media_access import checks
+
+    setattr(settings, f"MEDIA_ACCESS_{name}", value)
+    errors = [error for error in checks.check_settings() if error.id == "private_video_access.E006"]
+    assert len(errors) == 1, checks.check_settings()
+    assert f"MEDIA_ACCESS_{name}" in errors[0].msg
+
+
+def test_the_default_number_settings_pass():
+    from media_access import checks
+
+    assert [error for error in checks.check_settings() if error.id == "private_video_access.E006"] == []
+
+
+def test_a_non_number_token_lifetime_is_a_500_on_playback(settings, sample_video):
+    """What E006 spares a site: the request itself fails (fail closed, but a traceback)."""
+    from .helpers import make_video_page
+
+    video = make_video(sample_video)
+    page = make_video_page(video)
+    settings.MEDIA_ACCESS_TOKEN_LIFETIME = "5 minutes"
+    response = Client(raise_request_exception=False).get(reverse("media_access:playback", args=[page.pk, video.pk]))
+    assert response.status_code == 500 and b"token" not in response.content
