@@ -8,22 +8,36 @@ a rung's fMP4 file, poster, storyboard, caption → a signed nginx URL
 (``media_access.tokens``), checked by nginx without Python. What a rendition
 is comes from its ``kind``, never from its name. Playlists and cue indexes
 are read once per process (``published``).
+
+Captions and chapters are the library's own objects (``private_video.tracks``),
+never renditions: each caption's WebVTT file sits under the renditions prefix,
+so the same signed URL reaches it. They can change at any time, so what this
+module says about them is built per request from the rows, never cached with
+the stored (immutable) playlist text.
 """
 
+import math
 import re
 
 from django.urls import reverse
 
 from . import published
 from .files import ORIGINAL, Kind, best_playback_name, ready_renditions, resolve_file
-from .tokens import VideoToken
+from .tokens import VideoToken, video_prefix
 
 HLS_TYPE = "application/vnd.apple.mpegurl"
 # The playlists a player fetches from Django (policy-checked, URIs signed).
 PLAYLIST_KINDS = (Kind.HLS_MASTER, Kind.HLS_VIDEO, Kind.HLS_AUDIO)
 MEDIA_PLAYLIST_KINDS = (Kind.HLS_VIDEO, Kind.HLS_AUDIO)
-# Captions are named captions-<language> (see transcoding.models.Rendition).
-CAPTIONS_PREFIX = "captions-"
+# The master's one subtitles group, and the playlist names of its members:
+# hls-subs-<caption id>, served by the playlist view (policy-checked).
+SUBTITLES_GROUP = "subs"
+SUBTITLES_PLAYLIST = re.compile(r"^hls-subs-([0-9]{1,18})$")
+# Apple's accessibility characteristics for a caption track (HLS authoring spec).
+_CAPTION_CHARACTERISTICS = "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
+# What a quoted-string attribute may not hold (RFC 8216 4.2), and a BCP 47 tag's characters.
+_UNQUOTABLE = re.compile(r'["\x00-\x1f\x7f]')
+_LANGUAGE = re.compile(r"^[A-Za-z0-9-]{1,35}$")
 _URI_ATTRIBUTE = re.compile(r'URI="([^"]*)"')
 _VTT_TIME = re.compile(r"(?:(\d+):)?(\d{2}):(\d{2}(?:\.\d+)?)")
 
@@ -72,11 +86,25 @@ def rewrite_playlist(text, uri_for):
     return "\n".join(lines) + "\n"
 
 
-def master_playlist(page, video, renditions, level=None):
+def captions_of(video):
+    """The video's caption tracks, default first (one query); the JSON, the
+    master playlist and the transcript list them in this same order. A file
+    outside the video's renditions folder (left from before the original was
+    replaced: another key) is left out, since no token of this video opens it."""
+    prefix = video_prefix(video)
+    return [caption for caption in video.captions.all() if caption.file and caption.file.name.startswith(prefix)]
+
+
+def chapters_of(video):
+    return list(video.chapters.all())
+
+
+def master_playlist(page, video, renditions, level=None, captions=()):
     """The master playlist with playlist URLs; with ``level`` (a video rung's
     name) only that rung, still with every audio rendition: how a native HLS
     player is held to one quality without losing the sound, which lives in
-    the audio renditions, not in the rung. An unknown level is a LookupError."""
+    the audio renditions, not in the rung. An unknown level is a LookupError.
+    ``captions`` become its SUBTITLES group (``with_subtitles``)."""
     master = master_rendition(renditions)
 
     def uri_for(name):
@@ -88,7 +116,72 @@ def master_playlist(page, video, renditions, level=None):
     text = read_text(master)
     if level:
         text = only_variant(text, level)
-    return rewrite_playlist(text, uri_for)
+    return with_subtitles(rewrite_playlist(text, uri_for), captions)
+
+
+def _quoted(value):
+    return _UNQUOTABLE.sub(" ", str(value)).strip()
+
+
+def subtitles_media_lines(captions):
+    """One ``EXT-X-MEDIA:TYPE=SUBTITLES`` line per caption, in the given order.
+    NAMEs are unique in the group (RFC 8216 4.3.4.1.1), so a repeated label gets a number."""
+    lines, names = [], set()
+    for caption in captions:
+        name = _quoted(caption.label) or _quoted(caption.language) or "Subtitles"
+        unique, n = name, 2
+        while unique in names:
+            unique, n = f"{name} ({n})", n + 1
+        names.add(unique)
+        attributes = ["TYPE=SUBTITLES", f'GROUP-ID="{SUBTITLES_GROUP}"', f'NAME="{unique}"']
+        if _LANGUAGE.match(caption.language or ""):
+            attributes.append(f'LANGUAGE="{caption.language}"')
+        attributes += [f"DEFAULT={'YES' if caption.is_default else 'NO'}", "AUTOSELECT=YES", "FORCED=NO"]
+        if caption.kind == "captions":
+            attributes.append(f'CHARACTERISTICS="{_CAPTION_CHARACTERISTICS}"')
+        # Relative: resolves against the master's own policy-checked URL.
+        attributes.append(f'URI="hls-subs-{caption.pk}.m3u8"')
+        lines.append("#EXT-X-MEDIA:" + ",".join(attributes))
+    return lines
+
+
+def with_subtitles(text, captions):
+    """``text`` (a rewritten master) with the captions' SUBTITLES group, named
+    by every variant; unchanged without captions."""
+    media = subtitles_media_lines(captions)
+    if not media:
+        return text
+    lines, inserted = [], False
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-STREAM-INF:"):
+            if not inserted:
+                lines += media
+                inserted = True
+            line += f',SUBTITLES="{SUBTITLES_GROUP}"'
+        lines.append(line)
+    if not inserted:
+        lines += media
+    return "\n".join(lines) + "\n"
+
+
+def subtitles_playlist(video, caption, token, duration):
+    """A caption's VOD media playlist: one segment, its signed WebVTT file.
+    A LookupError when the file is not under this video's folder."""
+    try:
+        url = token.url_for(caption.file.name)
+    except ValueError:
+        raise LookupError(caption.pk) from None
+    length = max(float(duration or 0), 0.001)
+    return "\n".join([
+        "#EXTM3U",
+        "#EXT-X-VERSION:3",
+        f"#EXT-X-TARGETDURATION:{max(1, math.ceil(length))}",
+        "#EXT-X-MEDIA-SEQUENCE:0",
+        "#EXT-X-PLAYLIST-TYPE:VOD",
+        f"#EXTINF:{length:.3f},",
+        url,
+        "#EXT-X-ENDLIST",
+    ]) + "\n"
 
 
 def only_variant(text, level):
@@ -163,11 +256,21 @@ def _seconds(text):
     return int(hours or 0) * 3600 + int(minutes) * 60 + float(seconds)
 
 
-def playback_info(page, video):
+def video_duration(video, renditions=None):
+    """The video's length in seconds: the probe's, else the published master's."""
+    if video.duration:
+        return video.duration
+    master = master_rendition(renditions if renditions is not None else renditions_by_name(video))
+    return master.duration if master else None
+
+
+def playback_info(page, video, *, resume=None):
     """The player's one description of what it may load, for a viewer the policy allowed.
 
     Signed URLs work with or without nginx in front: without it (runserver,
-    serve mode "django") ``media_access.views.signed`` checks the same token."""
+    serve mode "django") ``media_access.views.signed`` checks the same token.
+    ``resume`` is the viewer's own saved position and where to post it
+    (``views.playback.resume_info``), None for an anonymous viewer."""
     renditions = renditions_by_name(video)
     token = VideoToken.issue(video)
 
@@ -196,33 +299,57 @@ def playback_info(page, video):
     by_kind = {}
     for rendition in renditions.values():
         by_kind.setdefault(rendition.kind, rendition)
-    poster = by_kind.get(Kind.POSTER)
     storyboard = None
     if Kind.STORYBOARD in by_kind and Kind.STORYBOARD_VTT in by_kind:
         sprite_url = file_url(by_kind[Kind.STORYBOARD])
         cues = cached_storyboard_cues(by_kind[Kind.STORYBOARD_VTT])
         if sprite_url and cues:
             storyboard = {"url": sprite_url, "cues": cues}
-    captions = []
-    for name, rendition in sorted(renditions.items()):
-        if rendition.kind == Kind.CAPTIONS and rendition.content_type.startswith("text/vtt"):
-            url = file_url(rendition)
-            if url:
-                # The name carries the language: captions-<language>.
-                language = name.removeprefix(CAPTIONS_PREFIX)
-                captions.append({"src": url, "srclang": language, "label": language})
 
     return {
         "allowed": True,
         "title": video.title,
-        "duration": video.duration or (master.duration if master else None),
+        "duration": video_duration(video, renditions),
         "width": video.width,
         "height": video.height,
-        "poster": file_url(poster) if poster else None,
+        "poster": poster_url(video, token, by_kind.get(Kind.POSTER)),
         "sources": sources,
         "levels": sorted(levels, key=lambda level: level["height"] or 0),
         "storyboard": storyboard,
-        "captions": captions,
+        "captions": captions_info(video, token),
+        "chapters": chapters_info(page, video),
+        "resume": resume,
         "token": token.as_json(),
         "original": fallback == ORIGINAL,
     }
+
+
+def poster_url(video, token, rendition=None):
+    """The editor's chosen poster when there is one, else the transcoder's."""
+    if video.poster_file:
+        try:
+            return token.url_for(video.poster_file.name)
+        except ValueError:
+            pass  # left from before the original was replaced: another key's folder
+    return signed_url(token, rendition) if rendition is not None else None
+
+
+def captions_info(video, token):
+    captions = []
+    for caption in captions_of(video):
+        try:
+            url = token.url_for(caption.file.name)
+        except ValueError:
+            continue
+        captions.append({
+            "id": caption.pk, "srclang": caption.language, "label": caption.label, "kind": caption.kind,
+            "default": caption.is_default, "src": url,
+        })
+    return captions
+
+
+def chapters_info(page, video):
+    items = [{"start": chapter.start, "title": chapter.title} for chapter in chapters_of(video)]
+    if not items:
+        return None
+    return {"src": reverse("media_access:chapters", args=[page.pk, video.pk]), "items": items}

@@ -135,3 +135,28 @@ class PolicyGeneration(models.Model):
 
     class Meta:
         verbose_name = _("policy generation")
+
+
+class PlaybackPosition(models.Model):
+    """Where a signed-in viewer left a video, so the player can offer to
+    resume there. One row per user and video, whichever page showed it;
+    written only by the viewer's own requests (``views.playback.save_position``)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
+    video = models.ForeignKey(
+        get_video_model_string(), verbose_name=_("video"), on_delete=models.CASCADE, related_name="+"
+    )
+    position = models.FloatField(_("position (seconds)"))
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("playback position")
+        verbose_name_plural = _("playback positions")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "video"], name="private_video_access_position_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.user_id} @ {self.video_id}: {self.position:.1f} s"

@@ -22,6 +22,8 @@ urlpatterns = [
     # media_access: HLS - the player's description and the signed playlists.
     path("playback/<int:page_id>/<int:video_id>/", playback.playback, name="playback"),
     path("hls/<int:page_id>/<int:video_id>/<slug:name>.m3u8", playback.playlist, name="hls_playlist"),
+    path("playback/<int:page_id>/<int:video_id>/chapters.vtt", playback.chapters, name="chapters"),
+    path("playback/<int:page_id>/<int:video_id>/position/", playback.save_position, name="playback_position"),
     # nginx's auth_request before it reads a video upload's body.
     path("_upload-gate/", upload_gate.upload_gate, name="upload_gate"),
 ]

@@ -3,7 +3,9 @@ from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
 
 from ..files import best_playback_name, resolve_file
+from ..hls import captions_of
 from ..policy import Outcome, can_watch
+from ..text_tracks import clock, transcript_cues
 from ..views.serve import frontend_login_url
 
 register = template.Library()
@@ -35,3 +37,24 @@ def video_player_state(context, page, video):
         "type": served.content_type,
         "download_url": reverse("media_access:download", args=args) if decision.can_download else "",
     }
+
+
+@register.inclusion_tag("media_access/transcript.html", takes_context=True)
+def video_transcript(context, page, video):
+    """The video's transcript (its default caption's cues, with timestamps),
+    only for a viewer the policy lets watch it; nothing for anyone else."""
+    request = context.get("request")
+    if request is None or page is None or video is None or not page.pk:
+        return {"caption": None}
+    if not can_watch(request, page, video).allowed:
+        return {"caption": None}
+    captions = captions_of(video)  # default first
+    if not captions:
+        return {"caption": None}
+    caption = captions[0]
+    lines = [
+        {"start": start, "clock": clock(start), "text": " ".join(text.split())}
+        for start, _end, text in transcript_cues(caption)
+        if text.strip()
+    ]
+    return {"caption": caption, "lines": lines, "video": video}

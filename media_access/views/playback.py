@@ -1,11 +1,17 @@
-"""The player's endpoints: one JSON description per page and video, and the
-HLS playlists. Each reads top to bottom as the policy, like ``serve``: look
-the objects up by id → ask ``can_watch`` → answer. Only what these hand out
-(signed URLs) opens rendition files, and nginx checks those without Python.
+"""The player's endpoints: one JSON description per page and video, the
+HLS playlists (with the captions' subtitle playlists), the chapters track
+and the viewer's resume position. Each reads top to bottom as the policy,
+like ``serve``: look the objects up by id → ask ``can_watch`` → answer. Only
+what these hand out (signed URLs) opens rendition and caption files, and
+nginx checks those without Python.
 """
 
+import math
+
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed, JsonResponse
+from django.middleware.csrf import get_token
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from wagtail.models import Page
@@ -14,10 +20,14 @@ from private_video import get_video_model
 
 from .. import hls
 from ..access_log import record_playback
+from ..models import PlaybackPosition
 from ..policy import Outcome, can_watch
 from ..signals import send_video_served
+from ..text_tracks import chapters_vtt
 from ..tokens import VideoToken
-from .serve import PAGE_FIELDS, forbidden, frontend_login_url, not_found, private, require_safe
+from .serve import PAGE_FIELDS, PLAIN_TEXT, forbidden, frontend_login_url, not_found, private, require_safe
+
+VTT_TYPE = "text/vtt; charset=utf-8"
 
 
 DENIED_MESSAGES = {
@@ -54,7 +64,23 @@ def playback(request, page_id, video_id):
         if decision.outcome is Outcome.LOGIN_REQUIRED:
             body["login_url"] = redirect_to_login(page.url or "/", frontend_login_url())["Location"]
         return private(JsonResponse(body, status=403))
-    return private(JsonResponse(hls.playback_info(page, video)))
+    return private(JsonResponse(hls.playback_info(page, video, resume=resume_info(request, page, video))))
+
+
+def resume_info(request, page, video):
+    """The signed-in viewer's own saved position (never anyone else's: the
+    user is the request's) and how to post a new one; None when anonymous."""
+    if not request.user.is_authenticated:
+        return None
+    position = (
+        PlaybackPosition.objects.filter(user=request.user, video=video).values_list("position", flat=True).first()
+    )
+    return {
+        "position": position,
+        "url": reverse("media_access:playback_position", args=[page.pk, video.pk]),
+        # The player posts it back as the csrfmiddlewaretoken form field.
+        "csrf_token": get_token(request),
+    }
 
 
 @csrf_exempt
@@ -72,6 +98,18 @@ def playlist(request, page_id, video_id, name):
         # A player cannot follow a login redirect for a playlist: say no plainly.
         return private(forbidden())
 
+    subtitles = hls.SUBTITLES_PLAYLIST.match(name)
+    if subtitles:
+        # A caption of this video only: another video's caption id is a 404.
+        caption = next((c for c in hls.captions_of(video) if c.pk == int(subtitles.group(1))), None)
+        if caption is None:
+            return private(not_found())
+        try:
+            text = hls.subtitles_playlist(video, caption, VideoToken.issue(video), hls.video_duration(video))
+        except LookupError:
+            return private(not_found())
+        return private(HttpResponse(text, content_type=hls.HLS_TYPE))
+
     renditions = hls.renditions_by_name(video)
     rendition = renditions.get(name)
     # Playlists only; their media files and everything else go by signed URL.
@@ -81,7 +119,9 @@ def playlist(request, page_id, video_id, name):
     try:
         if is_master:
             # ?level=<rung>: one quality for a native HLS player (see master_playlist).
-            text = hls.master_playlist(page, video, renditions, level=request.GET.get("level"))
+            text = hls.master_playlist(
+                page, video, renditions, level=request.GET.get("level"), captions=hls.captions_of(video)
+            )
         else:
             text = hls.media_playlist(video, renditions, name, VideoToken.issue(video))
     except LookupError:
@@ -89,3 +129,57 @@ def playlist(request, page_id, video_id, name):
     if is_master:
         send_video_served(request, page, video, name, decision)
     return private(HttpResponse(text, content_type=hls.HLS_TYPE))
+
+
+@csrf_exempt
+@require_safe
+def chapters(request, page_id, video_id):
+    """The video's chapters as a WebVTT chapters track, for viewers the policy allows."""
+    page, video = _lookup(page_id, video_id)
+    if page is None or video is None:
+        return private(not_found())
+    decision = can_watch(request, page, video)
+    if decision.outcome is Outcome.NOT_FOUND:
+        return private(not_found())
+    if not decision.allowed:
+        # A <track> cannot follow a login redirect either.
+        return private(forbidden())
+    items = hls.chapters_of(video)
+    if not items:
+        return private(not_found())
+    return private(HttpResponse(chapters_vtt(items, hls.video_duration(video)), content_type=VTT_TYPE))
+
+
+# Not CSRF-exempt: the player posts the token it got in the playback JSON as
+# the csrfmiddlewaretoken form field (navigator.sendBeacon sends FormData).
+def save_position(request, page_id, video_id):
+    """Remember where the signed-in viewer is in the video: 204, or why not.
+
+    Only the requesting user's own row is ever written, whatever the form
+    holds besides ``position``; the viewer must be allowed to watch the video
+    on that page, as for every other answer about it."""
+    if request.method != "POST":
+        return private(HttpResponseNotAllowed(["POST"], content_type=PLAIN_TEXT))
+    page, video = _lookup(page_id, video_id)
+    if page is None or video is None:
+        return private(not_found())
+    decision = can_watch(request, page, video)
+    if decision.outcome is Outcome.NOT_FOUND:
+        return private(not_found())
+    if not decision.allowed or not request.user.is_authenticated:
+        # Anonymous viewers have nowhere to keep a position; a beacon cannot sign in.
+        return private(forbidden())
+    try:
+        position = float(request.POST.get("position", ""))
+    except ValueError:
+        position = math.nan
+    if not math.isfinite(position):
+        return private(HttpResponseBadRequest(
+            f"{_('The position must be a number of seconds.')}\n", content_type=PLAIN_TEXT
+        ))
+    position = max(0.0, position)
+    duration = hls.video_duration(video)
+    if duration:
+        position = min(position, float(duration))
+    PlaybackPosition.objects.update_or_create(user=request.user, video=video, defaults={"position": position})
+    return private(HttpResponse(status=204))
