@@ -248,6 +248,13 @@ def _delete_on_commit(storage, name):
         transaction.on_commit(lambda: storage.delete(name))
 
 
+def _reindex_on_commit(video):
+    # The video's search entry holds its captions' text (search_fields).
+    from wagtail.search.index import insert_or_update_object
+
+    transaction.on_commit(lambda: insert_or_update_object(video))
+
+
 def _clashing(video, language, kind, exclude=None):
     others = video.captions.filter(language__iexact=language, kind=kind)
     if exclude is not None:
@@ -289,6 +296,7 @@ def import_caption(video, data, filename, *, language, kind, label, is_default=F
                 user=user, data={"language": language, "kind": kind, "label": label,
                                  "filename": (filename or "")[:200]})
             _delete_on_commit(caption.file.storage, old_name)
+            _reindex_on_commit(video)
     except BaseException:
         caption.file.storage.delete(new_name)
         if replace is not None:
@@ -319,6 +327,7 @@ def delete_caption(caption, user=None):
             data={"language": caption.language, "kind": caption.kind, "label": caption.label})
         caption.delete()
         _delete_on_commit(caption.file.storage, name)
+        _reindex_on_commit(video)
 
 
 # --- chapters --------------------------------------------------------------------------

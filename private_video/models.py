@@ -100,6 +100,8 @@ class AbstractVideo(CollectionMember, index.Indexed, ClusterableModel):
         index.AutocompleteField("title"),
         index.SearchField("original_filename"),
         index.RelatedFields("tags", [index.SearchField("name", boost=10)]),
+        # Admin search finds a video by a word said in it.
+        index.RelatedFields("captions", [index.SearchField("text")]),
         index.FilterField("uploaded_by_user"),
     ]
 

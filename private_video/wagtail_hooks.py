@@ -56,3 +56,14 @@ def describe_collection_videos(collection):
 # Copying a page, or the admin API restoring a revision, chooses its videos again.
 hooks.register("before_copy_page", page_actions.before_copy_page)
 hooks.register("construct_admin_api", page_actions.guard_admin_api)
+
+
+@hooks.register("register_log_actions")
+def register_track_log_actions(actions):
+    # Captions, chapters and the poster change on the video: its history shows them.
+    actions.register_action("private_video.caption_add", _("Add captions"), _("Added a caption track"))
+    actions.register_action("private_video.caption_change", _("Change captions"), _("Changed a caption track"))
+    actions.register_action("private_video.caption_delete", _("Delete captions"), _("Deleted a caption track"))
+    actions.register_action("private_video.chapters_change", _("Change chapters"), _("Changed the chapters"))
+    actions.register_action("private_video.poster_change", _("Change poster"), _("Changed the poster"))
+    actions.register_action("private_video.poster_clear", _("Clear poster"), _("Went back to the automatic poster"))

@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 
-from . import admin_urls, views
+from . import admin_urls, posters, views
 
 
 @hooks.register("register_log_actions")
@@ -28,3 +28,4 @@ def prefetch_jobs(queryset, request):
 
 
 hooks.register("insert_video_edit_panels", views.processing_panel)
+hooks.register("extract_video_frame", posters.extract_video_frame)

@@ -108,6 +108,14 @@ class VideoIndexView(generic.IndexView):
 
     any_permission_required = ["add", "change", "delete"]
 
+    def search_queryset(self, queryset):
+        # The search fields reach across captions and tags: a video with two
+        # matching tracks is still listed once.
+        if not self.is_searching:
+            return queryset
+        matching = super().search_queryset(Video.objects.all()).values("pk")
+        return queryset.filter(pk__in=matching)
+
     def get_base_queryset(self):
         queryset = (
             videos_user_may(self.request.user, "change", "delete")
@@ -134,6 +142,9 @@ class VideoEditView(generic.EditView):
         context = super().get_context_data(**kwargs)
         panels = (fn(self.request, self.object) for fn in hooks.get_hooks("insert_video_edit_panels"))
         context["video_edit_panels"] = [panel for panel in panels if panel]
+        # Captions, chapters and poster: one query each for the tracks, whatever their number.
+        context["video_captions"] = list(self.object.captions.all())
+        context["video_chapters"] = list(self.object.chapters.all())
         return context
 
 
@@ -203,7 +214,7 @@ class VideoViewSet(ModelViewSet):
     inspect_view_enabled = False
     form_fields = ["title", "file", "collection", "tags"]
     filterset_class = VideoFilterSet
-    search_fields = ["title", "original_filename", "tags__name"]
+    search_fields = ["title", "original_filename", "tags__name", "captions__text"]
     search_backend_name = None
     list_per_page = 30
     ordering = ["-created_at"]
@@ -228,6 +239,20 @@ class VideoViewSet(ModelViewSet):
     def edit_view(self):
         # The replace-file POST is an upload too.
         return refuse_oversize_upload(super().edit_view)
+
+    def get_urlpatterns(self):
+        from django.urls import path
+
+        from . import tracks
+
+        return super().get_urlpatterns() + [
+            path("edit/<int:pk>/captions/new/", tracks.caption_add, name="caption_add"),
+            path("edit/<int:pk>/captions/<int:caption_id>/", tracks.caption_edit, name="caption_edit"),
+            path("edit/<int:pk>/captions/<int:caption_id>/delete/", tracks.caption_delete, name="caption_delete"),
+            path("edit/<int:pk>/chapters/", tracks.chapters_edit, name="chapters"),
+            path("edit/<int:pk>/poster/", tracks.poster_edit, name="poster"),
+            path("edit/<int:pk>/poster/image/", tracks.poster_file, name="poster_file"),
+        ]
 
     def get_index_view_kwargs(self, **kwargs):
         # Columns other apps add (transcoding: status) through the
