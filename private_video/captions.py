@@ -244,8 +244,10 @@ def _check_track_fields(language, kind, label):
 
 
 def _delete_on_commit(storage, name):
+    from .signal_handlers import delete_with_empty_folder
+
     if name:
-        transaction.on_commit(lambda: storage.delete(name))
+        transaction.on_commit(lambda: delete_with_empty_folder(storage, name))
 
 
 def _reindex_on_commit(video):
@@ -322,17 +324,15 @@ def update_caption(caption, *, language, kind, label, is_default=False, user=Non
 def delete_caption(caption, user=None):
     with transaction.atomic():
         video = caption.video
-        name = caption.file.name
         log(video, "private_video.caption_delete", user=user,
             data={"language": caption.language, "kind": caption.kind, "label": caption.label})
-        caption.delete()
-        _delete_on_commit(caption.file.storage, name)
+        caption.delete()  # its file goes after commit (signal_handlers)
         _reindex_on_commit(video)
 
 
 # --- chapters --------------------------------------------------------------------------
 
-_CHAPTER_LINE = re.compile(r"^\s*(\d{1,3}(?::\d{1,2}){1,2}(?:\.\d{1,3})?)\s*(?:[-–—:|]\s*)?(\S.*?)\s*$")
+_CHAPTER_LINE = re.compile(r"^\s*(\d{1,3}(?::\d{1,2}){1,2}(?:\.\d{1,3})?)(?=[\s\-–—|])\s*(?:[-–—|]\s*)?(\S.*?)\s*$")
 
 
 def parse_time(value):
@@ -493,7 +493,18 @@ def set_poster_frame(video, seconds, user=None):
     if not extractors:
         raise PosterError(_("This site cannot take frames from videos (no extract_video_frame hook)."))
     jpeg = extractors[-1](video, seconds)
-    return _store_poster(video, _jpeg_from_image(jpeg), seconds, "private_video.poster_change", user)
+    # ffmpeg's own JPEG is kept as it is (a second encoding would blur it),
+    # once Pillow has read it as one.
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(jpeg)) as image:
+            image.verify()
+            if image.format != "JPEG":
+                raise ValueError(image.format)
+    except Exception:  # noqa: BLE001 - whatever Pillow says, it is not a usable JPEG
+        raise PosterError(_("The frame taken from the video is not a JPEG image.")) from None
+    return _store_poster(video, jpeg, seconds, "private_video.poster_change", user)
 
 
 def clear_poster(video, user=None):

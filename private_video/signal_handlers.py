@@ -10,9 +10,42 @@ def delete_original_on_commit(sender, instance, **kwargs):
         transaction.on_commit(lambda: storage.delete(name))
 
 
+def delete_poster_on_commit(sender, instance, **kwargs):
+    # The editor's poster goes with its video.
+    name = instance.poster_file.name
+    if name:
+        storage = instance.poster_file.storage
+        transaction.on_commit(lambda: delete_with_empty_folder(storage, name))
+
+
+def delete_caption_file_on_commit(sender, instance, **kwargs):
+    # A caption's file goes with its row (deleted, or cascaded with its video).
+    name = instance.file.name
+    if name:
+        storage = instance.file.storage
+        transaction.on_commit(lambda: delete_with_empty_folder(storage, name))
+
+
+def delete_with_empty_folder(storage, name):
+    """Delete a caption or poster file and, on a local disk, its version folder once empty."""
+    import os
+
+    storage.delete(name)
+    try:
+        os.rmdir(os.path.dirname(storage.path(name)))
+    except (NotImplementedError, OSError):
+        pass
+
+
 def register_signal_handlers():
     from . import get_video_model
 
     post_delete.connect(
         delete_original_on_commit, sender=get_video_model(), dispatch_uid="private_video_delete_file"
     )
+    post_delete.connect(
+        delete_poster_on_commit, sender=get_video_model(), dispatch_uid="private_video_delete_poster"
+    )
+    from .tracks import Caption
+
+    post_delete.connect(delete_caption_file_on_commit, sender=Caption, dispatch_uid="private_video_delete_caption")
