@@ -333,3 +333,64 @@ def test_admin_search_finds_a_video_by_its_captions(admin_client, sample_video):
     response = admin_client.get(reverse("private_video:index"), {"q": "会いましょう"})
     assert list(response.context["object_list"]) == [lecture]
     assert list(admin_client.get(reverse("private_video:index"), {"q": "zebra"}).context["object_list"]) == []
+
+
+# --- a re-run of the transcode keeps them (integration) ----------------------------------------
+
+DB_TASKS = {
+    "default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"},
+    "transcoding": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []},
+}
+
+
+@pytest.fixture
+def worker_stack(tmp_path_factory, stack_database_url, static_root):
+    from .conftest import _start_stack
+
+    stack = _start_stack(tmp_path_factory, stack_database_url, static_root, with_worker=True)
+    yield stack
+    stack.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_captions_chapters_and_poster_survive_a_rerun(worker_stack, sample_video):
+    import time
+
+    from private_video.captions import set_chapters, set_poster_frame
+    from transcoding.models import RetiredFile, TranscodeJob
+    from transcoding.publish import delete_retired_files
+    from transcoding.tasks import rerun
+
+    from .helpers import wait_for_job
+
+    with override_settings(TRANSCODING_AUTO_ENQUEUE=True, TASKS=DB_TASKS):
+        video = make_video(sample_video, title="Re-run")
+    first = wait_for_job(video, worker_stack)
+    caption = import_caption(video, SRT, "talk.srt", language="fr", kind="subtitles", label="Français")
+    set_chapters(video, [(0, "Intro"), (2, "End")])
+    set_poster_frame(video, 1.0)
+    kept = {caption.file.name: SRT_AS_VTT, video.poster_file.name: stored(video.poster_file.name).read_bytes()}
+    old_renditions = set(video.renditions.values_list("file", flat=True))
+    assert old_renditions
+
+    with override_settings(TASKS=DB_TASKS):
+        job = rerun(video)
+    deadline = time.monotonic() + 120
+    while TranscodeJob.objects.get(pk=job.pk).status not in ("ready", "failed"):
+        assert time.monotonic() < deadline, worker_stack.log_text("transcoder")[-3000:]
+        time.sleep(0.3)
+    job.refresh_from_db()
+    assert job.status == "ready" and job.pk != first.pk, job.error
+    new_renditions = set(video.renditions.values_list("file", flat=True))
+    assert new_renditions and new_renditions.isdisjoint(old_renditions), "the re-run published a new set"
+    # Even once the replaced set's grace period is over and its files are gone.
+    RetiredFile.objects.update(delete_after=job.finished_at)
+    assert delete_retired_files() >= len(old_renditions)
+    assert not any(stored(name).exists() for name in old_renditions)
+    video.refresh_from_db()
+    caption.refresh_from_db()
+    assert caption.file.name in kept and video.poster_file.name in kept
+    for name, data in kept.items():
+        assert stored(name).read_bytes() == data, name
+    assert list(video.chapters.values_list("start", "title")) == [(0.0, "Intro"), (2.0, "End")]
