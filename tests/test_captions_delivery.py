@@ -264,6 +264,9 @@ def test_subtitles_through_nginx(stack, tmp_path):
     video = transcoded(tmp_path, "stacked")
     page, members = granted_page(video, "Stacked")
     french, arabic = add_captions(video)
+    set_chapters(video, [(0, "Début"), (2, "Fin")])
+    chosen = video.poster_file.storage.save(poster_name(video.key, "feed01"), ContentFile(b"\xff\xd8\xff chosen"))
+    type(video).objects.filter(pk=video.pk).update(poster_file=chosen)
     session = stack_session(make_user("viewer", groups=[members]))
 
     info = session.get(stack.url(playback_url(page, video)))
@@ -290,7 +293,13 @@ def test_subtitles_through_nginx(stack, tmp_path):
         assert "private" in vtt.headers["Cache-Control"]
         assert segment.uri == next(c["src"] for c in data["captions"] if c["id"] == caption.pk)
     assert "Été à Noël" in stored_bytes(french.file).decode() and "🎬" in stored_bytes(french.file).decode()
+    # The editor's poster, signed like the rest and sent by nginx.
+    poster = requests.get(stack.url(data["poster"]), timeout=10)
+    assert poster.status_code == 200 and poster.content == b"\xff\xd8\xff chosen"
     assert "/stream/" not in (stack.root / "gunicorn-access.log").read_text()[len(before):]
+    chapters = session.get(stack.url(data["chapters"]["src"]))
+    assert chapters.status_code == 200 and chapters.headers["Content-Type"] == "text/vtt; charset=utf-8"
+    assert chapters.text.startswith("WEBVTT\n\nchapter-1\n00:00:00.000 --> 00:00:02.000\nDébut\n")
 
     # A token for this video opens nothing once it is forged or expired.
     src = data["captions"][0]["src"]
@@ -307,4 +316,5 @@ def test_subtitles_through_nginx(stack, tmp_path):
     for uri in [master_src] + [m.absolute_uri for m in subtitles.values()]:
         response = outsider.get(uri if uri.startswith("http") else stack.url(uri))
         assert response.status_code == 403 and "/stream/" not in response.text
+    assert outsider.get(stack.url(data["chapters"]["src"])).status_code == 403
     assert Caption.objects.filter(video=video).count() == 2
