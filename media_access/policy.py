@@ -35,6 +35,7 @@ from wagtail import hooks
 from wagtail.models import BaseViewRestriction, Page, ReferenceIndex
 
 from private_video import get_video_model
+from private_video.page_forms import checks_video_choices
 from private_video.pages import VideoPageMixin, holds_videos
 from private_video.permissions import video_permission_policy
 
@@ -244,7 +245,7 @@ def video_is_on_page(video, page, *, draft=False):
     content (or, with ``draft``, the latest revision), or for other page
     types anything Wagtail's reference index records."""
     if draft:
-        if not page.has_unpublished_changes:
+        if not page.has_unpublished_changes or not checks_video_choices(page.specific_class or type(page)):
             return False
         specific = page.get_latest_revision_as_object()
         attname = _main_video_attname(type(specific))
@@ -261,6 +262,9 @@ def _where_on_page(video, page):
     rows), "reference_index" (Wagtail's index, updated in a task after a
     publish, so it is never the basis of a remembered decision), or None."""
     model = page.specific_class or type(page)
+    if not checks_video_choices(model):
+        # Its editors' video choices were never checked (no VideoChoicePageForm).
+        return None
     if isinstance(page, model):
         specific = page
     else:

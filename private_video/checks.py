@@ -6,13 +6,14 @@ Ids are ``private_video.<E|W>0xx``; none of them raises, whatever the settings.
 - E002  the private storage is public (under MEDIA_ROOT/STATIC_ROOT, or it has a URL)
 - E003  ffprobe is not on PATH (uploads cannot be validated)
 - E004  PRIVATE_VIDEO_MODEL names no usable video model
+- W001  a page type holds videos without VideoChoicePageForm (its videos are not served)
 """
 
 import shutil
 from pathlib import Path
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 
 ID = "private_video.{}"
 INSTALL_HINT = "docs/install.md has the settings block"
@@ -143,3 +144,61 @@ def check_video_model(app_configs, **kwargs):
         "private_video.models.AbstractVideo, in an installed app, before its first migrate.",
         id=ID.format("E004"),
     )]
+
+
+@register(Tags.models)
+def check_page_types_check_video_choices(app_configs, **kwargs):
+    """W001: a page type that holds videos without VideoChoicePageForm. Wagtail's
+    own page form takes any video id, so media_access serves none of its videos."""
+    from wagtail.models import get_page_models
+
+    from . import video_model_problem
+    from .page_forms import checks_video_choices
+
+    if video_model_problem():
+        return []
+    warnings = []
+    for model in get_page_models():
+        if model._meta.abstract or not _holds_video_fields(model) or checks_video_choices(model):
+            continue
+        warnings.append(Warning(
+            f"The page type {model._meta.label} holds videos, but its admin form does not check that the "
+            "editor may choose them: media_access serves none of its videos.",
+            hint="Mix in private_video.pages.VideoPageMixin (or give its edit handler "
+            f"base_form_class=private_video.page_forms.VideoChoicePageForm); {INSTALL_HINT} (step 5).",
+            obj=model,
+            id=ID.format("W001"),
+        ))
+    return warnings
+
+
+def _holds_video_fields(model):
+    """A foreign key or many-to-many field to the video model, a video chooser
+    anywhere in a StreamField, or the same in its inline children."""
+    from django.db.models import ForeignKey
+    from modelcluster.models import get_all_child_relations
+    from wagtail.fields import StreamField
+
+    from . import get_video_model
+
+    video_model = get_video_model()
+    for field in model._meta.get_fields():
+        if isinstance(field, StreamField):
+            if _block_chooses_videos(field.stream_block):
+                return True
+        elif (isinstance(field, ForeignKey) or (field.many_to_many and not field.auto_created)) and isinstance(
+            field.related_model, type
+        ) and issubclass(field.related_model, video_model):
+            return True
+    return any(_holds_video_fields(relation.related_model) for relation in get_all_child_relations(model))
+
+
+def _block_chooses_videos(block):
+    from .blocks import is_video_chooser
+
+    if is_video_chooser(block):
+        return True
+    children = list(getattr(block, "child_blocks", {}).values())
+    if getattr(block, "child_block", None) is not None:
+        children.append(block.child_block)
+    return any(_block_chooses_videos(child) for child in children)

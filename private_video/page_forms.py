@@ -147,3 +147,23 @@ class VideoChoicePageForm(WagtailAdminPageForm):
                     kept = videos_on_page(page)
             self.__dict__["_kept"] = kept
         return self.__dict__["_kept"]
+
+
+def checks_video_choices(page_model):
+    """The page type's admin form is a ``VideoChoicePageForm``: every video an
+    editor put on such a page was checked against their "choose" permission.
+    Wagtail's own page form takes any video id, so media_access serves no
+    video from a page type without it (and the check private_video.W001 says so)."""
+    if page_model not in _checked_page_types:
+        try:
+            form_class = page_model.get_edit_handler().get_form_class()
+        except Exception:  # noqa: BLE001 - no usable admin form: nothing was checked
+            form_class = None
+        _checked_page_types[page_model] = isinstance(form_class, type) and issubclass(
+            form_class, VideoChoicePageForm
+        )
+    return _checked_page_types[page_model]
+
+
+# Page type -> checks_video_choices; page types and their edit handlers are fixed once loaded.
+_checked_page_types = {}

@@ -17,7 +17,12 @@ from django.apps import apps
 from django.db import connection, models
 from django.test import Client
 from django.urls import reverse
+from wagtail.admin.panels import FieldPanel
+from wagtail.fields import StreamField
 from wagtail.models import Page
+
+from private_video import get_video_model_string
+from private_video.blocks import VideoBlock
 
 from .helpers import home_page, make_video
 
@@ -58,35 +63,75 @@ def _define_host_models():
         class Meta:
             app_label = HOST_APP
 
-    _host_models.update(clip=H6HostClip, page=H6HostClipPage, playlist_page=H6HostPlaylistPage)
+    class H6UncheckedPage(Page):
+        """Holds videos like the docs' LessonPage, but without VideoPageMixin (or
+        VideoChoicePageForm): Wagtail's plain page form takes any video id."""
+
+        video = models.ForeignKey(
+            get_video_model_string(), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        )
+        body = StreamField([("video", VideoBlock())], blank=True)
+
+        content_panels = Page.content_panels + [FieldPanel("video"), FieldPanel("body")]
+
+        class Meta:
+            app_label = HOST_APP
+
+    _host_models.update(
+        clip=H6HostClip, page=H6HostClipPage, playlist_page=H6HostPlaylistPage, unchecked_page=H6UncheckedPage
+    )
     return _host_models
+
+
+def _forget_content_types(models):
+    """Drop only our page types from ContentType's cache: the flush after the
+    test removes their rows, and the rest of the cache must stay (clearing it
+    makes the next test's serialized-rollback load create content types)."""
+    from django.contrib.contenttypes.models import ContentType
+
+    for cache in ContentType.objects._cache.values():
+        for key, content_type in list(cache.items()):
+            if content_type.app_label == HOST_APP and content_type.model in {m._meta.model_name for m in models}:
+                del cache[key]
 
 
 @pytest.fixture
 def host_models():
     from wagtail.models import PAGE_MODEL_CLASSES
 
+    from media_access import decisions
+
     defined = _define_host_models()
+    # Creation order (foreign keys point backwards).
+    ordered = list(defined.values())
     with connection.schema_editor() as editor:
-        editor.create_model(defined["clip"])
-        editor.create_model(defined["page"])
-        editor.create_model(defined["playlist_page"])
+        for model in ordered:
+            editor.create_model(model)
+    from django.contrib.contenttypes.models import ContentType
+
+    for model in ordered:
+        ContentType.objects.get_for_model(model)
     try:
         yield defined
     finally:
-        Page.objects.filter(content_type__model__in=["h6hostclippage", "h6hostplaylistpage"]).delete()
+        page_models = [model for model in ordered if issubclass(model, Page)]
+        Page.objects.filter(content_type__model__in=[m._meta.model_name for m in page_models]).delete()
         with connection.schema_editor() as editor:
-            editor.delete_model(defined["playlist_page"])
-            editor.delete_model(defined["page"])
-            editor.delete_model(defined["clip"])
+            for model in reversed(ordered):
+                editor.delete_model(model)
         # The rest of the suite must not see a page type of ours.
-        for model in (defined["page"], defined["playlist_page"]):
+        for model in page_models:
             if model in PAGE_MODEL_CLASSES:
                 PAGE_MODEL_CLASSES.remove(model)
-        for model in defined.values():
+        for model in ordered:
             apps.all_models[HOST_APP].pop(model._meta.model_name, None)
+            for field in model._meta.local_many_to_many:
+                apps.all_models[HOST_APP].pop(field.remote_field.through._meta.model_name, None)
         apps.clear_cache()
+        _forget_content_types(ordered)
         _host_models.clear()
+        # The decision cache counts triggers per watched table: count again without ours.
+        decisions.install_triggers()
 
 
 def test_a_host_pages_own_video_field_is_not_a_private_video(host_models, sample_video):
@@ -354,3 +399,57 @@ def test_a_non_number_token_lifetime_is_a_500_on_playback(settings, sample_video
     settings.MEDIA_ACCESS_TOKEN_LIFETIME = "5 minutes"
     response = Client(raise_request_exception=False).get(reverse("media_access:playback", args=[page.pk, video.pk]))
     assert response.status_code == 500 and b"token" not in response.content
+
+
+# --- a host page type that holds videos but does not check the editor's choice ------------
+
+
+def test_a_page_type_that_does_not_check_video_choices_serves_no_video(host_models, sample_video, client):
+    """A site developer gives their page type a video field but forgets
+    VideoPageMixin: Wagtail's own page form accepts any video id, so a page
+    editor with no video rights at all put a private video on a page they
+    publish, and everyone who may see the page got the bytes. Such a page
+    type holds no video as far as media_access is concerned."""
+    from django.contrib.auth.models import Group, Permission
+    from wagtail.models import Collection, GroupPagePermission
+    from wagtail.test.utils.form_data import nested_form_data, streamfield
+
+    from .helpers import make_user
+
+    secret_collection = Collection.get_first_root_node().add_child(name="Board only")
+    private = make_video(sample_video, title="Board meeting", collection=secret_collection)
+    home = home_page()
+    editors = Group.objects.create(name="Page editors")
+    editors.permissions.add(Permission.objects.get(codename="access_admin"))
+    for permission_type in ("add", "change", "publish"):
+        GroupPagePermission.objects.create(
+            group=editors, page=home, permission=Permission.objects.get(codename=f"{permission_type}_page")
+        )
+    client.force_login(make_user("page-editor", groups=[editors]))
+    page_type = host_models["unchecked_page"]
+    response = client.post(
+        reverse("wagtailadmin_pages:add", args=[HOST_APP, page_type._meta.model_name, home.pk]),
+        nested_form_data({
+            "title": "Leak", "slug": "leak", "video": private.pk,
+            "body": streamfield([("video", {"video": private.pk, "caption": ""})]),
+            "action-publish": "publish",
+        }),
+    )
+    assert response.status_code in (200, 302)
+    page = page_type.objects.filter(slug="leak").first()
+    if page is not None and page.live:
+        # Wagtail took it (its form cannot know): media_access must not serve it.
+        anonymous = Client()
+        watch = anonymous.get(reverse("media_access:watch", args=[page.pk, private.pk, "original"]))
+        assert watch.status_code == 404 and not watch.has_header("X-Accel-Redirect")
+        playback = anonymous.get(reverse("media_access:playback", args=[page.pk, private.pk]))
+        assert playback.status_code == 404 and "token" not in playback.json()
+
+
+def test_manage_py_check_names_a_page_type_that_does_not_check_video_choices(host_models):
+    from private_video import checks
+
+    warnings = checks.check_page_types_check_video_choices(None)
+    assert [(w.id, w.obj) for w in warnings] == [("private_video.W001", host_models["unchecked_page"])]
+    assert "VideoPageMixin" in warnings[0].hint
+    # The demo's VideoPage (VideoPageMixin) and the host's pages whose fields point elsewhere pass.
