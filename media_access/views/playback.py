@@ -100,8 +100,9 @@ def playlist(request, page_id, video_id, name):
 
     subtitles = hls.SUBTITLES_PLAYLIST.match(name)
     if subtitles:
-        # A caption of this video only: another video's caption id is a 404.
-        caption = next((c for c in hls.captions_of(video) if c.pk == int(subtitles.group(1))), None)
+        # Looked up among this video's captions only: another video's caption
+        # id is a 404 (and its file, in another folder, no token of this video opens).
+        caption = video.captions.filter(pk=int(subtitles.group(1))).first()
         if caption is None:
             return private(not_found())
         try:
