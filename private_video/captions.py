@@ -49,6 +49,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # WebVTT's own styling tags survive; everything else is text.
 _WRITTEN_TAG = re.compile(r"<(/?)([biu])>")
 _VTT_BLOCKS = ("NOTE", "STYLE", "REGION")
+_MAX_CUE_TEXT = 1000
+_MAX_CUE_TAGS = 40
 
 
 def _format_time(seconds):
@@ -158,6 +160,20 @@ def _checked_text(text):
             )
         start, end = _timing(block[timing_at], fmt, block_start + 1 + timing_at)
         body = block[timing_at + 1 :]
+        length = sum(len(line) for line in body)
+        tags = sum(line.count("<") + line.count("{") for line in body)
+        if tags > _MAX_CUE_TAGS:
+            raise CaptionError(
+                _("Line %(line)s: this cue has %(count)s “<” and “{”; a cue may have %(limit)s.")
+                % {"line": block_start + 2 + timing_at, "count": tags, "limit": _MAX_CUE_TAGS}
+            )
+        if length > _MAX_CUE_TEXT:
+            # Real cues are a line or two; pysubs2's tag handling takes time
+            # quadratic in a cue's length, so a long one is refused first.
+            raise CaptionError(
+                _("Line %(line)s: this cue has %(length)s characters of text; a cue may have %(limit)s.")
+                % {"line": block_start + 2 + timing_at, "length": f"{length:,}", "limit": f"{_MAX_CUE_TEXT:,}"}
+            )
         for offset, line in enumerate(body):
             if "-->" in line:
                 raise CaptionError(
@@ -332,7 +348,9 @@ def delete_caption(caption, user=None):
 
 # --- chapters --------------------------------------------------------------------------
 
-_CHAPTER_LINE = re.compile(r"^\s*(\d{1,3}(?::\d{1,2}){1,2}(?:\.\d{1,3})?)(?=[\s\-–—|])\s*(?:[-–—|]\s*)?(\S.*?)\s*$")
+# Matched against a stripped line, with no lazy part: a long line costs linear time.
+_CHAPTER_LINE = re.compile(r"(\d{1,3}(?::\d{1,2}){1,2}(?:\.\d{1,3})?)(?=[\s\-–—|])\s*(?:[-–—|]\s*)?(\S.*)")
+_CHAPTER_LINE_MAX = 300
 
 
 def parse_time(value):
@@ -356,9 +374,10 @@ def parse_chapter_lines(text):
     lines (blank lines skipped); ValidationError naming the first bad line."""
     chapters = []
     for number, line in enumerate((text or "").replace("\r\n", "\n").split("\n"), 1):
-        if not line.strip():
+        line = line.strip()
+        if not line:
             continue
-        match = _CHAPTER_LINE.match(line)
+        match = _CHAPTER_LINE.fullmatch(line) if len(line) <= _CHAPTER_LINE_MAX else None
         try:
             if not match:
                 raise ValueError(line)

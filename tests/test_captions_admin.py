@@ -131,12 +131,30 @@ def test_malformed_file_is_refused_with_its_line_number_and_nothing_is_stored(ad
         (SRT.replace("señor".encode(), b"se\x81\x8d\x90or"), "Line 3: this file is not UTF-8 text"),
         (SRT.replace(b"vu", b"v\x07u"), "Line 3: this file holds control characters"),
         (b"1\n00:00:01,000 --> 00:00:02,000\n<b></b>\n", "The file's cues have no text."),
+        # pysubs2's tag handling is quadratic in a cue's length: long or tag-heavy cues are refused first.
+        (b"1\n00:00:01,000 --> 00:00:02,000\nok\n\n2\n00:00:03,000 --> 00:00:04,000\n" + b"<a" * 40_000,
+         "Line 7: this cue has 40000 “<” and “{”; a cue may have 40."),
+        (b"1\n00:00:01,000 --> 00:00:02,000\n" + b"{" * 41, "Line 3: this cue has 41"),
+        (b"1\n00:00:01,000 --> 00:00:02,000\n" + b"x" * 600 + b"\n" + b"y" * 600,
+         "Line 3: this cue has 1,200 characters of text; a cue may have 1,000."),
     ],
 )
 def test_bad_files_get_a_clear_message(data, message):
     with pytest.raises(CaptionError) as raised:
         parse_caption(data)
     assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_a_big_file_of_tag_heavy_cues_parses_in_bounded_time():
+    import time
+
+    cue = "00:00:01,000 --> 00:00:02,000\n" + "{\\i1}<" * 6 + "<i>a</i> " * 3 + "x" * 900 + "\n\n"
+    data = (cue * (2 * 1024 * 1024 // len(cue) - 1)).encode()
+    started = time.monotonic()
+    vtt, _ = parse_caption(data)
+    # Seconds on a slow machine; without the per-cue limits such a file took minutes.
+    assert time.monotonic() - started < 20
+    assert vtt.count("-->") == data.count(b"-->")
 
 
 def test_size_limit_is_checked_on_the_form_before_parsing(admin_client, video):

@@ -98,6 +98,8 @@ def test_pasted_lines_replace_the_rows(admin_client, video):
         ("0:00 Intro\n0:09 After the end\n", "starts at 0:09, after the video&#x27;s end (0:04)"),
         ("0:00 Intro\n0:00 Again\n", "Two chapters start at 0:00."),
         ("0:00 Intro --&gt; x\n", "without “--&gt;”"),
+        # Long lines are refused at once (no regular expression backtracks over them).
+        ("0:00 Intro\n0:01 a" + " " * 500_000 + "b\n", "Line 2: write a time then a title"),
     ],
 )
 def test_a_bad_pasted_line_is_named_and_nothing_changes(admin_client, video, lines, message):
