@@ -96,6 +96,8 @@ def test_editor_uploads_srt_stored_as_webvtt_and_logged(admin_client, video, dja
     entry = ModelLogEntry.objects.get(action="private_video.caption_add")
     assert entry.object_id == str(video.pk) and entry.user == admin_client.user
     assert entry.data["language"] == "fr"
+    history = admin_client.get(reverse("private_video:history", args=[video.pk]))
+    assert history.status_code == 200 and "Added a caption track" in history.content.decode()
     # The edit view lists the track with its edit and delete links.
     page = admin_client.get(video.get_admin_edit_url()).content.decode()
     assert "Français" in page

@@ -5,6 +5,7 @@ original at a time by ffmpeg (the pixels are that frame's), served to the
 admin only, per video, never cached by a shared cache; cleared; logged."""
 
 import io
+import os
 import subprocess
 from pathlib import Path
 
@@ -273,3 +274,19 @@ def test_another_collections_video_is_404_and_no_rights_is_403(client, sample_vi
         assert client.get(url).status_code == 403, url
     assert client.post(chapters_url(other), rows(("0:01", "X"))).status_code == 403
     assert chapter_list(other) == [(0.0, "Theirs")]
+
+
+def test_a_poster_over_the_size_limit_is_refused(admin_client, video):
+    from django.test import override_settings
+
+    noisy = Image.frombytes("RGB", (200, 200), os.urandom(200 * 200 * 3))
+    out = io.BytesIO()
+    noisy.save(out, "PNG")
+    assert len(out.getvalue()) > 5000
+    with override_settings(PRIVATE_VIDEO_MAX_POSTER_SIZE=5000):
+        response = admin_client.post(poster_url(video), {
+            "action": "image", "image": SimpleUploadedFile("big.png", out.getvalue(), "image/png")})
+    assert response.status_code == 200
+    assert "the largest poster is 5,000 bytes" in response.content.decode()
+    video.refresh_from_db()
+    assert video.poster_file.name == ""
