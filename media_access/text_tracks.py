@@ -8,6 +8,8 @@ caption file's name never changes content (a replaced caption gets a new
 version folder), so its cues are kept by that name in ``published``.
 """
 
+from private_video.captions import caption_cues
+
 from . import published
 
 
@@ -47,8 +49,6 @@ def chapters_vtt(chapters, duration):
 
 def transcript_cues(caption):
     """``[(start, end, text), ...]`` of a caption, parsed once per stored file."""
-    from private_video.captions import caption_cues
-
     return published.cached("caption-cues", caption.file.name, lambda: list(caption_cues(caption)))
 
 
