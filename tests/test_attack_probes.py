@@ -583,11 +583,11 @@ def test_wrong_methods_and_forged_ids_tell_nothing_about_another_collections_vid
     post = {"csrfmiddlewaretoken": token}
     headers = {"Referer": stack.url("/admin/")}
     probes = [
-        ("GET", "/admin/videos/{}/rerun/", 405), ("POST", "/admin/videos/{}/processing/", 405),
+        ("GET", "/admin/video-processing/{}/rerun/", 405), ("POST", "/admin/video-processing/{}/processing/", 405),
         ("GET", "/admin/videos/edit/{}/", 404), ("GET", "/admin/videos/usage/{}/", 404),
         ("GET", "/admin/videos/history/{}/", 404), ("GET", "/admin/videos/delete/{}/", 404),
-        ("POST", "/admin/videos/delete/{}/", 404), ("POST", "/admin/videos/{}/rerun/", 404),
-        ("GET", "/admin/videos/{}/processing/", 404), ("GET", "/admin/videos/chooser/chosen/{}/", 404),
+        ("POST", "/admin/videos/delete/{}/", 404), ("POST", "/admin/video-processing/{}/rerun/", 404),
+        ("GET", "/admin/video-processing/{}/processing/", 404), ("GET", "/admin/videos/chooser/chosen/{}/", 404),
     ]
     for method, template, expected in probes:
         answers = []

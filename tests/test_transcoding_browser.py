@@ -23,7 +23,7 @@ from transcoding.testmedia import make_test_video
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
-HLS_JS = REPO / "frontend" / "static" / "frontend" / "vendor" / "hls.min.js"
+HLS_JS = REPO / "media_access" / "static" / "media_access" / "player" / "vendor" / "hls.min.js"
 
 PAGE = """<!doctype html>
 <html><body>
