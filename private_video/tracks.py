@@ -69,3 +69,13 @@ class Chapter(Orderable):
 
     def __str__(self):
         return self.title
+
+    @property
+    def start_display(self):
+        """"1:05" or "1:02:03" (with a fraction when there is one)."""
+        whole = int(self.start)
+        fraction = round(self.start - whole, 3)
+        hours, rest = divmod(whole, 3600)
+        minutes, seconds = divmod(rest, 60)
+        text = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+        return text + (f"{fraction:.3f}"[1:].rstrip("0") if fraction else "")

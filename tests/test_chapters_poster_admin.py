@@ -290,3 +290,72 @@ def test_a_poster_over_the_size_limit_is_refused(admin_client, video):
     assert "the largest poster is 5,000 bytes" in response.content.decode()
     video.refresh_from_db()
     assert video.poster_file.name == ""
+
+
+# --- the real admin UI in Chromium ---------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_editor_adds_captions_chapters_and_poster_in_chromium(stack, sample_video, tmp_path, output_dir):
+    from private_video.tracks import Caption
+
+    from .browser import chromium_page
+
+    make_user("editor", "correct horse battery", superuser=True)
+    video = make_video(sample_video, title="Lecture")
+    french = tmp_path / "cours.srt"
+    french.write_text("1\n00:00:00,500 --> 00:00:02,000\nÇa commence — 東京 🎉\n", encoding="utf-8")
+    arabic = tmp_path / "arabic.srt"
+    arabic.write_text("1\n00:00:00,500 --> 00:00:02,000\nمرحبا بالعالم\n", encoding="utf-8")
+    broken = tmp_path / "broken.srt"
+    broken.write_text("1\n00:00:00,500 --> 00:00:02,000\nok\n\n2\n00:00:03 -> 00:00:04\nbad\n", encoding="utf-8")
+
+    with chromium_page(output_dir) as page:
+        page.goto(stack.url("/admin/login/"))
+        page.fill("input[name=username]", "editor")
+        page.fill("input[name=password]", "correct horse battery")
+        page.click("button[type=submit]")
+        page.wait_for_url(stack.url("/admin/"))
+
+        def add_caption(path, language, label, default=False):
+            page.goto(stack.url(video.get_admin_edit_url()))
+            page.get_by_role("link", name="Add a caption track").click()
+            page.set_input_files("input[name=file]", str(path))
+            page.fill("input[name=language]", language)
+            page.fill("input[name=label]", label)
+            if default:
+                page.check("input[name=is_default]")
+            page.get_by_role("button", name="Save").click()
+
+        add_caption(broken, "fr", "Français")
+        assert "Line 6: a cue needs a timing line" in page.locator(".private-video-caption-form").inner_text()
+        page.screenshot(path=str(output_dir / "caption-error.png"), full_page=True)
+        add_caption(french, "fr", "Français", default=True)
+        page.wait_for_url(stack.url(video.get_admin_edit_url()))
+        add_caption(arabic, "ar", "العربية")
+        page.wait_for_url(stack.url(video.get_admin_edit_url()))
+
+        page.get_by_role("link", name="Edit chapters").click()
+        page.fill("textarea[name=lines]", "0:00 Introduction\n0:02 Démonstration")
+        page.get_by_role("button", name="Save chapters").click()
+        page.wait_for_url(stack.url(video.get_admin_edit_url()))
+
+        page.get_by_role("link", name="Change the poster").click()
+        page.fill("input[name=time]", "0:01.5")
+        page.get_by_role("button", name="Use this frame").click()
+        page.wait_for_url(stack.url(video.get_admin_edit_url()))
+        panel = page.locator(".private-video-tracks")
+        assert "Français" in panel.inner_text() and "العربية" in panel.inner_text()
+        assert "0:02 — Démonstration" in panel.inner_text()
+        poster = panel.locator("img")
+        poster.wait_for()
+        assert page.evaluate("(img) => img.complete && img.naturalWidth", poster.element_handle()) == 320
+        panel.screenshot(path=str(output_dir / "captions-chapters-poster-panel.png"))
+
+    assert sorted(Caption.objects.values_list("language", "label", "is_default")) == [
+        ("ar", "العربية", False), ("fr", "Français", True)]
+    video.refresh_from_db()
+    assert video.poster_time == pytest.approx(1.5)
+    assert list(video.chapters.values_list("title", flat=True)) == ["Introduction", "Démonstration"]

@@ -233,7 +233,7 @@ def chapters_edit(request, video):
     else:
         formset = ChapterFormSet(
             prefix="chapters",
-            initial=[{"start": _format_seconds(c.start), "title": c.title} for c in video.chapters.all()],
+            initial=[{"start": c.start_display, "title": c.title} for c in video.chapters.all()],
         )
         paste = PasteChaptersForm()
     return _render(request, "private_video/videos/chapters_form.html", video, gettext("Chapters"),
