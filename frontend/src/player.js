@@ -24,7 +24,7 @@
   // The viewer's caption language ("off" for none), kept across videos and visits.
   const CAPTIONS_KEY = "private-video:captions";
   const POSITION_EVERY = 10_000;
-  // Resume is offered only past this (and not within this of the end).
+  // Resume is offered only past this (a finished video reports 0).
   const RESUME_MIN = 5;
   const scriptSrc = document.currentScript && document.currentScript.src;
   let hlsLoading = null;
@@ -303,9 +303,13 @@
         this.updateQualityMenu();
       });
       hls.on(Hls.Events.AUDIO_TRACKS_UPDATED, () => this.updateAudioMenu());
-      // Captions: the master's SUBTITLES group, one hls.js subtitle track per caption.
-      hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, () => this.applyCaptions());
-      hls.on(Hls.Events.SUBTITLE_TRACK_SWITCH, () => this.updateCaptionsMenu());
+      // Captions: the master's SUBTITLES group, one hls.js subtitle track per
+      // caption. hls.js picks the DEFAULT=YES one itself, just after telling
+      // us the tracks (and again on a level switch): the viewer's choice is
+      // put back once it is done.
+      const keepChoice = () => setTimeout(() => { if (this.hls === hls) this.applyCaptions(); });
+      hls.on(Hls.Events.SUBTITLE_TRACKS_UPDATED, keepChoice);
+      hls.on(Hls.Events.SUBTITLE_TRACK_SWITCH, keepChoice);
       hls.on(Hls.Events.AUDIO_TRACK_SWITCHED, () => this.updateAudioMenu());
       hls.on(Hls.Events.ERROR, (event, data) => {
         if (!data.fatal || !parsed) return;
@@ -943,7 +947,7 @@
       this.resumeReady = true;
       const video = this.video, duration = this.duration();
       const position = resume.position;
-      if (position > RESUME_MIN && (!duration || position < duration - RESUME_MIN)) {
+      if (position > RESUME_MIN && (!duration || position < duration - 1)) {
         this.resumeButton = el("button", "video-player__resume", {
           type: "button", text: "Resume from " + formatTime(position),
         });
