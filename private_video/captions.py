@@ -21,7 +21,7 @@ import secrets
 import pysubs2
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 from pysubs2.formats.subrip import SubripFormat
 from pysubs2.formats.webvtt import WebVTTFormat
@@ -315,10 +315,13 @@ def import_caption(video, data, filename, *, language, kind, label, is_default=F
                                  "filename": (filename or "")[:200]})
             _delete_on_commit(caption.file.storage, old_name)
             _reindex_on_commit(video)
-    except BaseException:
+    except BaseException as exc:
         caption.file.storage.delete(new_name)
         if replace is not None:
             caption.file.name = old_name
+        if isinstance(exc, IntegrityError):
+            # Another editor saved the same language and kind at the same moment.
+            _clashing(video, language, kind, exclude=replace)
         raise
     return caption
 
