@@ -10,6 +10,19 @@ answer it must get now:
   public page; a host page's own ``videos()`` (not ``VideoPageMixin``'s)
   likewise. The page contract (``VideoPageMixin.videos()``) only counts
   relations to the video model; the policy must agree.
+- A host page type that holds videos without ``VideoChoicePageForm``:
+  Wagtail's own form takes any video id, so a page editor with no video
+  rights published a private video. Such a page type holds none for
+  media_access, and ``manage.py check`` says so (private_video.W001).
+- A private folder inside a static source folder (``STATICFILES_DIRS``, an
+  app's ``static/``): collectstatic published every original; E002 now.
+- ``check_video_access`` hooks got a plain ``Page`` from the media views: a
+  hook testing the site's page type refused the player but served the bytes.
+  A hook that raises fails closed (no bytes, nothing of the exception).
+- The published-text cache keeps stored text only (no token, no page) and
+  never answers before the policy.
+- A number setting that is no number (``TOKEN_LIFETIME = "5 minutes"``) was
+  a 500 on every playback; now a check error (private_video_access.E006).
 """
 
 import pytest
