@@ -85,7 +85,7 @@ def session_cookie(user):
     return client.cookies["sessionid"].value
 
 
-def prepare_world(tmp_path_factory, django_db_blocker, *, prefix="captions"):
+def prepare_world(tmp_path_factory, django_db_blocker, *, prefix="captions", ladder=((180, 300),)):
     """One transcoded colour clip with two caption languages, chapters and a
     chosen poster, on a page a viewer may watch. Made once per module (one
     transcode); returned with a snapshot of the database, which each test
@@ -106,7 +106,7 @@ def prepare_world(tmp_path_factory, django_db_blocker, *, prefix="captions"):
     with django_db_blocker.unblock():
         restore_initial_data()
         video = make_video(clip, title="Colours")
-        with override_settings(TRANSCODING_LADDER=[Rung(180, 300)], TRANSCODING_SEGMENT_SECONDS=2,
+        with override_settings(TRANSCODING_LADDER=[Rung(*rung) for rung in ladder], TRANSCODING_SEGMENT_SECONDS=2,
                                TRANSCODING_KEYFRAME_SECONDS=2):
             job = enqueue_transcode(video)
         job.refresh_from_db()

@@ -675,8 +675,8 @@
       this.quality.setItems([{ label: "Auto", value: "auto" }, ...choices].reverse()
         .map((choice) => ({ ...choice, data: { quality: choice.label } })), current, (value) => this.chooseQuality(value));
       const chosen = [...choices].find((choice) => choice.value === current);
-      this.qualityButton.textContent = chosen ? chosen.label
-        : "Auto" + (this.engine === "hlsjs" && this.lastLevelName ? " (" + this.lastLevelName + ")" : "");
+      this.quality.show(chosen ? chosen.label
+        : "Auto" + (this.engine === "hlsjs" && this.lastLevelName ? " (" + this.lastLevelName + ")" : ""));
     }
 
     async chooseQuality(value) {
@@ -735,7 +735,7 @@
       this.audio.setItems(choices.map((choice) => ({ ...choice, data: { audioTrack: String(choice.value) } })),
         current, (value) => this.chooseAudio(value));
       const chosen = choices.find((choice) => choice.value === current);
-      this.audioButton.textContent = chosen ? chosen.label : "Audio";
+      this.audio.show(chosen ? chosen.label : "Audio");
       this.root.dataset.audioTrack = chosen ? chosen.label : "";
     }
 
@@ -872,7 +872,8 @@
       this.captionsMenu.setItems(choices, this.captionChoice, (value) => this.chooseCaption(value));
       const chosen = this.chosenCaption();
       this.captionsButton.classList.toggle("is-on", Boolean(chosen));
-      this.captionsButton.setAttribute("aria-label", "Captions: " + (chosen ? chosen.label || chosen.srclang : "off"));
+      // The name holds the visible "CC" (WCAG 2.5.3), then the state.
+      this.captionsButton.setAttribute("aria-label", "CC captions: " + (chosen ? chosen.label || chosen.srclang : "off"));
       this.root.dataset.captions = chosen ? chosen.srclang : "off";
     }
 
@@ -891,8 +892,7 @@
       this.speedMenu.setItems(SPEEDS.map((value) => ({
         label: value === 1 ? "Normal" : label(value), value, data: { speed: String(value) },
       })), rate, (value) => this.setSpeed(value));
-      this.speedMenu.button.textContent = label(rate);
-      this.speedMenu.button.setAttribute("aria-label", "Playback speed: " + label(rate));
+      this.speedMenu.show(label(rate));
     }
 
     // ---- chapters -----------------------------------------------------------
@@ -1004,12 +1004,14 @@
   // closes it and gives the focus back to the button.
   class MenuButton {
     constructor(player, { name, label, text, icon, menuClass, itemClass }) {
+      this.player = player;
       this.itemClass = itemClass;
       this.button = el("button", "video-player__button video-player__" + name, {
         type: "button", "aria-haspopup": "menu", "aria-expanded": "false", "aria-label": label,
       });
+      this.label = label;
       if (icon) setIcon(this.button, icon);
-      else this.button.textContent = text;
+      else this.show(text);
       this.list = el("ul", menuClass + " video-player__popup", { role: "menu", "aria-label": label, hidden: "" });
       this.wrap = el("div", "video-player__menu-wrap video-player__" + name + "-wrap");
       this.wrap.append(this.button, this.list);
@@ -1022,6 +1024,13 @@
       this.list.addEventListener("keydown", (event) => this.onKey(event));
     }
 
+    // What the button shows; its accessible name starts with what it is and
+    // contains the visible text (WCAG 2.5.3 label in name): "Quality: 720p".
+    show(text) {
+      this.button.textContent = text;
+      this.button.setAttribute("aria-label", this.label + ": " + text);
+    }
+
     items() {
       return [...this.list.querySelectorAll("." + this.itemClass)];
     }
@@ -1029,6 +1038,8 @@
     setOpen(open, focus = true) {
       if (!open && this.list.hidden) return;
       if (open && this.onOpen) this.onOpen();
+      // Never taller than the room above the bar (a phone's player is short): it scrolls.
+      if (open) this.list.style.maxHeight = Math.max(48, this.player.bar.offsetTop - 8) + "px";
       this.list.hidden = !open;
       this.button.setAttribute("aria-expanded", String(open));
       if (open && focus) {
