@@ -73,6 +73,7 @@ NUMBER_BOUNDS = {
     "DECISION_CACHE_SIZE": (0, None),
     "DECISION_CACHE_TTL": (0, None),
     "PUBLISHED_TEXT_CACHE_SIZE": (0, None),
+    "PUBLISHED_TEXT_CACHE_CHARS": (0, None),
     "ADMIN_MAX_BODY_SIZE": (1, None),
 }
 

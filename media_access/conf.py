@@ -36,6 +36,8 @@ DEFAULTS = {
     "DECISION_CACHE_TTL": 300,
     # Published playlists and storyboard cue lists kept in memory per process, by storage name.
     "PUBLISHED_TEXT_CACHE_SIZE": 512,
+    # ... and at most this many characters of them in all, per process.
+    "PUBLISHED_TEXT_CACHE_CHARS": 16 * 1024 * 1024,
     # nginx's request body limit on the admin (Wagtail image and document uploads), in bytes.
     "ADMIN_MAX_BODY_SIZE": 32 * 1024 * 1024,
     # Where the rendered nginx config listens (render_nginx_config --listen).
