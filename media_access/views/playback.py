@@ -42,6 +42,25 @@ def _lookup(page_id, video_id):
     return page, video
 
 
+def _gate(request, page_id, video_id, *, log_refusal_as=None):
+    """The top of the plain-text endpoints (playlists, the chapters track, the
+    position): look both up, ask the policy. Returns (page, video, decision,
+    refusal); when ``refusal`` is a response, send it and nothing else. A
+    player or a <track> cannot follow a login redirect: a refusal is a plain
+    403 (404 when the video is not on the page)."""
+    page, video = _lookup(page_id, video_id)
+    if page is None or video is None:
+        return page, video, None, private(not_found())
+    decision = can_watch(request, page, video)
+    if decision.outcome is Outcome.NOT_FOUND:
+        return page, video, decision, private(not_found())
+    if not decision.allowed:
+        if log_refusal_as:
+            record_playback(request, page, video, log_refusal_as, decision)
+        return page, video, decision, private(forbidden())
+    return page, video, decision, None
+
+
 @csrf_exempt
 @require_safe
 def playback(request, page_id, video_id):
@@ -87,16 +106,9 @@ def resume_info(request, page, video):
 @require_safe
 def playlist(request, page_id, video_id, name):
     """The master or a rung's media playlist, with every URI it lists made fetchable."""
-    page, video = _lookup(page_id, video_id)
-    if page is None or video is None:
-        return private(not_found())
-    decision = can_watch(request, page, video)
-    if decision.outcome is Outcome.NOT_FOUND:
-        return private(not_found())
-    if not decision.allowed:
-        record_playback(request, page, video, name, decision)
-        # A player cannot follow a login redirect for a playlist: say no plainly.
-        return private(forbidden())
+    page, video, decision, refusal = _gate(request, page_id, video_id, log_refusal_as=name)
+    if refusal is not None:
+        return refusal
 
     subtitles = hls.SUBTITLES_PLAYLIST.match(name)
     if subtitles:
@@ -136,15 +148,9 @@ def playlist(request, page_id, video_id, name):
 @require_safe
 def chapters(request, page_id, video_id):
     """The video's chapters as a WebVTT chapters track, for viewers the policy allows."""
-    page, video = _lookup(page_id, video_id)
-    if page is None or video is None:
-        return private(not_found())
-    decision = can_watch(request, page, video)
-    if decision.outcome is Outcome.NOT_FOUND:
-        return private(not_found())
-    if not decision.allowed:
-        # A <track> cannot follow a login redirect either.
-        return private(forbidden())
+    page, video, decision, refusal = _gate(request, page_id, video_id)
+    if refusal is not None:
+        return refusal
     items = hls.chapters_of(video)
     if not items:
         return private(not_found())
@@ -161,13 +167,10 @@ def save_position(request, page_id, video_id):
     on that page, as for every other answer about it."""
     if request.method != "POST":
         return private(HttpResponseNotAllowed(["POST"], content_type=PLAIN_TEXT))
-    page, video = _lookup(page_id, video_id)
-    if page is None or video is None:
-        return private(not_found())
-    decision = can_watch(request, page, video)
-    if decision.outcome is Outcome.NOT_FOUND:
-        return private(not_found())
-    if not decision.allowed or not request.user.is_authenticated:
+    page, video, decision, refusal = _gate(request, page_id, video_id)
+    if refusal is not None:
+        return refusal
+    if not request.user.is_authenticated:
         # Anonymous viewers have nowhere to keep a position; a beacon cannot sign in.
         return private(forbidden())
     try:
