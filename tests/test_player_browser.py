@@ -176,15 +176,17 @@ def test_hls_js_plays_switches_quality_seeks_and_shows_storyboard(stack, tmp_pat
         page.keyboard.press("k")
         page.wait_for_function("document.querySelector('.video-player video').paused")
 
-        # Captions: the JSON's track, signed, shown with C.
-        track = page.locator(".video-player video track")
-        assert track.get_attribute("srclang") == "en" and "/stream/" in track.get_attribute("src")
+        # Captions: hls.js loads the master's subtitles group (a signed WebVTT);
+        # the video's default caption shows from the start, C turns it off and on.
         assert page.locator(".video-player__captions").is_visible()
+        showing = ("() => { const t = document.querySelector('.video-player video').textTracks[0];"
+                   " return t.language === 'en' && t.mode === 'showing' && t.cues && t.cues.length === 1; }")
+        page.wait_for_function(showing)
         page.keyboard.press("c")
-        page.wait_for_function(
-            "() => { const t = document.querySelector('.video-player video').textTracks[0];"
-            " return t.mode === 'showing' && t.cues && t.cues.length === 1; }"
-        )
+        page.wait_for_function("document.querySelector('.video-player video').textTracks[0].mode !== 'showing'")
+        page.keyboard.press("c")
+        page.wait_for_function(showing)
+        assert any(s == 200 and u.endswith("/captions.vtt") for s, u in network.files(containing="/stream/"))
         assert page.evaluate(
             "document.querySelector('.video-player video').textTracks[0].cues[0].text"
         ) == "Hello from the captions track"
