@@ -5,7 +5,8 @@ whole module (one transcode: the module stays quick).
 The clip is three solid colours, four seconds each (red, green, blue), so the
 frame at any time has a known colour: the chosen poster (at 10 s) is blue,
 the transcoder's own (at 3 s) would be red. Two caption tracks (French, the
-default, and Arabic) carry accents, CJK, right-to-left text and an emoji.
+default, and Arabic), uploaded by an editor through the admin, carry
+accents, CJK, right-to-left text and an emoji.
 
 Screenshots for the README: `UPDATE_SCREENSHOTS=1 pytest tests/test_captions_browser.py`
 copies them into docs/screenshots/."""
@@ -85,7 +86,21 @@ def session_cookie(user):
     return client.cookies["sessionid"].value
 
 
-def prepare_world(tmp_path_factory, django_db_blocker, *, prefix="captions", ladder=((180, 300),)):
+def upload_caption(stack, session, video, data, filename, **fields):
+    """An editor adds a caption track through the video's edit view in the admin."""
+    from django.urls import reverse
+
+    from .helpers import csrf_token
+
+    url = stack.url(reverse("private_video:caption_add", args=[video.pk]))
+    form = {"csrfmiddlewaretoken": csrf_token(session, url), **fields}
+    response = session.post(url, data=form, files={"file": (filename, data, "application/x-subrip")},
+                            headers={"Referer": url}, allow_redirects=False, timeout=30)
+    assert response.status_code == 302, response.text[-3000:]
+    return video.captions.get(language=fields["language"])
+
+
+def prepare_world(stack, tmp_path_factory, django_db_blocker, *, prefix="captions", ladder=((180, 300),)):
     """One transcoded colour clip with two caption languages, chapters and a
     chosen poster, on a page a viewer may watch. Made once per module (one
     transcode); returned with a snapshot of the database, which each test
@@ -95,11 +110,13 @@ def prepare_world(tmp_path_factory, django_db_blocker, *, prefix="captions", lad
     from django.db import connection
 
     from media_access.models import ViewerGrant
-    from private_video.captions import import_caption, set_chapters, set_poster_frame
+    from wagtail.models import Collection
+
+    from private_video.captions import set_chapters, set_poster_frame
     from transcoding.profiles import Rung
     from transcoding.tasks import enqueue_transcode
 
-    from .helpers import make_user, make_video, make_video_page
+    from .helpers import collection_group, make_user, make_video, make_video_page, stack_session
 
     folder = tmp_path_factory.mktemp(prefix)
     clip = make_colour_clip(folder / "colours.mp4")
@@ -112,10 +129,15 @@ def prepare_world(tmp_path_factory, django_db_blocker, *, prefix="captions", lad
         job.refresh_from_db()
         assert job.status == "ready", (job.error, job.stderr_tail)
         video.refresh_from_db()
-        french = import_caption(video, FRENCH.encode(), "francais.srt", language="fr", kind="subtitles",
-                                label="Français", is_default=True)
-        arabic = import_caption(video, ARABIC.encode("utf-8-sig"), "arabic.srt", language="ar", kind="subtitles",
-                                label="العربية")
+        editor = make_user(f"{prefix}-editor", groups=[collection_group(
+            f"{prefix} editors", Collection.get_first_root_node(), "add_video", "change_video")])
+        session = stack_session(editor)
+        french = upload_caption(stack, session, video, FRENCH.encode(), "français.srt", language="fr",
+                                kind="subtitles", label="Français", is_default="on")
+        # With a byte order mark, as some editors save SRT files.
+        arabic = upload_caption(stack, session, video, ARABIC.encode("utf-8-sig"), "arabic.srt", language="ar",
+                                kind="subtitles", label="العربية")
+        assert french.is_default and not arabic.is_default
         set_chapters(video, CHAPTERS)
         set_poster_frame(video, POSTER_AT)
         page = make_video_page(video, title="Colours page")
@@ -131,7 +153,7 @@ def prepare_world(tmp_path_factory, django_db_blocker, *, prefix="captions", lad
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, django_db_blocker, stack):
-    return prepare_world(tmp_path_factory, django_db_blocker)
+    return prepare_world(stack, tmp_path_factory, django_db_blocker)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ AXE = REPO / "tests" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, django_db_blocker, stack):
     # Two rungs, so that the quality menu has a choice.
-    return prepare_world(tmp_path_factory, django_db_blocker, prefix="a11y", ladder=((180, 300), (90, 150)))
+    return prepare_world(stack, tmp_path_factory, django_db_blocker, prefix="a11y", ladder=((180, 300), (90, 150)))
 
 
 @pytest.fixture
