@@ -54,18 +54,12 @@ def transcoded_page(tmp_path, *, duration=8, segment_seconds=6):
 
 
 def add_captions(video, language="en"):
-    """A captions rendition the way a later pipeline step would publish one."""
-    from django.core.files.base import ContentFile
-
-    from private_video.storage import private_storage
-    from media_access.tokens import video_prefix
-    from transcoding.models import Rendition
+    """A caption track as the library stores one (issue 12: captions are their own objects)."""
+    from private_video.captions import import_caption
 
     text = "WEBVTT\n\n00:00:00.000 --> 00:00:30.000\nHello from the captions track\n"
-    name = private_storage().save(video_prefix(video) + f"captions/{language}.vtt", ContentFile(text.encode()))
-    return Rendition.objects.create(
-        video=video, name=f"captions-{language}", file=name, content_type="text/vtt", size=len(text)
-    )
+    return import_caption(video, text.encode(), f"{language}.vtt", language=language, kind="captions",
+                          label=language, is_default=True)
 
 
 def session_cookie(user):
