@@ -312,6 +312,7 @@ def test_chapter_markers_sit_at_their_times_and_choosing_one_seeks(stack, world,
             marker = markers.nth(index)
             assert float(marker.get_attribute("data-start")) == start
             assert marker.get_attribute("title") == title
+            marker.wait_for(state="visible")
             box = marker.bounding_box()
             centre = (box["x"] + box["width"] / 2 - scrub["x"]) / scrub["width"]
             assert centre == pytest.approx(start / duration, abs=0.01), (title, centre)

@@ -910,8 +910,12 @@
     renderMarkers() {
       if (!this.markers) return;
       const duration = this.duration();
+      // hls.js reports no duration for a moment while it (re)attaches its
+      // media source: keep the markers drawn until a new duration is known,
+      // and redraw only when it changes (no flicker on every durationchange).
+      if (!duration || duration === this.markersDuration) return;
+      this.markersDuration = duration;
       this.markers.replaceChildren();
-      if (!duration) return;
       for (const chapter of this.chapterList()) {
         if (chapter.start <= 0 || chapter.start >= duration) continue;
         const marker = el("span", "video-player__chapter-marker", { "data-start": String(chapter.start), title: chapter.title });
