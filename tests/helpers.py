@@ -1,5 +1,7 @@
 """Small factories shared by the tests."""
 
+import copy
+from functools import lru_cache
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -12,14 +14,21 @@ from private_video.models import Video
 from private_video.probe import probe_video
 
 
+@lru_cache(maxsize=None)
+def _password_hash(password):
+    """PBKDF2 explicitly: gunicorn in integration tests runs the production
+    hasher list, which has no MD5. One hash per password for the whole run
+    (each takes ~0.4 s of CPU and the suite makes hundreds of users); every
+    user still gets a real hash the production hasher checks."""
+    return make_password(password, hasher="pbkdf2_sha256")
+
+
 def make_user(username, password="correct horse battery", *, superuser=False, groups=()):
-    # PBKDF2 explicitly: gunicorn in integration tests runs the production
-    # hasher list, which has no MD5.
     User = get_user_model()
     user = User.objects.create(
         username=username,
         email=f"{username}@example.com",
-        password=make_password(password, hasher="pbkdf2_sha256"),
+        password=_password_hash(password),
         is_superuser=superuser,
         is_staff=superuser,
     )
@@ -28,9 +37,17 @@ def make_user(username, password="correct horse battery", *, superuser=False, gr
     return user
 
 
+@lru_cache(maxsize=None)
+def _probe(path, size, mtime_ns):
+    return probe_video(Path(path))
+
+
 def make_video(path, *, title="Sample", collection=None, user=None):
     path = Path(path)
-    info = probe_video(path)
+    # The same sample file is probed once per run (ffprobe is ~0.13 s a call);
+    # the probe itself is tested on its own.
+    stat = path.stat()
+    info = copy.deepcopy(_probe(str(path), stat.st_size, stat.st_mtime_ns))
     video = Video(
         title=title,
         original_filename=path.name,
