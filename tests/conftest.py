@@ -13,6 +13,18 @@ from .stack import REPO, Stack
 OUTPUT_DIR = REPO / "test-output"
 
 
+@pytest.fixture
+def admin_client(client):
+    """A client signed in as a superuser ("boss"), who is ``client.user``
+    (pytest-django's own admin_client, with the user at hand)."""
+    from .helpers import make_user
+
+    user = make_user("boss", superuser=True)
+    client.force_login(user)
+    client.user = user
+    return client
+
+
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("media")

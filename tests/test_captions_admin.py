@@ -55,14 +55,6 @@ def srt_upload(data=SRT, name="talk.fr.srt"):
 
 
 @pytest.fixture
-def admin_client(client):
-    user = make_user("boss", superuser=True)
-    client.force_login(user)
-    client.user = user
-    return client
-
-
-@pytest.fixture
 def video(sample_video):
     return make_video(sample_video, title="Lecture")
 

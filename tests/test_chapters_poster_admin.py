@@ -29,14 +29,6 @@ def stored(name):
 
 
 @pytest.fixture
-def admin_client(client):
-    user = make_user("boss", superuser=True)
-    client.force_login(user)
-    client.user = user
-    return client
-
-
-@pytest.fixture
 def video(sample_video):
     return make_video(sample_video, title="Lecture")  # 4 s, 320x180, testsrc2
 

@@ -31,14 +31,6 @@ def private_files():
 
 
 @pytest.fixture
-def admin_client(client):
-    user = make_user("boss", superuser=True)
-    client.force_login(user)
-    client.user = user
-    return client
-
-
-@pytest.fixture
 def text_as_mp4(tmp_path):
     path = tmp_path / "notes.mp4"
     path.write_text("These are meeting notes, not a video.\n" * 50)
