@@ -160,3 +160,44 @@ class PlaybackPosition(models.Model):
 
     def __str__(self):
         return f"{self.user_id} @ {self.video_id}: {self.position:.1f} s"
+
+
+class Viewing(models.Model):
+    """One playback of a video on a page by one viewer (watch analytics): the
+    seconds the player reported as played, merged from every beacon
+    (``views.analytics.watch_beacon``). ``viewer`` identifies the browser
+    without storing anything that could be replayed or traced back: an HMAC
+    of the viewer cookie (or the signed-in user's id), never an IP address or
+    a session key. ``seconds`` is a bitmap, bit ``i`` (LSB first within each
+    byte) set when second ``[i, i + 1)`` was played; merging is a bitwise OR,
+    so a beacon sent twice counts once."""
+
+    video = models.ForeignKey(
+        get_video_model_string(), verbose_name=_("video"), on_delete=models.CASCADE, related_name="+"
+    )
+    page = models.ForeignKey(
+        "wagtailcore.Page", verbose_name=_("page"), null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), null=True, blank=True, on_delete=models.CASCADE,
+        related_name="+",
+    )
+    viewer = models.CharField(_("viewer"), max_length=64)
+    session = models.CharField(_("playback session"), max_length=64)
+    seconds = models.BinaryField(_("seconds watched (bitmap)"), default=bytes)
+    watched = models.PositiveIntegerField(_("seconds watched"), default=0)
+    duration = models.FloatField(_("duration (seconds)"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("viewing")
+        verbose_name_plural = _("viewings")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["video", "page", "viewer", "session"], name="private_video_access_viewing_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.viewer[:8]} @ {self.video_id}: {self.watched} s"
