@@ -15,6 +15,14 @@ DEFAULTS = {
     "MODEL": "private_video.Video",
     # Largest upload, in bytes; nginx's limit on the upload URLs is rendered from it.
     "MAX_UPLOAD_SIZE": 8 * _GiB,
+    # Resumable uploads: bytes per tus PATCH / S3 part (nginx's body limit on the tus URL is rendered from it).
+    "UPLOAD_CHUNK_SIZE": 64 * 1024**2,
+    # Seconds an unfinished resumable upload is kept after its last byte; then expire_uploads deletes it.
+    "UPLOAD_EXPIRY": 86400,
+    # The private folder tus uploads are staged in (None: "upload-staging" beside the private storage root).
+    "UPLOAD_STAGING_DIR": None,
+    # Lifetime in seconds of a presigned S3 multipart part URL.
+    "S3_UPLOAD_URL_LIFETIME": 3600,
     # ffmpeg demuxers an upload may be (None: probe.DEFAULT_INPUT_FORMATS).
     "INPUT_FORMATS": None,
     # A file smaller than this many bytes per second of claimed duration is refused.

@@ -162,3 +162,4 @@ class Video(AbstractVideo):
 
 # Captions and chapters: their own models, beside the video's.
 from .tracks import Caption, Chapter  # noqa: E402,F401
+from .uploads.models import Upload  # noqa: E402,F401
