@@ -76,13 +76,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-frontend: media_access/static/media_access/player/.built
+frontend: media_access/static/media_access/player/.built private_video/static/private_video/uploader/.built
 
 frontend/node_modules/.package-lock.json: frontend/package.json frontend/package-lock.json
 	cd frontend && npm ci --no-audit --no-fund
 	touch $@
 
 media_access/static/media_access/player/.built: frontend/node_modules/.package-lock.json frontend/build.mjs $(wildcard frontend/src/*)
+	cd frontend && node build.mjs
+	touch $@
+
+# The resumable uploader (Uppy's prebuilt bundle); the same build writes both.
+private_video/static/private_video/uploader/.built: frontend/node_modules/.package-lock.json frontend/build.mjs $(wildcard frontend/src/*)
 	cd frontend && node build.mjs
 	touch $@
 
@@ -108,5 +113,5 @@ bench-hls:
 	$(BIN)/python bench/hls.py
 
 clean:
-	rm -rf $(VENV) frontend/node_modules media_access/static/media_access/player tests/s3rver/node_modules tests/axe/node_modules test-output \
+	rm -rf $(VENV) frontend/node_modules media_access/static/media_access/player private_video/static/private_video/uploader tests/s3rver/node_modules tests/axe/node_modules test-output \
 		dist build
