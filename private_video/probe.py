@@ -37,6 +37,13 @@ _NEVER_ALLOWED = _PLAYLIST_FORMATS | {
 # Only local files: a source on S3 is copied to the worker first. No tcp,
 # udp, http, data, subfile, concat or pipe protocols.
 INPUT_PROTOCOLS = "file"
+# The one exception: a completed S3 multipart upload is probed in place
+# through one short presigned GET URL (``probe_video_url``). That call alone
+# may use the URL's own scheme (and nothing else: no file, no other scheme),
+# follows no redirect, and keeps the demuxer allow-list, none of whose
+# formats opens another URL; so the presigned object is all it can reach.
+_URL_PROTOCOLS = {"https": "https,tls,tcp", "http": "http,tcp"}
+_URL_OPTIONS = ("-max_redirects", "0", "-reconnect", "0")
 
 # The stored original's extension, from the detected demuxer (never from the
 # uploader's file name). See ``container_extension``.
@@ -70,18 +77,28 @@ def allowed_demuxers():
     return formats
 
 
-def input_options(demuxer=None):
+def input_options(demuxer=None, protocols=INPUT_PROTOCOLS):
     """ffmpeg/ffprobe input options for anything made from an upload: the
     demuxer and protocol whitelists, and the demuxer itself once a probe has
     found it (so a file swapped after the probe is not read as something else)."""
-    options = {"format_whitelist": ",".join(allowed_demuxers()), "protocol_whitelist": INPUT_PROTOCOLS}
+    options = {"format_whitelist": ",".join(allowed_demuxers()), "protocol_whitelist": protocols}
     if demuxer:
         options["f"] = demuxer
     return options
 
 
-def input_args(demuxer=None):
-    return [arg for key, value in input_options(demuxer).items() for arg in (f"-{key}", value)]
+def input_args(demuxer=None, protocols=INPUT_PROTOCOLS):
+    return [arg for key, value in input_options(demuxer, protocols).items() for arg in (f"-{key}", value)]
+
+
+def _url_input_args(url):
+    """The input options for probing one presigned ``url``: its scheme only."""
+    from urllib.parse import urlsplit
+
+    protocols = _URL_PROTOCOLS.get(urlsplit(str(url)).scheme)
+    if protocols is None:
+        raise ValueError("Only an http(s) URL is probed remotely.")
+    return [*input_args(protocols=protocols), *_URL_OPTIONS]
 
 
 def container_extension(format_name, raw):
@@ -208,10 +225,12 @@ def _refusal(stderr):
     return None
 
 
-def run_ffprobe(path, args, timeout=60):
+def run_ffprobe(path, args, timeout=60, *, url=False):
     """ffprobe's JSON answer for ``path`` (``args`` say what to show), with
-    the input whitelists and under resource limits. Raises ProbeError."""
-    cmd = ["ffprobe", "-v", "error", "-hide_banner", *args, "-of", "json", *input_args(), "-i", str(path)]
+    the input whitelists and under resource limits. Raises ProbeError.
+    ``url=True``: ``path`` is a presigned http(s) URL (``probe_video_url``)."""
+    inputs = _url_input_args(path) if url else input_args()
+    cmd = ["ffprobe", "-v", "error", "-hide_banner", *args, "-of", "json", *inputs, "-i", str(path)]
     try:
         completed = subprocess.run(
             cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
@@ -243,9 +262,9 @@ def run_ffprobe(path, args, timeout=60):
         raise ProbeError(_("ffprobe gave an unreadable answer."), stderr) from None
 
 
-def probe(path, timeout=60):
+def probe(path, timeout=60, *, url=False):
     """Probe ``path`` with ffprobe. Raises ProbeError for anything unreadable."""
-    data = run_ffprobe(path, ["-show_format", "-show_streams"], timeout=timeout)
+    data = run_ffprobe(path, ["-show_format", "-show_streams"], timeout=timeout, url=url)
 
     fmt = data.get("format") or {}
     info = MediaInfo(
@@ -300,6 +319,18 @@ def keyframe_gap(path, *, seconds=30, duration=None, timeout=60):
 def probe_video(path):
     """Probe and insist on a real, moving video. Raises ProbeError saying why not."""
     info = probe(path)
+    return _insist_on_video(info, os.path.getsize(path))
+
+
+def probe_video_url(url, size, timeout=60):
+    """``probe_video`` for a stored object read in place through one short
+    presigned GET ``url`` (an S3 multipart upload, which the web server never
+    held). ``size`` is the object's length as the store reports it. Only that
+    URL's scheme is allowed, for this call only; redirects are refused."""
+    return _insist_on_video(probe(url, timeout=timeout, url=True), size)
+
+
+def _insist_on_video(info, size):
     formats = set(info.format_name.split(","))
     if formats & _NOT_VIDEO_FORMATS or info.video_codec in _STILL_IMAGE_CODECS and not info.duration:
         raise ProbeError(_("This is an image or text file, not a video."))
@@ -311,7 +342,7 @@ def probe_video(path):
         raise ProbeError(_("The video stream has no picture size."))
     if not info.duration or info.duration <= 0:
         raise ProbeError(_("The video has no duration; it may be truncated."))
-    check_plausible_size(info, os.path.getsize(path))
+    check_plausible_size(info, size)
     return info
 
 
