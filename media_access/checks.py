@@ -7,6 +7,7 @@ hint, never a traceback at import or on the first request.
 - private_video_access.E004  decision triggers missing (tag "database")
 - private_video_access.E005  MEDIA_ACCESS_SERVE_MODE / RESPONSE_BUILDER invalid
 - private_video_access.E006  a number setting (lifetimes, cache sizes, log window, body size) invalid
+- private_video_access.E007  MEDIA_ACCESS_VIEWER_COOKIE invalid
 - private_video_access.W001  media_access's URLs are not in ROOT_URLCONF
 """
 
@@ -39,6 +40,13 @@ def check_settings(app_configs=None, **kwargs):
               "segment between slashes.") % {"value": setting("TOKEN_URL_PREFIX")},
             hint=_("For example '/stream/' (the default). Until then signed URLs are not routed."),
             id="private_video_access.E002",
+        ))
+    if not tokens.valid_viewer_cookie_name(setting("VIEWER_COOKIE")):
+        errors.append(Error(
+            _("MEDIA_ACCESS_VIEWER_COOKIE is %(value)r; nginx reads the viewer cookie as $cookie_<name>, "
+              "so the name must be a letter then up to 63 of A-Z a-z 0-9 _.") % {"value": setting("VIEWER_COOKIE")},
+            hint=_("For example 'pv_viewer' (the default). Until then signed URLs are not issued."),
+            id="private_video_access.E007",
         ))
     for name, valid, example in (
         ("ACCEL_PREFIX", valid_accel_prefix, "/_private/"),

@@ -28,6 +28,8 @@ DEFAULTS = {
     "TOKEN_SECRET": "",
     # The URL prefix of signed rendition URLs (one plain path segment).
     "TOKEN_URL_PREFIX": "/stream/",
+    # The cookie a signed URL is bound to (one random value per browser; nginx reads $cookie_<name>).
+    "VIEWER_COOKIE": "pv_viewer",
     # A session's playback of a video on a page is logged once in this many seconds.
     "LOG_WINDOW": 30 * 60,
     # Allowed decisions remembered per process (0: none).

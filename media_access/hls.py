@@ -264,15 +264,16 @@ def video_duration(video, renditions=None):
     return master.duration if master else None
 
 
-def playback_info(page, video, *, resume=None):
+def playback_info(page, video, *, viewer, resume=None):
     """The player's one description of what it may load, for a viewer the policy allowed.
 
     Signed URLs work with or without nginx in front: without it (runserver,
     serve mode "django") ``media_access.views.signed`` checks the same token.
     ``resume`` is the viewer's own saved position and where to post it
-    (``views.playback.resume_info``), None for an anonymous viewer."""
+    (``views.playback.resume_info``), None for an anonymous viewer. ``viewer``
+    is the browser's viewer cookie value the token is bound to (``tokens.request_viewer``)."""
     renditions = renditions_by_name(video)
-    token = VideoToken.issue(video)
+    token = VideoToken.issue(video, viewer=viewer)
 
     def file_url(rendition):
         return signed_url(token, rendition)

@@ -20,10 +20,11 @@ from .helpers import make_user, make_video, make_video_page
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-def test_token_is_nginx_secure_link_md5_of_expiry_prefix_and_secret():
-    digest = hashlib.md5(b"1700000000videos/ab/" + b"c" * 32 + b"/renditions/ s3cret").digest()
+def test_token_is_nginx_secure_link_md5_of_expiry_prefix_viewer_and_secret():
+    viewer = "V" * 32
+    digest = hashlib.md5(b"1700000000videos/ab/" + b"c" * 32 + b"/renditions/" + b"V" * 32 + b" s3cret").digest()
     expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-    assert secure_link_token("videos/ab/" + "c" * 32 + "/renditions/", 1700000000, secret="s3cret") == expected
+    assert secure_link_token("videos/ab/" + "c" * 32 + "/renditions/", 1700000000, viewer, secret="s3cret") == expected
     assert len(expected) == 22
 
 
@@ -59,10 +60,12 @@ def test_media_playlist_signs_every_uri_for_this_video_only(granted):
     uris = [line for line in response.content.decode().splitlines() if line and not line.startswith("#")]
     media = video.renditions.get(name="hls-90p-media").file.name
     assert uris and all(uri.endswith(media) and video_prefix(video) in uri for uri in uris)
-    # Each URI is a valid token for that folder (whatever second it was issued in).
+    # Each URI is a valid token for that folder and this browser's viewer
+    # cookie, set by this answer (whatever second it was issued in).
+    viewer = response.cookies["pv_viewer"].value
     for uri in uris:
         _, _, value, expires, name = uri.split("/", 4)
-        assert value == secure_link_token(video_prefix(video), int(expires)) and name == media
+        assert value == secure_link_token(video_prefix(video), int(expires), viewer) and name == media
     # Not playlists: the media file, unknown names, the master's siblings by another name.
     for name in ("hls-90p-media", "poster", "hls-1080p"):
         assert client.get(f"/hls/{page.pk}/{video.pk}/{name}.m3u8").status_code == 404
@@ -74,7 +77,10 @@ def test_without_nginx_the_same_signed_urls_are_checked_and_served_by_django(gra
     data = client.get(f"/playback/{page.pk}/{video.pk}/").json()
     assert [source["type"] for source in data["sources"]] == ["application/vnd.apple.mpegurl", "video/mp4"]
     assert data["poster"].startswith("/stream/")
+    # Another client: only the viewer cookie the JSON set, not the session.
     anonymous = Client()
+    assert anonymous.get(data["poster"]).status_code == 403
+    anonymous.cookies["pv_viewer"] = client.cookies["pv_viewer"].value
     response = anonymous.get(data["poster"])
     assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
     poster = video.renditions.get(name="poster")

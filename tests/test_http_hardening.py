@@ -151,15 +151,20 @@ def viewer_world(sample_video):
     return viewer, video, page, data
 
 
+# The viewer cookie a player's browser holds; signed URLs are bound to it.
+VIEWER = "hardening-" + "v" * 22
+VIEWER_COOKIE = {"Cookie": f"pv_viewer={VIEWER}"}
+
+
 def signed_rendition_file(video, name="1-test/hls-90p.m4s", size=64 * 1024):
     """A rendition file in the video's folder and the signed URL a player gets for it
-    (what the transcoder and the playlist view make, without running them)."""
+    (what the transcoder and the playlist view make, without running them), for VIEWER."""
     storage_name = video_prefix(video) + name
     path = Path(settings.PRIVATE_MEDIA_ROOT, storage_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = bytes(range(256)) * (size // 256)
     path.write_bytes(data)
-    return VideoToken.issue(video).url_for(storage_name), data
+    return VideoToken.issue(video, viewer=VIEWER).url_for(storage_name), data
 
 
 def test_many_ranges_get_the_whole_file_not_a_multipart_answer(stack, viewer_world):
@@ -182,7 +187,7 @@ def test_many_ranges_get_the_whole_file_not_a_multipart_answer(stack, viewer_wor
 
 def test_many_ranges_on_hls_segments(stack, viewer_world):
     url, media = signed_rendition_file(viewer_world[1])
-    status, headers, body = fetch(stack, "GET", url, headers={"Range": many_ranges(600)})
+    status, headers, body = fetch(stack, "GET", url, headers={"Range": many_ranges(600), **VIEWER_COOKIE})
     assert status == 200 and body == media
     assert header(headers, "Content-Type") == "video/iso.segment"
 
@@ -220,8 +225,8 @@ def test_no_answer_repeats_a_header(stack, viewer_world):
         "download 403": ("GET", watch + "download/", {}, session, 403),
         "playback 200": ("GET", f"/playback/{page.pk}/{video.pk}/", {}, session, 200),
         "playlist 404": ("GET", f"/hls/{page.pk}/{video.pk}/hls-90p.m3u8", {}, session, 404),
-        "segment 206": ("GET", segment, {"Range": f"bytes={offset}-{offset + length - 1}"}, None, 206),
-        "segment 416": ("GET", segment, {"Range": "bytes=99999999-"}, None, 416),
+        "segment 206": ("GET", segment, {"Range": f"bytes={offset}-{offset + length - 1}", **VIEWER_COOKIE}, None, 206),
+        "segment 416": ("GET", segment, {"Range": "bytes=99999999-", **VIEWER_COOKIE}, None, 416),
         "token 403": ("GET", forged, {}, None, 403),
         "internal 404": ("GET", "/_private/" + video.file.name, {}, None, 404),
     }

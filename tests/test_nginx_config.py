@@ -176,11 +176,15 @@ def test_signed_view_checks_the_token_itself():
     prefix = "videos/ab/" + "ab" * 16 + "/renditions/"
     name = prefix + "1-abc/hls-180p.m4s"
     expires = int(time.time()) + 60
-    token = secure_link_token(prefix, expires)
-    assert token_allows(token, expires, name)
-    assert not token_allows(token, expires + 1, name)
-    assert not token_allows(token, expires, "videos/cd/" + "cd" * 16 + "/renditions/1-abc/hls-180p.m4s")
-    assert not token_allows(token, expires, prefix.replace("renditions/", "original.mp4"))
-    assert not token_allows(token, expires, prefix + "1-abc/../original.mp4")
+    viewer = "v" * 32
+    token = secure_link_token(prefix, expires, viewer)
+    assert token_allows(token, expires, name, viewer)
+    assert not token_allows(token, expires + 1, name, viewer)
+    assert not token_allows(token, expires, "videos/cd/" + "cd" * 16 + "/renditions/1-abc/hls-180p.m4s", viewer)
+    assert not token_allows(token, expires, prefix.replace("renditions/", "original.mp4"), viewer)
+    assert not token_allows(token, expires, prefix + "1-abc/../original.mp4", viewer)
     old = int(time.time()) - 1
-    assert not token_allows(secure_link_token(prefix, old), old, name)
+    assert not token_allows(secure_link_token(prefix, old, viewer), old, name, viewer)
+    # Another browser's viewer cookie, or none.
+    assert not token_allows(token, expires, name, "w" * 32)
+    assert not token_allows(token, expires, name, None)

@@ -95,6 +95,9 @@ def nginx_context(**overrides):
         "renditions_prefix_pattern": layout.RENDITIONS_PREFIX_PATTERN,
         "rendition_file_pattern": layout.RENDITION_FILE_PATTERN,
         "token_secret": tokens.token_secret(),
+        # ... and binds them to this cookie (a name nginx reads as $cookie_<name>) when it holds a valid value.
+        "viewer_cookie": tokens.viewer_cookie_name(),
+        "viewer_pattern": tokens.VIEWER_PATTERN,
         # storage: S3 - the bucket endpoint nginx proxies presigned requests to (None: local files).
         "s3": s3.nginx_context(storage) if root is None else None,
     }

@@ -24,7 +24,7 @@ from ..models import PlaybackPosition
 from ..policy import Outcome, can_watch
 from ..signals import send_video_served
 from ..text_tracks import chapters_vtt
-from ..tokens import VideoToken
+from ..tokens import VideoToken, remember_viewer, request_viewer
 from .serve import PAGE_FIELDS, PLAIN_TEXT, forbidden, frontend_login_url, not_found, private, require_safe
 
 VTT_TYPE = "text/vtt; charset=utf-8"
@@ -83,7 +83,9 @@ def playback(request, page_id, video_id):
         if decision.outcome is Outcome.LOGIN_REQUIRED:
             body["login_url"] = redirect_to_login(page.url or "/", frontend_login_url())["Location"]
         return private(JsonResponse(body, status=403))
-    return private(JsonResponse(hls.playback_info(page, video, resume=resume_info(request, page, video))))
+    info = hls.playback_info(page, video, viewer=request_viewer(request), resume=resume_info(request, page, video))
+    # The tokens are bound to this browser's viewer cookie: set it when it was missing.
+    return remember_viewer(request, private(JsonResponse(info)))
 
 
 def resume_info(request, page, video):
@@ -118,10 +120,11 @@ def playlist(request, page_id, video_id, name):
         if caption is None:
             return private(not_found())
         try:
-            text = hls.subtitles_playlist(video, caption, VideoToken.issue(video), hls.video_duration(video))
+            token = VideoToken.issue(video, viewer=request_viewer(request))
+            text = hls.subtitles_playlist(video, caption, token, hls.video_duration(video))
         except LookupError:
             return private(not_found())
-        return private(HttpResponse(text, content_type=hls.HLS_TYPE))
+        return remember_viewer(request, private(HttpResponse(text, content_type=hls.HLS_TYPE)))
 
     renditions = hls.renditions_by_name(video)
     rendition = renditions.get(name)
@@ -136,12 +139,16 @@ def playlist(request, page_id, video_id, name):
                 page, video, renditions, level=request.GET.get("level"), captions=hls.captions_of(video)
             )
         else:
-            text = hls.media_playlist(video, renditions, name, VideoToken.issue(video))
+            text = hls.media_playlist(video, renditions, name, VideoToken.issue(video, viewer=request_viewer(request)))
     except LookupError:
         return private(not_found())
     if is_master:
         send_video_served(request, page, video, name, decision)
-    return private(HttpResponse(text, content_type=hls.HLS_TYPE))
+        # No token in a master, but the media playlists it names will need the
+        # viewer cookie (native HLS may start here, without the JSON).
+        request_viewer(request)
+    # A playlist fetched without the viewer cookie sets it, with its URIs signed for it.
+    return remember_viewer(request, private(HttpResponse(text, content_type=hls.HLS_TYPE)))
 
 
 @csrf_exempt

@@ -9,9 +9,13 @@ X-Accel-Redirect to a presigned URL that nginx fetches and the viewer never
 sees. Without nginx (``MEDIA_ACCESS_SERVE_MODE=django``) the same view
 streams the file from Python.
 
-The token opens one video's ``renditions/`` folder, exactly as nginx's check
-does, so this needs no database query; the URL shape is the one nginx
-matches, and anything else is a 403 with no body.
+The token opens one video's ``renditions/`` folder for one browser, exactly
+as nginx's check does: the hash covers the viewer cookie
+(``MEDIA_ACCESS_VIEWER_COOKIE``), which nginx passes on alone (never the
+session) and this view reads from the request, so a URL copied into another
+browser is refused here too. It needs no database query; the URL shape is the
+one nginx matches, and anything else (a missing or malformed cookie
+included) is a 403 with no body.
 """
 
 import hmac
@@ -36,14 +40,15 @@ _SIGNED_NAME = re.compile(
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{22}$")
 
 
-def token_allows(token, expires, name, *, now=None):
-    """True when ``token`` signs ``name``'s rendition folder and has not expired."""
+def token_allows(token, expires, name, viewer, *, now=None):
+    """True when ``token`` signs ``name``'s rendition folder for ``viewer`` (the
+    request's viewer cookie) and has not expired."""
     match = _SIGNED_NAME.match(name)
-    if not match or not _TOKEN.match(token):
+    if not match or not _TOKEN.match(token) or not tokens.valid_viewer(viewer):
         return False
     if expires < int(now if now is not None else time.time()):
         return False
-    expected = tokens.secure_link_token(match.group("prefix"), expires)
+    expected = tokens.secure_link_token(match.group("prefix"), expires, viewer)
     return hmac.compare_digest(expected, token)
 
 
@@ -55,7 +60,7 @@ def denied():
 @csrf_exempt
 @require_safe
 def rendition_file(request, token, expires, name):
-    if not token_allows(token, int(expires), name):
+    if not token_allows(token, int(expires), name, tokens.cookie_viewer(request)):
         return denied()
     served = ServedFile(
         storage=private_storage(),
