@@ -7,6 +7,8 @@ Ids are ``private_video.<E|W>0xx``; none of them raises, whatever the settings.
 - E003  ffprobe is not on PATH (uploads cannot be validated)
 - E004  PRIVATE_VIDEO_MODEL names no usable video model
 - W001  a page type holds videos without VideoChoicePageForm (its videos are not served)
+- W002  the private bucket's CORS rule does not let the admin's browser PUT upload parts
+        (only when the private storage is S3: it reads GetBucketCors; docs/s3.md)
 """
 
 import shutil
@@ -202,3 +204,32 @@ def _block_chooses_videos(block):
     if getattr(block, "child_block", None) is not None:
         children.append(block.child_block)
     return any(_block_chooses_videos(child) for child in children)
+
+
+@register(Tags.files, "private_video_s3")
+def check_bucket_cors(app_configs, **kwargs):
+    """W002: browsers PUT multipart upload parts straight to the private
+    bucket (uploads.s3_multipart), which S3 allows only if the bucket's CORS
+    rule lets the site's origin PUT and shows the browser each part's ETag.
+    Only with an S3 private storage (no network otherwise); one GetBucketCors
+    with the storage's own client."""
+    from .uploads.s3_multipart import s3_storage
+
+    try:
+        storage = s3_storage()
+    except Exception:  # noqa: BLE001 - E001 reports a storage that cannot be built
+        return []
+    if storage is None:
+        return []
+    from .uploads.s3_multipart import cors_problem
+
+    problem = cors_problem(storage, getattr(settings, "WAGTAILADMIN_BASE_URL", "") or "")
+    if problem is None:
+        return []
+    return [Warning(
+        f"Uploads straight to the private bucket {storage.bucket_name!r} will fail in the browser: {problem}.",
+        hint="Give the bucket a CORS rule with AllowedOrigins [your site's origin, as in WAGTAILADMIN_BASE_URL], "
+        'AllowedMethods ["PUT"], AllowedHeaders ["Content-Type"], ExposeHeaders ["ETag"] '
+        "(docs/s3.md, 'Multipart uploads: the bucket's CORS rule').",
+        id=ID.format("W002"),
+    )]

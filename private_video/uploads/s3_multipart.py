@@ -411,6 +411,55 @@ def abort_view(request, storage, upload_id):
     return JsonResponse({"state": upload.state})
 
 
+# --- the bucket's CORS rule (system check private_video.W002) ---------------------
+
+
+def _origin(base_url):
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url or "")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _origin_matches(pattern, origin):
+    """S3's AllowedOrigin: an exact origin, or one with a single ``*``."""
+    import re
+
+    return bool(re.fullmatch(".*".join(re.escape(piece) for piece in pattern.lower().split("*")), origin))
+
+
+def cors_problem(storage, base_url):
+    """Why the bucket's CORS configuration would stop the admin's browser
+    from PUTting parts (and reading their ETag) from ``base_url``'s origin,
+    or None. S3 applies the first rule matching the origin and method, so
+    that rule must expose ETag."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    origin = _origin(base_url)
+    if origin is None:
+        return (f"WAGTAILADMIN_BASE_URL ({base_url!r}) is not the site's http(s) address, so the origin "
+                "the rule must allow is unknown")
+    try:
+        rules = _client(storage).get_bucket_cors(Bucket=storage.bucket_name).get("CORSRules", [])
+    except ClientError as exc:
+        if _error_code(exc) == "NoSuchCORSConfiguration":
+            return "the bucket has no CORS configuration"
+        return f"its CORS configuration could not be read ({_error_code(exc) or exc})"
+    except BotoCoreError as exc:
+        return f"its CORS configuration could not be read ({exc})"
+    for rule in rules:
+        if "PUT" not in [method.upper() for method in rule.get("AllowedMethods", [])]:
+            continue
+        if not any(_origin_matches(pattern, origin) for pattern in rule.get("AllowedOrigins", [])):
+            continue
+        if "etag" not in [header.lower() for header in rule.get("ExposeHeaders", [])]:
+            return f"the CORS rule that lets {origin} PUT does not expose the ETag header"
+        return None
+    return f"no CORS rule lets {origin} PUT"
+
+
 # The URL patterns (names in the ``private_video`` namespace), which
 # ``uploads.urls`` adds under the video viewset's /admin/videos/.
 urlpatterns = [
