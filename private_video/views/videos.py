@@ -173,6 +173,10 @@ class VideoUploadView(generic.CreateView):
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context["max_upload_size"] = max_upload_size()
+        # Resumable uploads (tus or S3 multipart): the backend and endpoints for the page's script.
+        from ..uploads.admin_views import upload_page_context
+
+        context.update(upload_page_context())
         return context
 
     def json_error_response(self, error_code, error_message):
@@ -244,8 +248,9 @@ class VideoViewSet(ModelViewSet):
         from django.urls import path
 
         from . import tracks
+        from ..uploads import urls as upload_urls
 
-        return super().get_urlpatterns() + [
+        return super().get_urlpatterns() + upload_urls.urlpatterns() + [
             path("edit/<int:pk>/captions/new/", tracks.caption_add, name="caption_add"),
             path("edit/<int:pk>/captions/<int:caption_id>/", tracks.caption_edit, name="caption_edit"),
             path("edit/<int:pk>/captions/<int:caption_id>/delete/", tracks.caption_delete, name="caption_delete"),

@@ -1,0 +1,420 @@
+"""The tus 1.0 server for local storage (issue 13), at the Django level:
+creation, HEAD, PATCH, checksum, termination, completion into a Video, and
+the hostile cases (wrong offset, oversize, someone else's upload, expiry, a
+file that is not a video, CSRF, collection rights, hostile file names).
+Through real nginx and gunicorn with the tuspy client: test_uploads_tus_stack."""
+
+import base64
+import hashlib
+import io
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from wagtail.models import Collection
+
+from private_video.layout import original_name
+from private_video.models import Upload, Video
+from private_video.storage import configured_private_storage
+from private_video.uploads import staging
+from private_video.uploads.completion import expire_uploads
+from private_video.uploads.tasks import expire_uploads_task
+
+from .helpers import collection_group, make_user
+
+pytestmark = pytest.mark.django_db
+
+TUS = {"Tus-Resumable": "1.0.0"}
+
+
+@pytest.fixture(autouse=True)
+def staging_folder(settings, tmp_path):
+    settings.PRIVATE_VIDEO_UPLOAD_STAGING_DIR = str(tmp_path / "staging")
+    return tmp_path / "staging"
+
+
+@pytest.fixture
+def library():
+    root = Collection.get_first_root_node()
+    films = root.add_child(name="Films")
+    other = root.add_child(name="Other")
+    editors = collection_group("Film editors", films, "add_video", "change_video")
+    return films, other, editors
+
+
+@pytest.fixture
+def editor(library):
+    films, _other, editors = library
+    return make_user("editor", groups=[editors])
+
+
+def signed_in(user, **kwargs):
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
+def metadata(**values):
+    return ",".join(
+        f"{key} {base64.b64encode(value if isinstance(value, bytes) else str(value).encode()).decode()}"
+        for key, value in values.items()
+    )
+
+
+def post_create(client, **headers):
+    """A tus creation request: headers only, an empty body (as tus clients send)."""
+    return client.generic("POST", reverse("private_video:tus_create"), b"", headers=headers)
+
+
+def create(client, length, **meta):
+    return post_create(client, **TUS, **{"Upload-Length": str(length), "Upload-Metadata": metadata(**meta)})
+
+
+def created_upload(response):
+    assert response.status_code == 201, response.content
+    location = response["Location"]
+    upload_id = location.rstrip("/").rsplit("/", 1)[-1]
+    return location, Upload.objects.get(pk=upload_id)
+
+
+def patch(client, location, offset, body, **headers):
+    return client.generic(
+        "PATCH", location, body, content_type="application/offset+octet-stream",
+        headers={**TUS, "Upload-Offset": str(offset), **headers},
+    )
+
+
+def head(client, location):
+    return client.head(location, headers=TUS)
+
+
+def staged_size(upload):
+    return staging.size(upload.pk)
+
+
+def private_files():
+    root = Path(configured_private_storage().location)
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_options_says_what_the_server_supports(editor):
+    response = signed_in(editor).options(reverse("private_video:tus_create"))
+    assert response.status_code == 204
+    assert response["Tus-Version"] == "1.0.0"
+    assert set(response["Tus-Extension"].split(",")) >= {"creation", "expiration", "termination", "checksum"}
+    assert int(response["Tus-Max-Size"]) == 8 * 1024**3
+    assert "sha1" in response["Tus-Checksum-Algorithm"].split(",")
+
+
+def test_chunks_resume_from_head_and_the_last_one_makes_the_video(editor, library, sample_video, staging_folder):
+    films = library[0]
+    data = Path(sample_video).read_bytes()
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, len(data), filename="holiday.mp4", title="Holiday",
+                                             collection=films.pk))
+    assert upload.user == editor and upload.collection == films and upload.length == len(data)
+    assert staging.path_for(upload.pk).parent == staging_folder
+    assert oct(staging_folder.stat().st_mode & 0o777) == oct(0o700)
+    assert oct(staging.path_for(upload.pk).stat().st_mode & 0o777) == oct(0o600)
+
+    first = head(client, location)
+    assert first.status_code == 200
+    assert first["Upload-Offset"] == "0" and first["Upload-Length"] == str(len(data))
+    assert "no-store" in first["Cache-Control"]
+    assert first["Upload-Expires"].endswith("GMT")
+
+    third = len(data) // 3
+    sha1 = base64.b64encode(hashlib.sha1(data[:third]).digest()).decode()
+    response = patch(client, location, 0, data[:third], **{"Upload-Checksum": f"sha1 {sha1}"})
+    assert response.status_code == 204, response.content
+    assert response["Upload-Offset"] == str(third)
+    # The client resumes from what the server says it has.
+    assert head(client, location)["Upload-Offset"] == str(third)
+    assert patch(client, location, third, data[third:2 * third]).status_code == 204
+    assert Video.objects.count() == 0  # incomplete: no video yet
+    response = patch(client, location, 2 * third, data[2 * third:])
+    assert response.status_code == 204, response.content
+
+    upload.refresh_from_db()
+    video = Video.objects.get(pk=response["Upload-Video"])
+    assert upload.state == Upload.State.COMPLETE and upload.video == video
+    assert video.key == upload.video_key
+    assert video.file.name == original_name(upload.video_key, ".mp4")
+    assert video.title == "Holiday" and video.collection == films and video.uploaded_by_user == editor
+    assert video.original_filename == "holiday.mp4" and video.file_size == len(data)
+    assert video.duration and video.width == 320
+    with video.file.open("rb") as stored:
+        assert hashlib.sha256(stored.read()).digest() == hashlib.sha256(data).digest()
+    assert not staging.path_for(upload.pk).exists()
+
+    status = client.get(reverse("private_video:upload_status", args=[upload.pk])).json()
+    assert status["state"] == "complete" and status["offset"] == status["length"] == len(data)
+    assert status["video"] == {"id": video.pk, "title": "Holiday", "edit_url": video.get_admin_edit_url()}
+    # A client that reloads and asks again learns the upload is done.
+    again = head(client, location)
+    assert again["Upload-Offset"] == str(len(data)) and again["Upload-Video"] == str(video.pk)
+
+
+def test_a_wrong_offset_is_a_conflict_and_writes_nothing(editor, library):
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, 1000, filename="a.mp4", collection=library[0].pk))
+    assert patch(client, location, 0, b"x" * 100).status_code == 204
+    for wrong in (0, 50, 101, 999):
+        response = patch(client, location, wrong, b"y" * 10)
+        assert response.status_code == 409, wrong
+        assert response["Upload-Offset"] == "100"
+        assert staged_size(upload) == 100
+    assert staging.path_for(upload.pk).read_bytes() == b"x" * 100
+    # Malformed offsets are refused too.
+    assert patch(client, location, "-1", b"y").status_code == 400
+    assert patch(client, location, "1e3", b"y").status_code == 400
+
+
+def test_an_oversize_upload_is_refused_at_creation(editor, library, settings, staging_folder):
+    settings.PRIVATE_VIDEO_MAX_UPLOAD_SIZE = 10_000
+    client = signed_in(editor)
+    response = create(client, 10_001, filename="big.mp4", collection=library[0].pk)
+    assert response.status_code == 413
+    assert "largest video" in response.json()["error"]
+    assert not Upload.objects.exists()
+    assert not any(staging_folder.glob("*")) if staging_folder.exists() else True
+    assert create(client, 10_000, filename="ok.mp4", collection=library[0].pk).status_code == 201
+    for bad in ("", "abc", "-5", "0"):
+        response = post_create(client, **{**TUS, "Upload-Length": bad})
+        assert response.status_code == 400, bad
+    assert Upload.objects.count() == 1
+
+
+def test_bytes_past_the_announced_length_are_refused_unwritten(editor, library):
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, 100, filename="a.mp4", collection=library[0].pk))
+    assert patch(client, location, 0, b"x" * 60).status_code == 204
+    response = patch(client, location, 60, b"y" * 41)
+    assert response.status_code == 413
+    assert staged_size(upload) == 60
+
+
+def test_a_bad_checksum_keeps_nothing_of_that_request(editor, library):
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, 100, filename="a.mp4", collection=library[0].pk))
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    response = patch(client, location, 0, b"x" * 40, **{"Upload-Checksum": f"md5 {wrong}"})
+    assert response.status_code == 460
+    assert response["Upload-Offset"] == "0" and staged_size(upload) == 0
+    assert patch(client, location, 0, b"x", **{"Upload-Checksum": "crc32 AAAA"}).status_code == 400
+
+
+def test_another_users_upload_is_not_found(editor, library):
+    films, _other, editors = library
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, 100, filename="a.mp4", collection=films.pk))
+    assert patch(client, location, 0, b"x" * 10).status_code == 204
+    colleague = signed_in(make_user("colleague", groups=[editors]))
+    assert head(colleague, location).status_code == 404
+    assert patch(colleague, location, 10, b"z" * 10).status_code == 404
+    assert colleague.delete(location, headers=TUS).status_code == 404
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.RECEIVING and staged_size(upload) == 10
+    assert staging.path_for(upload.pk).read_bytes() == b"x" * 10
+
+
+def test_termination_deletes_the_bytes(editor, library):
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, 100, filename="a.mp4", collection=library[0].pk))
+    patch(client, location, 0, b"x" * 10)
+    assert client.delete(location, headers=TUS).status_code == 204
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.CANCELLED
+    assert not staging.path_for(upload.pk).exists()
+    assert head(client, location).status_code == 410
+    assert patch(client, location, 10, b"x").status_code == 410
+
+
+def test_an_expired_upload_is_gone_and_cleanup_removes_its_bytes(editor, library):
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, 100, filename="a.mp4", collection=library[0].pk))
+    fresh_location, fresh = created_upload(create(client, 100, filename="b.mp4", collection=library[0].pk))
+    patch(client, location, 0, b"x" * 10)
+    patch(client, fresh_location, 0, b"x" * 10)
+    Upload.objects.filter(pk=upload.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert head(client, location).status_code == 410
+    assert patch(client, location, 10, b"x" * 10).status_code == 410
+    assert staged_size(upload) == 10
+
+    assert expire_uploads() == 1
+    assert not Upload.objects.filter(pk=upload.pk).exists()
+    assert not staging.path_for(upload.pk).exists()
+    assert head(client, location).status_code == 404
+    # The fresh one is untouched, and no Video was ever made.
+    assert staged_size(fresh) == 10 and Upload.objects.filter(pk=fresh.pk).exists()
+    assert Video.objects.count() == 0
+
+
+def test_expiry_runs_as_a_task_and_a_command_and_keeps_videos(editor, library, sample_video):
+    client = signed_in(editor)
+    data = Path(sample_video).read_bytes()
+    location, done = created_upload(create(client, len(data), filename="a.mp4", collection=library[0].pk))
+    video_id = patch(client, location, 0, data)["Upload-Video"]
+    _loc, stale = created_upload(create(client, 100, filename="b.mp4", collection=library[0].pk))
+    past = timezone.now() - timedelta(seconds=1)
+    Upload.objects.filter(pk=stale.pk).update(expires_at=past)
+    result = expire_uploads_task.enqueue()
+    assert result.return_value == 1
+    assert not staging.path_for(stale.pk).exists()
+
+    Upload.objects.filter(pk=done.pk).update(expires_at=past)
+    out = io.StringIO()
+    call_command("expire_uploads", stdout=out)
+    assert "1 expired upload" in out.getvalue()
+    assert not Upload.objects.exists()
+    video = Video.objects.get(pk=video_id)  # a finished upload's video stays
+    assert video.file.storage.exists(video.file.name)
+
+
+def test_a_completed_upload_that_is_not_a_video_fails_cleanly(editor, library):
+    client = signed_in(editor)
+    data = b"<html>" + os.urandom(20_000)
+    location, upload = created_upload(create(client, len(data), filename="clip.mp4", collection=library[0].pk))
+    before = private_files()
+    response = patch(client, location, 0, data)
+    assert response.status_code == 422
+    assert "clip.mp4" in response.json()["error"] and "not a video" in response.json()["error"]
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.FAILED and upload.error == response.json()["error"]
+    assert Video.objects.count() == 0
+    assert private_files() == before
+    assert not staging.path_for(upload.pk).exists()
+    status = client.get(reverse("private_video:upload_status", args=[upload.pk])).json()
+    assert status["state"] == "failed" and status["error"] == upload.error and status["video"] is None
+    assert head(client, location).status_code == 410
+
+
+def test_csrf_is_checked_on_post_patch_and_delete(editor, library):
+    client = signed_in(editor, enforce_csrf_checks=True)
+    assert create(client, 100, filename="a.mp4", collection=library[0].pk).status_code == 403
+    assert not Upload.objects.exists()
+    client.get(reverse("private_video:add"))
+    token = client.cookies["csrftoken"].value
+    response = post_create(client, **{
+        **TUS, "Upload-Length": "100", "Upload-Metadata": metadata(filename="a.mp4", collection=library[0].pk),
+        "X-CSRFToken": token,
+    })
+    location, upload = created_upload(response)
+    assert patch(client, location, 0, b"x" * 10).status_code == 403
+    assert client.delete(location, headers=TUS).status_code == 403
+    assert staged_size(upload) == 0
+    assert patch(client, location, 0, b"x" * 10, **{"X-CSRFToken": token}).status_code == 204
+    assert head(client, location)["Upload-Offset"] == "10"  # HEAD is safe: no token needed
+
+
+def test_only_collections_the_user_may_add_to(editor, library, staging_folder):
+    films, other, _editors = library
+    client = signed_in(editor)
+    assert create(client, 100, filename="a.mp4", collection=other.pk).status_code == 403
+    assert create(client, 100, filename="a.mp4", collection=99999).status_code == 403
+    assert create(client, 100, filename="a.mp4", collection="x").status_code == 400
+    assert not Upload.objects.exists()
+    # No collection named: the topmost one the user may add to.
+    _location, upload = created_upload(create(client, 100, filename="a.mp4"))
+    assert upload.collection == films
+    viewer = signed_in(make_user("nobody"))
+    assert create(viewer, 100, filename="a.mp4").status_code in (302, 403)
+    assert Upload.objects.count() == 1
+
+
+def test_losing_the_right_before_completion_refuses_the_video(editor, library, sample_video):
+    films, _other, editors = library
+    data = Path(sample_video).read_bytes()
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, len(data), filename="a.mp4", collection=films.pk))
+    assert patch(client, location, 0, data[:1000]).status_code == 204
+    # The editor stays an admin user, but may no longer add to Films.
+    from wagtail.models import GroupCollectionPermission
+
+    GroupCollectionPermission.objects.filter(group=editors, permission__codename="add_video").delete()
+    response = patch(client, location, 1000, data[1000:])
+    assert response.status_code == 422
+    assert "no longer add videos" in response.json()["error"]
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.FAILED
+    assert Video.objects.count() == 0 and not staging.path_for(upload.pk).exists()
+
+
+def test_hostile_file_names_are_data_only(editor, library, sample_video):
+    data = Path(sample_video).read_bytes()
+    client = signed_in(editor)
+    names = {
+        "../../x": "x",
+        "..\\..\\evil.mp4": "evil.mp4",
+        "a\x00b\x1f.mp4": "ab.mp4",
+        "../": "video",
+        "n" * 300 + ".mp4": "n" * 251 + ".mp4",
+    }
+    for sent, kept in names.items():
+        _location, upload = created_upload(create(client, len(data), filename=sent.encode(), collection=library[0].pk))
+        assert upload.filename == kept
+        assert staging.path_for(upload.pk).name == f"{upload.pk.hex}.part"
+    location, upload = created_upload(create(client, len(data), filename="../../x", collection=library[0].pk))
+    video = Video.objects.get(pk=patch(client, location, 0, data)["Upload-Video"])
+    assert video.original_filename == "x" and video.title == "x"
+    assert video.file.name == original_name(upload.video_key, ".mp4")
+    # Metadata that is not base64 or not UTF-8 is refused.
+    bad = post_create(client, **TUS, **{"Upload-Length": "10", "Upload-Metadata": "filename !!!"})
+    assert bad.status_code == 400
+    bad = post_create(client, **TUS, **{"Upload-Length": "10", "Upload-Metadata": metadata(filename=b"\xff\xfe")})
+    assert bad.status_code == 400
+
+
+def test_a_second_writer_waits_its_turn(editor, library):
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, 100, filename="a.mp4", collection=library[0].pk))
+    with staging.lock(upload.pk) as fd:
+        assert fd is not None  # this test holds the upload, as a running PATCH would
+        response = patch(client, location, 0, b"x" * 10)
+        assert response.status_code == 423
+        assert staged_size(upload) == 0
+    assert patch(client, location, 0, b"x" * 10).status_code == 204
+
+
+def test_a_cut_request_keeps_what_arrived(editor, library):
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, 5 * 1024**2, filename="a.mp4", collection=library[0].pk))
+    arrived = os.urandom(3 * 1024**2 + 17)
+    # Content-Length says 4 MiB, the connection ends after 3 MiB and 17 bytes.
+    response = client.generic(
+        "PATCH", location, b"", content_type="application/offset+octet-stream",
+        headers={**TUS, "Upload-Offset": "0"}, CONTENT_TYPE="application/offset+octet-stream",
+        CONTENT_LENGTH=str(4 * 1024**2), **{"wsgi.input": io.BytesIO(arrived)},
+    )
+    assert response.status_code == 400
+    assert head(client, location)["Upload-Offset"] == str(len(arrived))
+    assert staging.path_for(upload.pk).read_bytes() == arrived
+    upload.refresh_from_db()
+    assert upload.offset == len(arrived)
+
+
+def test_tus_version_and_content_type_are_required(editor, library):
+    client = signed_in(editor)
+    response = post_create(client, **{"Upload-Length": "10"})
+    assert response.status_code == 412 and response["Tus-Version"] == "1.0.0"
+    location, upload = created_upload(create(client, 100, filename="a.mp4", collection=library[0].pk))
+    response = client.generic("PATCH", location, b"x", content_type="application/octet-stream",
+                              headers={**TUS, "Upload-Offset": "0"})
+    assert response.status_code == 415 and staged_size(upload) == 0
+
+
+def test_the_status_view_is_for_the_owner_and_those_who_may_change(editor, library):
+    films, _other, _editors = library
+    client = signed_in(editor)
+    _location, upload = created_upload(create(client, 100, filename="a.mp4", collection=films.pk))
+    url = reverse("private_video:upload_status", args=[upload.pk])
+    assert client.get(url).json()["state"] == "receiving"
+    adder = collection_group("Adders", films, "add_video")
+    assert signed_in(make_user("adder", groups=[adder])).get(url).status_code == 404
+    boss = signed_in(make_user("boss", superuser=True))
+    assert boss.get(url).json()["offset"] == 0
