@@ -21,7 +21,7 @@ SYSTEM_DEPS := nginx:nginx-light ffmpeg:ffmpeg ffprobe:ffmpeg node:nodejs npm:np
 TEST_SYSTEM_DEPS := chromium:chromium /usr/share/fonts/truetype/liberation:fonts-liberation \
 	redis-server:redis-server openssl:openssl curl:curl
 
-.PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend wheel lint-imports bench-serve bench-transcode bench-hls clean
+.PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend wheel lint-imports bench-deps bench-serve bench-load bench-upload bench-transcode bench-hls clean
 
 run: setup prepare
 	@echo "Starting nginx, gunicorn and the task worker on http://$(HOST):$(PORT)/ (Ctrl-C stops them)"
@@ -99,9 +99,15 @@ prepare:
 		--output $(CMS_DATA_DIR)/nginx/nginx.conf
 	$(AS_SERVICE) $(BIN)/python manage.py bootstrap_site --base-url http://$(HOST):$(PORT)
 
-# Serving benchmark (docs/benchmarks.md): nginx static vs X-Accel vs FileResponse vs a bare view.
-bench-serve:
+# What the load benchmarks need: the venv (locust is in [dev]) and wrk (Debian), the client of bench-serve and bench-load.
+bench-deps: $(VENV)/.installed system-deps
+	@deploy/scripts/ensure-system-packages wrk:wrk
+
+# Serving benchmark (docs/benchmarks.md): nginx static vs X-Accel vs FileResponse vs a bare view (wrk),
+# then the policy vs a bare view on a throwaway PostgreSQL with 500 signed-in viewers, logins and publishes beside.
+bench-serve: bench-deps
 	$(BIN)/python bench/serve.py
+	deploy/scripts/with-test-postgres $(BIN)/python bench/serve.py --postgres
 
 # Transcoding benchmark (docs/benchmarks.md): ladder speed, one decode vs per rung, time to playable, storage.
 # PYTHONPATH: the demo site (cms) is not part of the installed package.

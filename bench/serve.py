@@ -8,6 +8,13 @@ fixed worker count, one data folder under bench/media/ (gitignored):
 3. the same file through Django's FileResponse (same policy, Python moves bytes),
 4. a bare Django view returning an empty response (the floor for any Python answer).
 
+The client is wrk (bench/serve_client.wrk, scripts in bench/wrk/); slow
+viewers are the paced Python client. ``--postgres`` (with DATABASE_URL set,
+as `deploy/scripts/with-test-postgres` does) measures 2 vs 4 instead on
+PostgreSQL with BENCH_SESSIONS (500) distinct signed-in viewers, each wrk
+request carrying the next one's session cookie, while a side process signs
+someone in twice a second and publishes a page every 10 s.
+
 The last line is key=value pairs for CI logs.
 """
 
@@ -20,10 +27,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DATA_DIR = REPO / "bench" / "media" / "serve-data"
+POSTGRES = "--postgres" in sys.argv[1:]
+DATA_DIR = REPO / "bench" / "media" / ("serve-pg-data" if POSTGRES else "serve-data")
 os.environ["CMS_DATA_DIR"] = str(DATA_DIR)
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.serve_settings"
-os.environ.pop("DATABASE_URL", None)
+if POSTGRES:
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        raise SystemExit("--postgres needs DATABASE_URL=postgres://... "
+                         "(deploy/scripts/with-test-postgres .venv/bin/python bench/serve.py --postgres)")
+else:
+    os.environ.pop("DATABASE_URL", None)
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 WHOLE_MB = int(os.environ.get("BENCH_WHOLE_MB", "256"))
@@ -32,16 +45,46 @@ SLOW_VIEWERS = int(os.environ.get("BENCH_SLOW_VIEWERS", "200"))
 SLOW_RATE = 2_000_000 // 8  # ~2 Mbit/s, a modest video bitrate
 SLOW_SECONDS = float(os.environ.get("BENCH_SLOW_SECONDS", "6"))
 SLOW_RAMP = float(os.environ.get("BENCH_SLOW_RAMP", "3"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "4"))
+SESSIONS = int(os.environ.get("BENCH_SESSIONS", "500"))
+PG_ROUNDS = int(os.environ.get("BENCH_PG_ROUNDS", "3"))
+PG_ROUND_SECONDS = int(os.environ.get("BENCH_PG_ROUND_SECONDS", "6"))
+
+
+def create_database(url):
+    """CREATE DATABASE for DATABASE_URL when it is missing (a throwaway server starts empty)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def setup_django():
     import django
 
     DATA_DIR.mkdir(parents=True, exist_ok=True)
+    if POSTGRES:
+        create_database(os.environ["DATABASE_URL"])
     django.setup()
     from django.core.management import call_command
 
-    call_command("migrate", verbosity=0, interactive=False)
+    from django.db import connection
+    from django.db.migrations.exceptions import InconsistentMigrationHistory
+
+    try:
+        call_command("migrate", verbosity=0, interactive=False)
+    except InconsistentMigrationHistory:
+        # A bench database left by an older layout of the apps: start it afresh.
+        if connection.vendor != "sqlite":
+            raise
+        connection.close()
+        Path(connection.settings_dict["NAME"]).unlink()
+        call_command("migrate", verbosity=0, interactive=False)
 
 
 def make_file(path, size, *, sparse):
@@ -59,7 +102,7 @@ def make_file(path, size, *, sparse):
     return path
 
 
-def make_fixtures():
+def make_fixtures(whole_mb=WHOLE_MB, big=True):
     """A user in a granted group, a live VideoPage per file, and the static copy."""
     from django.conf import settings
     from django.contrib.auth import get_user_model
@@ -72,8 +115,8 @@ def make_fixtures():
     from media_access.models import ViewerGrant
 
     private = Path(settings.PRIVATE_MEDIA_ROOT)
-    whole = make_file(private / "videos/bench/whole.mp4", WHOLE_MB * 1024 * 1024, sparse=False)
-    big = make_file(private / "videos/bench/big.mp4", int(BIG_GB * 1024**3), sparse=True)
+    whole = make_file(private / "videos/bench/whole.mp4", whole_mb * 1024 * 1024, sparse=False)
+    big = make_file(private / "videos/bench/big.mp4", int(BIG_GB * 1024**3) if big else 1024, sparse=True)
     static_copy = Path(settings.STATIC_ROOT) / "bench" / "whole.mp4"
     static_copy.parent.mkdir(parents=True, exist_ok=True)
     if not static_copy.exists():
@@ -98,7 +141,7 @@ def make_fixtures():
         pages[name] = (page.pk, video.pk)
     client = Client()
     client.force_login(user)
-    return pages, client.cookies["sessionid"].value
+    return pages, client.cookies["sessionid"].value, group
 
 
 def worker_pids(master_pid):
@@ -125,18 +168,22 @@ def median_of(runs, fn):
     return statistics.median(fn() for _ in range(runs))
 
 
+def alternate(rounds, names, measure):
+    """Each name measured ``rounds`` times, alternating the order each round
+    (the 2 cores are shared: neighbours' noise falls on every path alike)."""
+    results = {name: [] for name in names}
+    for number in range(rounds):
+        for name in names if number % 2 == 0 else tuple(reversed(names)):
+            results[name].append(measure(name))
+    return results
+
+
 def main():
     began = time.perf_counter()
     setup_django()
-    pages, session = make_fixtures()
+    pages, session, _ = make_fixtures()
 
-    from bench.serve_client import (
-        Connection,
-        bench_stack,
-        requests_per_second,
-        slow_viewers,
-        throughput,
-    )
+    from bench.serve_client import Connection, bench_stack, slow_viewers, wrk, wrk_checked
 
     stack = bench_stack(
         DATA_DIR,
@@ -162,30 +209,34 @@ def main():
         for name, path in paths.items():
             status, _ = conn.get(path, {**cookie, "Range": "bytes=0-1"})
             assert status in (200, 206), (name, status)
+        status, _ = conn.get(paths["xaccel"], {"Range": "bytes=0-1"})
+        assert status in (302, 403), ("anonymous X-Accel", status)
         conn.close()
-        print(f"# nginx + gunicorn ({WORKERS} sync workers) on 127.0.0.1:{port}; "
+        print(f"# wrk against nginx + gunicorn ({WORKERS} sync workers) on 127.0.0.1:{port}; "
               f"whole file {WHOLE_MB} MiB, big file {BIG_GB:g} GiB (sparse)")
 
-        # 1 vs 2 (vs 3): whole-file throughput.
-        whole = {}
-        for name in ("static", "xaccel", "fileresponse"):
-            whole[name] = median_of(3, lambda: throughput(
-                port, paths[name], cookie, connections=2, repeats=2))
-            print(f"whole-file throughput {name:13s} {whole[name] / 1e9:6.2f} GB/s")
+        # 1 vs 2 (vs 3): whole-file throughput, 2 connections, median of 3 alternated rounds.
+        rounds = alternate(3, ("static", "xaccel", "fileresponse"), lambda name: wrk_checked(
+            port, paths[name], headers=cookie, connections=2, seconds=2)["bytes_per_s"])
+        whole = {name: statistics.median(values) for name, values in rounds.items()}
+        for name, value in whole.items():
+            print(f"whole-file throughput {name:13s} {value / 1e9:6.2f} GB/s  "
+                  f"(rounds {', '.join(f'{v / 1e9:.2f}' for v in rounds[name])})")
         xaccel_vs_static = whole["xaccel"] / whole["static"]
 
-        # 2 vs 4: small range requests per second.
-        rps = {}
+        # 2 vs 4: small range requests per second, best of 2 alternated rounds.
         small = {**cookie, "Range": "bytes=0-1"}
-        rounds = (("bare", 200), ("bare_user", 200), ("xaccel", 206)) * 2
-        for name, expect in rounds:
-            value = requests_per_second(port, paths[name], small, connections=4, seconds=2.5, expect=expect)
-            rps[name] = max(rps.get(name, 0), value)
+        rounds = alternate(2, ("bare", "bare_user", "xaccel"), lambda name: wrk_checked(
+            port, paths[name], headers=small, connections=CONNECTIONS, seconds=3))
+        rps = {name: max(r["rps"] for r in values) for name, values in rounds.items()}
+        p99 = {name: max(r["p99_us"] for r in values) / 1000 for name, values in rounds.items()}
         print(f"small requests/s       bare Django {rps['bare']:7.0f}   bare + session user "
-              f"{rps['bare_user']:7.0f}   X-Accel (policy) {rps['xaccel']:7.0f}")
+              f"{rps['bare_user']:7.0f}   X-Accel (policy) {rps['xaccel']:7.0f}   "
+              f"(p99 {p99['bare']:.1f} / {p99['bare_user']:.1f} / {p99['xaccel']:.1f} ms, "
+              f"{CONNECTIONS} connections)")
         policy_vs_bare = rps["xaccel"] / rps["bare"]
 
-        # Concurrent slow viewers with the fixed worker count.
+        # Concurrent slow viewers with the fixed worker count (the paced Python client).
         slow = slow_viewers(port, paths["xaccel"], cookie, viewers=SLOW_VIEWERS, rate=SLOW_RATE,
                             seconds=SLOW_SECONDS, ramp=SLOW_RAMP)
         xaccel_ok = slow["ok"] == SLOW_VIEWERS and not slow["errors"] and slow["ttfb_p95"] < 0.1
@@ -205,9 +256,9 @@ def main():
         workers = worker_pids(stack.processes["gunicorn"].pid)
         before = {pid: rss_mb(pid) for pid in workers}
         big_path = f"/watch/{big_page}/{big_video}/original/"
-        big_rate = throughput(port, big_path, cookie, connections=1, repeats=1)
-        requests_per_second(port, big_path, {**cookie, "Range": "bytes=3000000000-3000999999"},
-                            connections=2, seconds=1, expect=206)
+        big_rate = wrk(port, big_path, headers=cookie, connections=1, seconds=4)["bytes_per_s"]
+        wrk_checked(port, big_path, headers={**cookie, "Range": "bytes=3000000000-3000999999"},
+                    connections=2, seconds=1)
         after = {pid: rss_mb(pid) for pid in workers if Path(f"/proc/{pid}").exists()}
         growth = max(after[pid] - before[pid] for pid in after)
         print(f"big file via X-Accel     {BIG_GB:g} GiB at {big_rate / 1e9:.2f} GB/s; "
@@ -216,14 +267,72 @@ def main():
         stack.stop()
 
     print(f"# {time.perf_counter() - began:.0f} s; FileResponse stalls at "
-          f"{stalls_at or 'n/a'} slow viewers with {WORKERS} workers")
+          f"{stalls_at or 'n/a'} slow viewers with {WORKERS} workers; load average {os.getloadavg()[0]:.1f}")
     print(
         f"xaccel_vs_static_whole={xaccel_vs_static:.2f} policy_vs_bare_django={policy_vs_bare:.2f} "
         f"xaccel_slow_viewers_ok={str(xaccel_ok).lower()} worker_rss_growth_mb={growth:.1f} "
         f"fileresponse_stalls_at={stalls_at or 'none'} slow_viewers={slow['ok']}/{SLOW_VIEWERS} "
-        f"slow_ttfb_p95_ms={slow['ttfb_p95'] * 1000:.0f}"
+        f"slow_ttfb_p95_ms={slow['ttfb_p95'] * 1000:.0f} p99_ms={p99['xaccel']:.1f}"
     )
 
 
+def main_postgres():
+    """2 vs 4 on PostgreSQL: BENCH_SESSIONS signed-in viewers, logins and publishes going on."""
+    began = time.perf_counter()
+    setup_django()
+    pages, _, group = make_fixtures(whole_mb=1, big=False)
+
+    from wagtail.models import Site
+
+    from bench.load.common import make_churn_page, make_churn_users, make_viewer_sessions, start_churn, stop_churn
+    from bench.serve_client import Connection, bench_stack, wrk_checked
+
+    sessions = make_viewer_sessions(SESSIONS, group)
+    make_churn_users()
+    make_churn_page(Site.objects.get(is_default_site=True).root_page)
+    cookies = DATA_DIR / "sessions.txt"
+    cookies.write_text("\n".join(sessions) + "\n")
+    database_url = os.environ["DATABASE_URL"]
+    env = {"DATABASE_CONN_MAX_AGE": os.environ.get("DATABASE_CONN_MAX_AGE", "60")}
+    stack = bench_stack(DATA_DIR, workers=WORKERS, extra_env=env, database_url=database_url)
+    churn = None
+    try:
+        port = stack.port
+        page, video = pages["whole"]
+        paths = {"bare": "/bench/bare/", "xaccel": f"/watch/{page}/{video}/original/"}
+        conn = Connection(port)
+        for key in (sessions[0], sessions[-1]):
+            status, got = conn.get(paths["xaccel"], {"Cookie": f"sessionid={key}", "Range": "bytes=0-1"})
+            assert (status, got) == (206, 2), ("signed-in viewer", status, got)
+        status, _ = conn.get(paths["xaccel"], {"Range": "bytes=0-1"})
+        assert status in (302, 403), ("anonymous", status)
+        conn.close()
+        churn = start_churn({**stack.env, **env}, log_path=DATA_DIR / "churn.log")
+        print(f"# wrk against nginx + gunicorn ({WORKERS} sync workers) on PostgreSQL, 127.0.0.1:{port}; "
+              f"{len(sessions)} signed-in viewers in turn, {CONNECTIONS} connections, "
+              f"2 logins/s + a publish every 10 s beside; {PG_ROUNDS} alternated rounds of {PG_ROUND_SECONDS:g} s")
+        rounds = alternate(PG_ROUNDS, ("bare", "xaccel"), lambda name: wrk_checked(
+            port, paths[name], headers={"Range": "bytes=0-1"}, connections=CONNECTIONS,
+            seconds=PG_ROUND_SECONDS, script="sessions.lua", env={"BENCH_COOKIES": str(cookies)}))
+        churned = stop_churn(churn)
+        churn = None
+    finally:
+        if churn is not None:
+            stop_churn(churn)
+        stack.stop()
+
+    for name, values in rounds.items():
+        listed = ", ".join("%.0f" % r["rps"] for r in values)
+        p99s = ", ".join("%.1f" % (r["p99_us"] / 1000) for r in values)
+        print(f"{name:7s} requests/s {listed}; p99 {p99s} ms")
+    rps = {name: statistics.median(r["rps"] for r in values) for name, values in rounds.items()}
+    p99 = max(r["p99_us"] for r in rounds["xaccel"]) / 1000
+    ratio = rps["xaccel"] / rps["bare"]
+    print(f"# {time.perf_counter() - began:.0f} s; medians; target policy/bare >= 0.7; "
+          f"load average {os.getloadavg()[0]:.1f}; {churned}")
+    print(f"policy_vs_bare_django_pg={ratio:.2f} p99_ms={p99:.1f} policy_rps={rps['xaccel']:.0f} "
+          f"bare_rps={rps['bare']:.0f} sessions={len(sessions)} connections={CONNECTIONS} workers={WORKERS} {churned}")
+
+
 if __name__ == "__main__":
-    main()
+    main_postgres() if POSTGRES else main()

@@ -1,11 +1,23 @@
-"""A small HTTP/1.1 load client for bench/serve.py: raw sockets, keep-alive,
-no parsing beyond status and Content-Length, so the client costs as little
-CPU as possible next to the server on the same machine."""
+"""The load clients of the serving benchmarks.
+
+``wrk`` (Debian's wrk, C, one event loop per thread) does the throughput and
+requests-per-second measurements, so the client is not the ceiling on the
+same two cores; its Lua scripts are in bench/wrk/. The small Python HTTP/1.1
+client below (raw sockets, keep-alive, no parsing beyond status and
+Content-Length) stays for sanity checks and for slow viewers, which read at a
+fixed bitrate (wrk cannot pace its reads) and measure concurrency, not speed."""
 
 import asyncio
+import json
+import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
+
+WRK_DIR = Path(__file__).resolve().parent / "wrk"
 
 _BUFFER = 4 * 1024 * 1024
 
@@ -186,7 +198,42 @@ def slow_viewers(port, path, headers, *, viewers, rate, seconds, ramp, ttfb_time
     return {"ok": len(ok), "errors": errors, "ttfb_p95": p95}
 
 
-def bench_stack(data_dir, *, workers, extra_env=None):
+def wrk(port, path, *, connections, seconds, headers=None, threads=1, script="report.lua", env=None):
+    """One wrk run against 127.0.0.1:``port`` for ``seconds``; the figures of
+    bench/wrk/report.lua's JSON line plus ``rps`` and ``bytes_per_s``."""
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk is missing: `make bench-serve` installs it (Debian package wrk)")
+    cmd = [binary, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
+           "-s", str(WRK_DIR / script)]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
+    cmd.append(f"http://127.0.0.1:{port}{path}")
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=seconds + 60,
+        env={**os.environ, "BENCH_WRK_DIR": str(WRK_DIR), **(env or {})},
+    )
+    line = next((x for x in result.stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+    if result.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({result.returncode}): {result.stdout[-2000:]} {result.stderr[-2000:]}")
+    figures = json.loads(line[len("BENCH_JSON "):])
+    elapsed = figures["duration_us"] / 1e6
+    figures["rps"] = figures["requests"] / elapsed
+    figures["bytes_per_s"] = figures["bytes"] / elapsed
+    figures["errors"] = sum(figures[k] for k in (
+        "connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+    return figures
+
+
+def wrk_checked(port, path, **kwargs):
+    """``wrk`` that refuses a run with any error (a 403 or 5xx is a status error)."""
+    figures = wrk(port, path, **kwargs)
+    if figures["errors"] or not figures["requests"]:
+        raise RuntimeError(f"{path}: wrk saw errors {figures}")
+    return figures
+
+
+def bench_stack(data_dir, *, workers, extra_env=None, database_url=None, stack_class=None):
     """nginx + gunicorn from the shipped config, on the bench settings and the
     bench database in ``data_dir``; started, to be stopped by the caller.
     Django must already be set up with bench.serve_settings."""
@@ -194,9 +241,9 @@ def bench_stack(data_dir, *, workers, extra_env=None):
 
     from tests.stack import Stack
 
-    stack = Stack(
+    stack = (stack_class or Stack)(
         data_dir / "stack",
-        database_url=f"sqlite:///{settings.DATABASES['default']['NAME']}",
+        database_url=database_url or f"sqlite:///{settings.DATABASES['default']['NAME']}",
         env={
             "DJANGO_SETTINGS_MODULE": "bench.serve_settings",
             "CMS_DATA_DIR": str(data_dir),
