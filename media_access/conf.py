@@ -32,6 +32,8 @@ DEFAULTS = {
     "VIEWER_COOKIE": "pv_viewer",
     # A session's playback of a video on a page is logged once in this many seconds.
     "LOG_WINDOW": 30 * 60,
+    # Days a viewing's watch analytics are kept after its last beacon (delete_watch_analytics).
+    "ANALYTICS_RETENTION_DAYS": 365,
     # Allowed decisions remembered per process (0: none).
     "DECISION_CACHE_SIZE": 10_000,
     # Seconds a remembered decision is used at most.

@@ -6,7 +6,7 @@ from private_video import layout
 
 from .conf import setting
 from .tokens import valid_url_prefix
-from .views import playback, serve, signed, upload_gate
+from .views import analytics, playback, serve, signed, upload_gate
 
 app_name = "media_access"
 urlpatterns = [
@@ -24,6 +24,8 @@ urlpatterns = [
     path("hls/<int:page_id>/<int:video_id>/<slug:name>.m3u8", playback.playlist, name="hls_playlist"),
     path("playback/<int:page_id>/<int:video_id>/chapters.vtt", playback.chapters, name="chapters"),
     path("playback/<int:page_id>/<int:video_id>/position/", playback.save_position, name="playback_position"),
+    # media_access: watch analytics - the player's played ranges (views/analytics.py).
+    path("playback/<int:page_id>/<int:video_id>/watched/", analytics.watch_beacon, name="watch_beacon"),
     # nginx's auth_request before it reads a video upload's body.
     path("_upload-gate/", upload_gate.upload_gate, name="upload_gate"),
 ]

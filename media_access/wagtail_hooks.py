@@ -62,6 +62,16 @@ def signed_url_lifetime():
     return token_lifetime()
 
 
+def video_analytics_panel(request, video):
+    """The video edit view's link to its watch analytics (the library's ``insert_video_edit_panels``)."""
+    from .views.analytics import analytics_panel
+
+    return analytics_panel(request, video)
+
+
+hooks.register("insert_video_edit_panels", video_analytics_panel)
+
+
 @hooks.register("render_video_player")
 def render_video_player(context, page, video):
     """The library's ``{% video_player %}`` (its block, a site's templates)

@@ -26,6 +26,8 @@
   const POSITION_EVERY = 10_000;
   // Resume is offered only past this (a finished video reports 0).
   const RESUME_MIN = 5;
+  // Watch analytics: played ranges sent at most this many (the server refuses more).
+  const ANALYTICS_MAX_RANGES = 200;
   const scriptSrc = document.currentScript && document.currentScript.src;
   let hlsLoading = null;
 
@@ -194,6 +196,7 @@
       this.lastCaption = this.captionChoice;
       await this.attach();
       this.setupResume();
+      this.setupAnalytics();
       this.scheduleRenewal();
     }
 
@@ -1000,6 +1003,90 @@
       body.append("csrfmiddlewaretoken", resume.csrf_token || "");
       if (leaving && navigator.sendBeacon && navigator.sendBeacon(resume.url, body)) return;
       fetch(resume.url, { method: "POST", body, credentials: "same-origin", keepalive: true }).catch(() => {});
+    }
+
+    // ---- watch analytics ----------------------------------------------------
+    // What this playback played (the element's own ``played`` TimeRanges),
+    // kept across source reloads (token renewal on native HLS, recovery,
+    // engine fallback), which empty ``played``: it is folded into
+    // this.watched on every timeupdate. The whole set is sent each time
+    // (the server merges, so a repeat counts once): every ~10 s while
+    // playing, on pause and end, and on leaving with navigator.sendBeacon.
+    setupAnalytics() {
+      const analytics = this.info.analytics;
+      if (!analytics || !analytics.url || this.analyticsReady) return;
+      this.analyticsReady = true;
+      const bytes = new Uint8Array(16);
+      crypto.getRandomValues(bytes);
+      this.watchSession = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+      this.watched = [];
+      this.lastSent = "";
+      const video = this.video, every = Math.max(2, analytics.every || 10) * 1000;
+      const collect = () => this.collectPlayed();
+      video.addEventListener("timeupdate", collect);
+      video.addEventListener("seeking", collect);
+      video.addEventListener("emptied", collect);
+      video.addEventListener("playing", () => {
+        clearInterval(this.analyticsTimer);
+        this.analyticsTimer = setInterval(() => this.sendWatched(), every);
+      });
+      video.addEventListener("pause", () => {
+        clearInterval(this.analyticsTimer);
+        this.sendWatched();
+      });
+      video.addEventListener("ended", () => this.sendWatched());
+      window.addEventListener("pagehide", () => this.sendWatched());
+      document.addEventListener("visibilitychange", () => {
+        if (document.visibilityState === "hidden") this.sendWatched();
+      });
+    }
+
+    collectPlayed() {
+      const played = this.video.played;
+      if (!played || !played.length) return;
+      const ranges = this.watched.slice();
+      for (let i = 0; i < played.length; i++) ranges.push([played.start(i), played.end(i)]);
+      ranges.sort((a, b) => a[0] - b[0]);
+      const merged = [];
+      for (const [start, end] of ranges) {
+        if (!(end > start)) continue;
+        const last = merged[merged.length - 1];
+        if (last && start <= last[1]) last[1] = Math.max(last[1], end);
+        else merged.push([start, end]);
+      }
+      // Very many seeks: join the closest neighbours (the server takes a bounded list).
+      while (merged.length > ANALYTICS_MAX_RANGES) {
+        let at = 1;
+        for (let i = 2; i < merged.length; i++) {
+          if (merged[i][0] - merged[i - 1][1] < merged[at][0] - merged[at - 1][1]) at = i;
+        }
+        merged[at - 1][1] = merged[at][1];
+        merged.splice(at, 1);
+      }
+      this.watched = merged;
+    }
+
+    sendWatched() {
+      const analytics = this.info && this.info.analytics;
+      if (!analytics || !analytics.url || !this.watchSession) return;
+      this.collectPlayed();
+      const duration = this.duration();
+      if (!this.watched.length || !duration) return;
+      const round = (seconds) => Math.round(Math.min(seconds, duration) * 1000) / 1000;
+      const ranges = this.watched.map(([start, end]) => [round(start), round(end)]);
+      const key = JSON.stringify(ranges);
+      if (key === this.lastSent) return;
+      this.lastSent = key;
+      // The CSRF token travels in the body: sendBeacon cannot set headers.
+      const body = JSON.stringify({
+        session: this.watchSession, ranges, duration: Math.round(duration * 1000) / 1000,
+        csrf: analytics.csrf_token || "",
+      });
+      if (navigator.sendBeacon && navigator.sendBeacon(analytics.url, body)) return;
+      fetch(analytics.url, {
+        method: "POST", body, credentials: "same-origin", keepalive: true,
+        headers: { "Content-Type": "text/plain;charset=UTF-8" },
+      }).catch(() => {});
     }
   }
 

@@ -24,6 +24,7 @@ from ..models import PlaybackPosition
 from ..policy import Outcome, can_watch
 from ..signals import send_video_served
 from ..text_tracks import chapters_vtt
+from .analytics import beacon_info
 from ..tokens import VideoToken, remember_viewer, request_viewer
 from .serve import PAGE_FIELDS, PLAIN_TEXT, forbidden, frontend_login_url, not_found, private, require_safe
 
@@ -84,6 +85,7 @@ def playback(request, page_id, video_id):
             body["login_url"] = redirect_to_login(page.url or "/", frontend_login_url())["Location"]
         return private(JsonResponse(body, status=403))
     info = hls.playback_info(page, video, viewer=request_viewer(request), resume=resume_info(request, page, video))
+    info["analytics"] = beacon_info(request, page, video)
     # The tokens are bound to this browser's viewer cookie: set it when it was missing.
     return remember_viewer(request, private(JsonResponse(info)))
 
