@@ -55,6 +55,25 @@ def first_segment(stack, session, page, video, rung="hls-90p"):
     return url, int(offset), int(length), response.text
 
 
+def viewer_cookie(session):
+    """Only the viewer cookie the session's browser was given (signed URLs are bound to it), not the session."""
+    return {"pv_viewer": session.cookies["pv_viewer"]}
+
+
+# A browser's viewer cookie, for tokens the tests issue themselves.
+VIEWER = "test-viewer-" + "x" * 20
+
+
+class ViewerClient:
+    """requests.get with a browser's viewer cookie on every request."""
+
+    def __init__(self, viewer):
+        self.viewer = viewer
+
+    def get(self, url, **kwargs):
+        return requests.get(url, cookies={"pv_viewer": self.viewer}, **kwargs)
+
+
 def rendition_bytes(video, name):
     rendition = video.renditions.get(name=name)
     with rendition.file.open("rb") as handle:
@@ -94,19 +113,21 @@ def test_viewer_gets_signed_playlists_and_nginx_serves_the_byte_ranges(stack, gr
     url, offset, length, playlist = first_segment(stack, session, page, video)
     assert url.startswith(f"{url_prefix()}") and video_prefix(video) in url
     assert "#EXT-X-ENDLIST" in playlist and 'URI="/stream/' in playlist
-    # nginx answers the byte range itself: a fresh client without cookies,
-    # and gunicorn never sees the request.
+    # nginx answers the byte range itself: a fresh client with only the viewer
+    # cookie (no session), and gunicorn never sees the request.
     before = stack.log_text("gunicorn-access")
-    segment = requests.get(stack.url(url), headers={"Range": f"bytes={offset}-{offset + length - 1}"})
+    segment = requests.get(
+        stack.url(url), headers={"Range": f"bytes={offset}-{offset + length - 1}"}, cookies=viewer_cookie(session)
+    )
     assert segment.status_code == 206
     assert segment.content == rendition_bytes(video, "hls-90p-media")[offset:offset + length]
     assert segment.headers["Content-Type"] == "video/iso.segment"
     assert "private" in segment.headers["Cache-Control"]
     assert "/stream/" not in (stack.root / "gunicorn-access.log").read_text()[len(before):]
 
-    poster = requests.get(stack.url(data["poster"]))
+    poster = requests.get(stack.url(data["poster"]), cookies=viewer_cookie(session))
     assert poster.status_code == 200 and poster.content[:3] == b"\xff\xd8\xff"
-    sprite = requests.get(stack.url(data["storyboard"]["url"]))
+    sprite = requests.get(stack.url(data["storyboard"]["url"]), cookies=viewer_cookie(session))
     assert sprite.status_code == 200 and sprite.headers["Content-Type"] == "image/jpeg"
 
 
@@ -117,48 +138,59 @@ def test_forged_expired_and_foreign_tokens_get_403_and_no_bytes(stack, tmp_path,
     url, offset, length, _ = first_segment(stack, session, page, video)
     _, _, prefix_token, expires, rest = url.split("/", 4)
     ranged = {"Range": f"bytes={offset}-{offset + length - 1}"}
-    assert requests.get(stack.url(url), headers=ranged).status_code == 206
+    # Every refusal below comes with the right viewer cookie: only the token is wrong.
+    cookies = viewer_cookie(session)
+    assert requests.get(stack.url(url), headers=ranged, cookies=cookies).status_code == 206
 
     # Forged: one character of the token changed; a token made with another secret.
     # (The first character: the last one carries only 2 bits of the digest.)
     forged = ("A" if prefix_token[0] != "A" else "B") + prefix_token[1:]
-    assert_denied_without_bytes(requests.get(stack.url(f"/stream/{forged}/{expires}/{rest}"), headers=ranged))
+    assert_denied_without_bytes(
+        requests.get(stack.url(f"/stream/{forged}/{expires}/{rest}"), headers=ranged, cookies=cookies)
+    )
     prefix = video_prefix(video)
-    wrong_secret = secure_link_token(prefix, int(expires), secret="x" * 64)
-    assert_denied_without_bytes(requests.get(stack.url(f"/stream/{wrong_secret}/{expires}/{rest}")))
+    wrong_secret = secure_link_token(prefix, int(expires), cookies["pv_viewer"], secret="x" * 64)
+    assert_denied_without_bytes(requests.get(stack.url(f"/stream/{wrong_secret}/{expires}/{rest}"), cookies=cookies))
     # A later expiry under the same token: the expiry is signed.
-    assert_denied_without_bytes(requests.get(stack.url(f"/stream/{prefix_token}/{int(expires) + 3600}/{rest}")))
+    assert_denied_without_bytes(
+        requests.get(stack.url(f"/stream/{prefix_token}/{int(expires) + 3600}/{rest}"), cookies=cookies)
+    )
 
     # Expired: correctly signed, a second in the past.
-    expired = VideoToken.issue(video, now=time.time() - 301, lifetime=300)
-    assert_denied_without_bytes(requests.get(stack.url(expired.url_for(rest)), headers=ranged))
+    expired = VideoToken.issue(video, viewer=cookies["pv_viewer"], now=time.time() - 301, lifetime=300)
+    assert_denied_without_bytes(requests.get(stack.url(expired.url_for(rest)), headers=ranged, cookies=cookies))
 
     # Another video's token on this video's files, and this token on the other's.
-    foreign = VideoToken.issue(other_video)
+    foreign = VideoToken.issue(other_video, viewer=cookies["pv_viewer"])
     assert_denied_without_bytes(
-        requests.get(stack.url(f"/stream/{foreign.value}/{foreign.expires}/{rest}"), headers=ranged)
+        requests.get(stack.url(f"/stream/{foreign.value}/{foreign.expires}/{rest}"), headers=ranged, cookies=cookies)
     )
     other_file = other_video.renditions.get(name="hls-90p-media").file.name
-    assert_denied_without_bytes(requests.get(stack.url(f"/stream/{prefix_token}/{expires}/{other_file}")))
+    assert_denied_without_bytes(
+        requests.get(stack.url(f"/stream/{prefix_token}/{expires}/{other_file}"), cookies=cookies)
+    )
 
 
 def test_a_token_opens_only_its_videos_rendition_files(stack, granted):
     page, video, viewer = granted
-    token = VideoToken.issue(video)
+    token = VideoToken.issue(video, viewer=VIEWER)
     base = f"/stream/{token.value}/{token.expires}/"
+    # The token's own viewer cookie on every request: only the path is wrong.
+    client = ViewerClient(VIEWER)
+    assert client.get(stack.url(base + video.renditions.get(name="poster").file.name)).status_code == 200
     master = video.renditions.get(name="hls-master").file.name
     # Wrong path prefix: the original sits beside renditions/, outside the signed folder.
-    assert_denied_without_bytes(requests.get(stack.url(base + video.file.name)))
+    assert_denied_without_bytes(client.get(stack.url(base + video.file.name)))
     # Playlists are Django's (they carry tokens); never served raw here.
-    assert_denied_without_bytes(requests.get(stack.url(base + master)))
+    assert_denied_without_bytes(client.get(stack.url(base + master)))
     # Climbing out of the folder, encoded or not; a missing token; junk.
     parent = video_prefix(video) + "../original.mp4"
-    assert_denied_without_bytes(requests.get(stack.url(base + parent)))
-    assert_denied_without_bytes(requests.get(stack.url(base + parent.replace("..", "%2e%2e"))))
-    assert_denied_without_bytes(requests.get(stack.url("/stream/" + video.renditions.get(name="poster").file.name)))
-    assert_denied_without_bytes(requests.get(stack.url("/stream/")))
+    assert_denied_without_bytes(client.get(stack.url(base + parent)))
+    assert_denied_without_bytes(client.get(stack.url(base + parent.replace("..", "%2e%2e"))))
+    assert_denied_without_bytes(client.get(stack.url("/stream/" + video.renditions.get(name="poster").file.name)))
+    assert_denied_without_bytes(client.get(stack.url("/stream/")))
     # The private root itself stays internal.
-    assert requests.get(stack.url("/_private/" + video.file.name)).status_code == 404
+    assert client.get(stack.url("/_private/" + video.file.name)).status_code == 404
 
 
 def test_anonymous_and_ungranted_viewers_get_no_playlist_and_no_token(stack, granted):
@@ -208,7 +240,8 @@ def test_revoked_viewer_loses_access_once_the_token_lifetime_has_passed(short_to
     assert before_issue + SHORT_LIFETIME <= expires <= int(time.time()) + SHORT_LIFETIME + 1
     ranged = {"Range": f"bytes={offset}-{offset + length - 1}"}
     expected = rendition_bytes(video, "hls-90p-media")[offset:offset + length]
-    first = requests.get(stack.url(url), headers=ranged)
+    cookies = viewer_cookie(session)
+    first = requests.get(stack.url(url), headers=ranged, cookies=cookies)
     assert first.status_code == 206 and first.content == expected
 
     viewer.groups.clear()
@@ -217,11 +250,11 @@ def test_revoked_viewer_loses_access_once_the_token_lifetime_has_passed(short_to
     assert session.get(stack.url(f"/hls/{page.pk}/{video.pk}/hls-90p.m3u8")).status_code == 403
     # The token already handed out works until it expires. This must be checked
     # before the expiry: a machine too slow for that fails here, never skips it.
-    still_valid = requests.get(stack.url(url), headers=ranged)
+    still_valid = requests.get(stack.url(url), headers=ranged, cookies=cookies)
     checked_at = time.time()
     assert checked_at < expires, f"checked {checked_at - expires:.1f} s after the expiry: too slow to test the bound"
     assert still_valid.status_code == 206 and still_valid.content == expected
 
     # nginx compares whole seconds: one second past the expiry it must refuse.
     time.sleep(max(0.0, expires + 1.1 - time.time()))
-    assert_denied_without_bytes(requests.get(stack.url(url), headers=ranged))
+    assert_denied_without_bytes(requests.get(stack.url(url), headers=ranged, cookies=cookies))
