@@ -1,9 +1,12 @@
 """One transcode job, start to finish: probe → playable fast → ladder,
 poster and storyboard → publish. Runs inside a task worker only."""
 
+import errno
 import logging
 import math
 import os
+import re
+import shutil
 import socket
 import threading
 import time
@@ -13,7 +16,7 @@ from datetime import timedelta
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.db.models import F
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -87,6 +90,9 @@ class Lease:
                     ).update(heartbeat_at=timezone.now())
                 except Exception:  # noqa: BLE001 - a busy database; try again next beat
                     logger.warning("could not renew the lease of job %s", self.job.pk, exc_info=True)
+                    # Django never reconnects a connection the server dropped
+                    # (a database restart): a fresh one at the next beat.
+                    connection.close()
                     continue
                 if not renewed:
                     self.lost.set()
@@ -182,15 +188,22 @@ def run_job(job_id, phase=Phase.PLAYABLE):
         except JobSuperseded:
             logger.info("transcode job %s was superseded", job.pk)
             outcome = "superseded"
+        except (OperationalError, InterfaceError):
+            # The database went away mid-job (a restart, a failover): not the
+            # file's fault, and no reason to fail the job.
+            logger.warning("transcode job %s lost its database connection", job.pk, exc_info=True)
+            outcome = "interrupted"
         except ProbeError as exc:
             _fail(job, readable_probe_error(exc))
         except FFmpegError as exc:
             _fail(job, readable_ffmpeg_error(exc), exc.stderr_tail)
         except Exception as exc:  # noqa: BLE001 - the worker must survive anything
             logger.exception("transcode job %s crashed", job.pk)
-            _fail(job, _("Processing failed unexpectedly: %(error)s") % {"error": exc}, traceback.format_exc()[-4000:])
+            _fail(job, readable_crash(exc), traceback.format_exc()[-4000:])
         else:
             outcome = "playable" if job.phase == Phase.PLAYABLE else "ready"
+    if outcome == "interrupted":
+        return _requeue_interrupted(job)
     mine = TranscodeJob.objects.filter(pk=job.pk, status=Status.PROCESSING, worker=job.worker)
     if outcome == "playable":
         if mine.update(status=Status.QUEUED, phase=Phase.LADDER, worker="", task_id="",
@@ -205,6 +218,24 @@ def run_job(job_id, phase=Phase.PLAYABLE):
     return outcome
 
 
+def _requeue_interrupted(job):
+    """Put a job the database dropped back in the queue in its current
+    phase, without counting an attempt. The broken connection is closed
+    first (Django would keep using it); if the database is still down, the
+    job's lease runs out and ``recover_stale_jobs`` re-queues it instead."""
+    connection.close()
+    try:
+        if TranscodeJob.objects.filter(pk=job.pk, status=Status.PROCESSING, worker=job.worker).update(
+            status=Status.QUEUED, worker="", stage="requeued", eta_seconds=None, task_id="",
+            queued_at=timezone.now(),
+        ):
+            send_job(job.pk)
+    except (OperationalError, InterfaceError):
+        connection.close()
+        logger.warning("transcode job %s waits for its lease to run out", job.pk, exc_info=True)
+    return "interrupted"
+
+
 def _fail(job, message, stderr_tail=""):
     TranscodeJob.objects.filter(pk=job.pk, status=Status.PROCESSING, worker=job.worker).update(
         status=Status.FAILED,
@@ -215,14 +246,24 @@ def _fail(job, message, stderr_tail=""):
     )
 
 
+DISK_FULL = gettext_lazy("The server ran out of disk space while processing.")
+
 _KNOWN_FAILURES = (
     ("moov atom not found", gettext_lazy("The file is incomplete (was the upload cut short?) and cannot be read.")),
     ("Invalid data found when processing input",
      gettext_lazy("The file is damaged or is not a video ffmpeg can read.")),
     ("does not contain any stream", gettext_lazy("The file contains no audio or video stream.")),
     ("Output file #0 does not contain any stream", gettext_lazy("The file contains no usable video stream.")),
-    ("No space left on device", gettext_lazy("The server ran out of disk space while processing.")),
+    ("No space left on device", DISK_FULL),
 )
+
+
+def readable_crash(exc):
+    """The job's error for an unexpected exception; a full disk (the temp
+    folder or the storage, written by Python rather than ffmpeg) says so."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return str(DISK_FULL)
+    return _("Processing failed unexpectedly: %(error)s") % {"error": exc}
 
 
 def readable_probe_error(exc):
@@ -565,12 +606,40 @@ def _segments(playlist):
     return segments
 
 
+_BYTERANGES = re.compile(r"BYTERANGE[:=]\"?(\d+)@(\d+)")
+
+
+def check_hls_complete(playlist, media):
+    """Raise FFmpegError unless ``playlist`` is whole and every byte range it
+    names lies inside ``media``. ffmpeg's HLS muxer exits 0 when a write
+    fails (a full temp folder): it leaves an empty or cut playlist and a
+    short media file, which must fail the job, never be published, and not
+    be blamed on the upload (probing the cut file says "damaged")."""
+    text = playlist.read_text(errors="replace") if playlist.exists() else ""
+    ends = [int(length) + int(offset) for length, offset in _BYTERANGES.findall(text)]
+    size = media.stat().st_size if media.exists() else 0
+    if "#EXT-X-ENDLIST" in text and ends and max(ends) <= size:
+        return
+    free = shutil.disk_usage(playlist.parent).free
+    detail = f"{playlist.name} is incomplete ({len(text)} characters, {size} bytes of media)"
+    if free < _DISK_FULL_BYTES:
+        # The words readable_ffmpeg_error maps to the disk-space message.
+        raise FFmpegError(str(DISK_FULL), f"{detail}; No space left on device ({free} bytes free)")
+    raise FFmpegError(_("ffmpeg wrote an incomplete file (%(name)s).") % {"name": playlist.name}, detail)
+
+
+# Free space below this after an incomplete write: the disk was full (ffmpeg
+# writes in blocks of up to a few hundred KiB).
+_DISK_FULL_BYTES = 1024 * 1024
+
+
 def _rung_outputs(folder, label, info, *, size=None, audio=False):
     """(mp4 or None, hls media, hls playlist) for one rung, or for one audio
     track when ``audio``."""
     playlist = folder / backends.hls_playlist_name(label)
     media = folder / backends.hls_media_name(label)
     media_name, playlist_name = f"hls-{label}-media", f"hls-{label}"
+    check_hls_complete(playlist, media)
     segments = _segments(playlist)
     duration = sum(d for d, _ in segments) or info.duration
     average = int(media.stat().st_size * 8 / duration) if duration else None

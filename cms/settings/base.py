@@ -106,6 +106,9 @@ DATABASES = {
         env="DATABASE_URL",
         default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}",
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+        # A kept connection the server dropped (a PostgreSQL restart) is
+        # replaced before the next request uses it, instead of failing it.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -7,10 +7,11 @@ period. On start, folders of stopped workers go first."""
 
 import logging
 import threading
+import time
 
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from transcoding.conf import setting
 from transcoding.publish import delete_retired_files
@@ -62,20 +63,40 @@ class Command(BaseCommand):
             if _uses_rq():
                 self.run_rq_worker(max_tasks, verbosity)
                 return
-            call_command(
-                "db_worker",
-                # As an argument, not backend_name=: db_worker checks its default
-                # ("default") otherwise, which a site may give a non-database backend.
-                f"--backend={task_backend_alias()}",
-                queue_name="*",
-                interval=interval,
-                startup_delay=startup_delay,
-                max_tasks=max_tasks,
-                reload=False,
-                verbosity=verbosity,
-            )
+            self.run_db_worker(interval, startup_delay, max_tasks, verbosity)
         finally:
             stop.set()
+
+    def run_db_worker(self, interval, startup_delay, max_tasks, verbosity):
+        """django-tasks-db's worker loop, started again whenever the database
+        drops it: its loop re-raises any error but a locked SQLite file, so a
+        PostgreSQL restart would end the worker. A job cut off meanwhile is
+        re-queued (by run_job, or by its lease)."""
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                call_command(
+                    "db_worker",
+                    # As an argument, not backend_name=: db_worker checks its default
+                    # ("default") otherwise, which a site may give a non-database backend.
+                    f"--backend={task_backend_alias()}",
+                    queue_name="*",
+                    interval=interval,
+                    startup_delay=startup_delay,
+                    max_tasks=max_tasks,
+                    reload=False,
+                    verbosity=verbosity,
+                )
+                return
+            except (OperationalError, InterfaceError):
+                connection.close()
+                if time.monotonic() - started > 60:
+                    delay = 1.0
+                logger.warning("the database is unavailable; the worker starts again in %g s",
+                               delay, exc_info=True)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def run_rq_worker(self, max_tasks, verbosity):
         from django_tasks import task_backends
