@@ -109,6 +109,11 @@ bench-serve: bench-deps
 	$(BIN)/python bench/serve.py
 	deploy/scripts/with-test-postgres $(BIN)/python bench/serve.py --postgres
 
+# Load benchmark (docs/benchmarks.md): 500 HLS viewers (locust) through nginx + 3 gunicorn workers on a throwaway
+# PostgreSQL, logins and publishes beside; p95 of the Python answers, and no segment request in gunicorn's log.
+bench-load: bench-deps
+	deploy/scripts/with-test-postgres $(BIN)/python bench/load.py
+
 # Transcoding benchmark (docs/benchmarks.md): ladder speed, one decode vs per rung, time to playable, storage.
 # PYTHONPATH: the demo site (cms) is not part of the installed package.
 bench-transcode: setup

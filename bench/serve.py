@@ -51,24 +51,13 @@ PG_ROUNDS = int(os.environ.get("BENCH_PG_ROUNDS", "3"))
 PG_ROUND_SECONDS = int(os.environ.get("BENCH_PG_ROUND_SECONDS", "6"))
 
 
-def create_database(url):
-    """CREATE DATABASE for DATABASE_URL when it is missing (a throwaway server starts empty)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def setup_django():
     import django
 
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     if POSTGRES:
+        from bench.load.common import create_database
+
         create_database(os.environ["DATABASE_URL"])
     django.setup()
     from django.core.management import call_command

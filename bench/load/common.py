@@ -10,6 +10,19 @@ REPO = Path(__file__).resolve().parent.parent.parent
 PASSWORD = "bench viewer password"
 
 
+def create_database(url):
+    """CREATE DATABASE for DATABASE_URL when it is missing (a throwaway server starts empty)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
 def make_viewer_sessions(count, group, *, prefix="viewer-"):
     """``count`` distinct users in ``group``, each with one signed-in session
     (a real database session carrying the auth hash, as after a sign-in).

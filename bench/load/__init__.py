@@ -1,0 +1,1 @@
+"""Helpers of the many-viewer benchmarks (bench/load.py, bench/serve.py --postgres)."""
