@@ -124,17 +124,22 @@ class PlaybackLogEntry(models.Model):
         }
 
 
-class PolicyGeneration(models.Model):
-    """One row whose value changes, in the same transaction, with every row a
-    remembered media decision was read from (database triggers installed by
-    ``media_access.decisions``). A new value is random rather than the next
-    number, so a database restored from a backup never brings back a value
-    some worker has seen with other data."""
+class DecisionScope(models.Model):
+    """One row per thing a remembered media decision can rest on ("p:<page
+    id>", "u:<user id>", "s:<session key>", "v:<video id>", "schema"), whose
+    value database triggers installed by ``media_access.decisions`` replace
+    with a random one, in the same transaction, whenever a row it covers
+    changes. Random rather than the next number, so a database restored from
+    a backup never brings back a value some worker has seen with other data.
+    ``touched`` (Unix seconds, the database's clock) lets old rows be pruned;
+    ``decisions`` explains why that is safe."""
 
+    key = models.CharField(_("key"), max_length=255, primary_key=True)
     value = models.BigIntegerField(_("value"))
+    touched = models.BigIntegerField(_("touched"), db_index=True)
 
     class Meta:
-        verbose_name = _("policy generation")
+        verbose_name = _("decision scope")
 
 
 class PlaybackPosition(models.Model):

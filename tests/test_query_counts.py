@@ -41,7 +41,7 @@ def test_a_remembered_media_request_costs_one_small_query(client, django_assert_
     first = client.get(url)  # runs the whole policy, remembers the decision, logs the playback
     assert first.status_code == 200 and first.has_header("X-Accel-Redirect")
 
-    # On SQLite the one query (the policy generation, with the schema version)
+    # On SQLite the one query (the decision scopes, with the schema version)
     # goes through the driver's own cursor, which Django does not count; the
     # driver's trace does. On PostgreSQL it is a Django query.
     sqlite = connection.vendor == "sqlite"
@@ -60,7 +60,7 @@ def test_a_remembered_media_request_costs_one_small_query(client, django_assert_
     assert response.status_code == 200
     assert response["X-Accel-Redirect"] == first["X-Accel-Redirect"]
     if sqlite:
-        assert len(statements) == 1 and "private_video_access_policygeneration" in statements[0], statements
+        assert len(statements) == 1 and "private_video_access_decisionscope" in statements[0], statements
 
 
 def test_can_watch_for_a_granted_viewer(django_assert_num_queries, granted):
