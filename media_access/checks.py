@@ -132,7 +132,7 @@ def check_decision_triggers(app_configs=None, databases=None, **kwargs):
             continue
         try:
             with connection.cursor() as cursor:
-                if "private_video_access_policygeneration" not in connection.introspection.table_names(cursor):
+                if decisions.SCOPE_TABLE not in connection.introspection.table_names(cursor):
                     continue  # not migrated yet: migrate installs them
                 missing = sorted(set(decisions.trigger_names(connection)) - _present_triggers(connection, cursor))
         except DatabaseError:
@@ -140,13 +140,14 @@ def check_decision_triggers(app_configs=None, databases=None, **kwargs):
         if missing:
             errors.append(Error(
                 _("%(count)d of media_access's decision triggers are missing or disabled on database "
-                  "%(alias)r (%(names)s): allowed decisions are not remembered, so every media request "
-                  "runs the whole policy.") % {
+                  "%(alias)r (%(names)s): changes to the rows they watch are not seen. Web workers stop "
+                  "remembering allowed decisions once they count the triggers again (SQLite: at once; "
+                  "PostgreSQL: within a minute), so until then a revocation may be missed.") % {
                     "count": len(missing), "alias": alias, "names": ", ".join(missing[:5])
                     + (", …" if len(missing) > 5 else ""),
                 },
                 hint=_("Run manage.py migrate (media_access reinstalls them after every migrate) or call "
-                       "media_access.decisions.install_triggers()."),
+                       "media_access.decisions.install_triggers(), which also ends every remembered decision."),
                 id="private_video_access.E004",
             ))
     return errors
