@@ -310,6 +310,7 @@ def test_hostile_requests(moto_stack, moto_s3_server, two_part_video):
     limited.call("DELETE", "s3_abort", allowed.json()["uploadId"])
 
     # No CSRF header, or not signed in: nothing starts.
+    uploads_before = Upload.objects.count()
     assert browser.call("POST", "s3_create", json={"length": 10, "filename": "a.mp4"}, csrf=False).status_code == 403
     anonymous = requests.post(moto_stack.url(reverse("private_video:s3_create")), json={}, allow_redirects=False)
     assert anonymous.status_code in (302, 403) and Upload.objects.count() == uploads_before
