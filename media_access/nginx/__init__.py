@@ -16,6 +16,7 @@ from django.urls import reverse
 
 from private_video import layout
 from private_video.storage import private_storage
+from private_video.conf import setting as private_video_setting
 from private_video.validation import max_upload_request_size
 
 from .. import s3, tokens
@@ -119,9 +120,20 @@ def app_locations():
         marker = 918273645
         pattern = re.escape(_nginx_path(reverse(name, args=[marker]))).replace(str(marker), "[0-9]+")
         locations.append({"match": f"~ ^{pattern}$", "body_limit": video_limit, "upload": True})
+    # Resumable (tus) uploads: bounded chunks streamed to Django as they
+    # arrive (proxy_request_buffering off), never a whole file in one body.
+    locations.insert(0, {
+        "match": f"^~ {_nginx_path(reverse('private_video:tus_create'))}",
+        "body_limit": tus_body_limit(), "upload": True, "stream": True,
+    })
     locations.append({"match": _nginx_path(reverse("wagtailadmin_home")), "body_limit": admin_limit})
     locations.append({"match": "/", "body_limit": None})
     return locations
+
+
+def tus_body_limit():
+    """nginx's body limit on the tus URLs: one chunk (PRIVATE_VIDEO_UPLOAD_CHUNK_SIZE) and 1 MiB of slack."""
+    return private_video_setting("UPLOAD_CHUNK_SIZE") + 1024 * 1024
 
 
 def _nginx_path(path):
