@@ -212,17 +212,19 @@
           const uploadId = String(stored.uploadUrl || "").split("/").filter(Boolean).pop();
           found.push({
             fileId: key.slice("tus::tus-".length, at), name: (stored.metadata || {}).filename, uploadId,
-            uploadUrl: stored.uploadUrl,
+            uploadUrl: stored.uploadUrl, started: stored.creationTime,
           });
         }
       } else {
         for (const key of Object.keys(localStorage).filter((k) => k.startsWith(S3_PREFIX))) {
           let stored = {};
           try { stored = JSON.parse(localStorage.getItem(key)); } catch (e) { continue; }
-          found.push({ fileId: key.slice(S3_PREFIX.length), name: stored.name, uploadId: stored.uploadId });
+          found.push({
+            fileId: key.slice(S3_PREFIX.length), name: stored.name, uploadId: stored.uploadId, started: stored.started,
+          });
         }
       }
-      return found.filter((entry) => entry.uploadId);
+      return found.filter((entry) => entry.uploadId).sort((a, b) => (Date.parse(a.started) || 0) - (Date.parse(b.started) || 0));
     }
 
     // After a reload: a row per interrupted upload the server still holds,
@@ -290,7 +292,7 @@
             filename: file.name, length: file.size, collection: file.meta.collection,
           });
           localStorage.setItem(S3_PREFIX + file.id, JSON.stringify({
-            uploadId: answer.uploadId, key: answer.key, name: file.name, size: file.size,
+            uploadId: answer.uploadId, key: answer.key, name: file.name, size: file.size, started: new Date().toISOString(),
           }));
           return { uploadId: answer.uploadId, key: answer.key };
         },
@@ -373,10 +375,26 @@
       finished(file, uploadId, backend === "s3" ? response.body : null);
     });
 
+    // The id of a file's tus upload: from Uppy's state, else from what tus-js-client stored.
+    function tusUploadId(fileId) {
+      let url = (uppy.getFile(fileId)?.tus || {}).uploadUrl;
+      for (const key of url ? [] : tusKeys(fileId)) {
+        try { url = JSON.parse(localStorage.getItem(key)).uploadUrl; } catch (e) { /* unreadable */ }
+      }
+      return url ? String(url).split("/").filter(Boolean).pop() : null;
+    }
+
+    // The {"error": ...} of a refusal, from the failed request's answer.
+    function refusalOf(error, response) {
+      let text = "";
+      if (error.originalResponse && error.originalResponse.getBody) text = error.originalResponse.getBody() || "";
+      else if (response && response.body && response.body.xhr) text = response.body.xhr.responseText || "";
+      try { return JSON.parse(text).error || ""; } catch (e) { return ""; }
+    }
+
     uppy.on("upload-error", async (file, error, response) => {
       const row = rows.get(file.id);
-      const uploadUrl = backend === "tus" ? (file.tus || {}).uploadUrl : null;
-      const uploadId = uploadUrl ? uploadUrl.split("/").filter(Boolean).pop() : (file.s3Multipart || {}).uploadId;
+      const uploadId = backend === "tus" ? tusUploadId(file.id) : (uppy.getFile(file.id)?.s3Multipart || file.s3Multipart || {}).uploadId;
       let status = null;
       if (uploadId) {
         try { status = await uploadStatus(uploadId); } catch (e) { /* gone */ }
@@ -387,15 +405,11 @@
       if (!row) return;
       row.item.querySelector("[data-pause]").hidden = true;
       setDetail(row.item, "");
-      // The server's own words: the upload's recorded error, else its answer.
-      let message = error.serverMessage || (status && status.error) || "";
-      if (!message && response && response.body && response.body.xhr) {
-        const text = response.body.xhr.responseText || "";
-        try { message = JSON.parse(text).error || ""; } catch (e) { message = text.length < 500 ? text.trim() : ""; }
-      }
+      // The server's own words: its answer to the failed request, else the upload's recorded error.
+      let message = error.serverMessage || refusalOf(error, response) || (status && status.error) || "";
       if (!message) {
-        message = error.isNetworkError || /network|connection/i.test(error.message)
-          ? "Upload failed: the connection was lost. Choose the file again to resume."
+        message = status && status.state === "receiving"
+          ? `Upload stopped at ${Math.floor((status.offset / status.length) * 100)}%: the connection was lost. Choose the file again to resume.`
           : `Upload failed: ${error.message}`;
       }
       setState(row.item, message, "is-error");
