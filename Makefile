@@ -33,10 +33,11 @@ run: setup prepare
 test: setup test-system-deps lint-imports
 	$(BIN)/pytest --ds=cms.settings.test --durations=20 $(PYTEST_ARGS)
 
-# The stack-level tests again, on a throwaway PostgreSQL server (CI runs both).
+# The stack-level tests again, on a throwaway PostgreSQL server (CI runs both), and the
+# tests marked postgres (the remembered-decision unit tests; ~1 min).
 # make run's own test and the install test are left out: they always use their own SQLite database.
 test-postgres: setup test-system-deps
-	deploy/scripts/with-test-postgres $(BIN)/pytest --ds=cms.settings.test --durations=20 -m "integration or browser" --ignore=tests/test_make_run.py \
+	deploy/scripts/with-test-postgres $(BIN)/pytest --ds=cms.settings.test --durations=20 -m "integration or browser or postgres" --ignore=tests/test_make_run.py \
 		--ignore=tests/test_install_wheel.py $(PYTEST_ARGS)
 
 setup: system-deps $(VENV)/.installed frontend
@@ -113,6 +114,11 @@ bench-serve: bench-deps
 # PostgreSQL, logins and publishes beside; p95 of the Python answers, and no segment request in gunicorn's log.
 bench-load: bench-deps
 	deploy/scripts/with-test-postgres $(BIN)/python bench/load.py
+
+# Upload benchmark (docs/benchmarks.md): a 2 GiB video through the resumable (tus) path vs an nginx-only PUT of the
+# same bytes, and the gunicorn workers' memory during the upload.
+bench-upload: bench-deps
+	$(BIN)/python bench/upload.py
 
 # Transcoding benchmark (docs/benchmarks.md): ladder speed, one decode vs per rung, time to playable, storage.
 # PYTHONPATH: the demo site (cms) is not part of the installed package.

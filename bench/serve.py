@@ -133,30 +133,6 @@ def make_fixtures(whole_mb=WHOLE_MB, big=True):
     return pages, client.cookies["sessionid"].value, group
 
 
-def worker_pids(master_pid):
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == master_pid:
-                pids.append(int(entry.name))
-    return pids
-
-
-def rss_mb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def median_of(runs, fn):
-    return statistics.median(fn() for _ in range(runs))
-
-
 def alternate(rounds, names, measure):
     """Each name measured ``rounds`` times, alternating the order each round
     (the 2 cores are shared: neighbours' noise falls on every path alike)."""
@@ -172,7 +148,7 @@ def main():
     setup_django()
     pages, session, _ = make_fixtures()
 
-    from bench.serve_client import Connection, bench_stack, slow_viewers, wrk, wrk_checked
+    from bench.serve_client import Connection, bench_stack, rss_mb, slow_viewers, worker_pids, wrk, wrk_checked
 
     stack = bench_stack(
         DATA_DIR,

@@ -233,6 +233,26 @@ def wrk_checked(port, path, **kwargs):
     return figures
 
 
+def worker_pids(master_pid):
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master_pid:
+                pids.append(int(entry.name))
+    return pids
+
+
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def bench_stack(data_dir, *, workers, extra_env=None, database_url=None, stack_class=None):
     """nginx + gunicorn from the shipped config, on the bench settings and the
     bench database in ``data_dir``; started, to be stopped by the caller.
