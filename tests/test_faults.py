@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import redis
-import requests
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import override_settings
@@ -305,11 +304,12 @@ DB_TASKS = {
 }
 
 
-def pg_ctl(*args):
+def pg_ctl(*args, check=True):
     command = [f"{PG['BINDIR']}/pg_ctl", "-D", PG["DATADIR"], *args]
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         command = ["runuser", "-u", "postgres", "--", *command]
-    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    # The server's output goes to its log (-l), never to a pipe of ours.
+    return subprocess.run(command, check=check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
 
 
 def pg_start():
@@ -327,8 +327,7 @@ def restartable_postgres():
                     "unset): not a server this test may restart")
     yield
     # Whatever happened, the rest of the run gets its database back.
-    if subprocess.run([f"{PG['BINDIR']}/pg_ctl", "-D", PG["DATADIR"], "status"],
-                      capture_output=True).returncode != 0:
+    if pg_ctl("status", check=False).returncode != 0:
         pg_start()
     connection.close()
 
@@ -384,7 +383,8 @@ def test_postgres_restart_gives_clean_5xx_then_everything_recovers_and_no_job_is
 
     # A quick restart nobody sees: the workers' kept connections are dead, and
     # the first request on each must not be the one that finds out.
-    pg_ctl("-m", "fast", "-w", "restart")
+    pg_ctl("-m", "fast", "-w", "stop")
+    pg_start()
     connection.close()
     for _ in range(2):
         for kind in watch.urls:
@@ -401,3 +401,97 @@ def test_postgres_restart_gives_clean_5xx_then_everything_recovers_and_no_job_is
         after = enqueue_transcode(later)
     after = wait_for(lambda: TranscodeJob.objects.filter(pk=after.pk, status__in=["ready", "failed"]).first(), 90, log)
     assert after.status == "ready" and after.worker.endswith(f":{transcoder.pid}"), (after.error, log())
+
+
+# 3. Redis stopped for 10 s --------------------------------------------------------
+
+
+class RedisServer:
+    """A redis-server on a fixed free loopback port that can be stopped and
+    started again (same port, no persistence: a restart starts empty)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )
+        client = redis.Redis.from_url(self.url)
+        wait_for(lambda: self._ping(client), 10, lambda: "redis-server did not start")
+
+    @staticmethod
+    def _ping(client):
+        try:
+            return client.ping()
+        except redis.ConnectionError:
+            return False
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def rq_stack(tmp_path_factory, stack_database_url, static_root):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    stack = _start_stack(tmp_path_factory, stack_database_url, static_root, extra_env={
+        "TRANSCODING_TASKS_BACKEND": "django_tasks_rq.RQBackend",
+        "REDIS_URL": server.url,
+        "TRANSCODING_LEASE_SECONDS": "5",
+    })
+    stack._spawn("rq", [str(VENV_BIN / "python"), "manage.py", "transcoding_worker"])
+    stack.redis = server
+    yield stack
+    stack.stop()
+    server.stop()
+
+
+def test_redis_outage_loses_no_upload_and_never_touches_serving(rq_stack, tmp_path):
+    stack = rq_stack
+    page, video, members = ready_page(tmp_path, "redis-outage")
+    watch = Watch(stack, page, video)
+    viewer = stack_session(make_user("ro-viewer", groups=[members]))
+    make_user("ro-editor", PASSWORD, superuser=True)
+    editor = admin_session(stack, "ro-editor")
+    worker = stack.processes["rq"]
+    log = lambda: stack.log_text("rq")[-4000:]  # noqa: E731
+    source = make_test_video(tmp_path / "during-outage.mp4", duration=1, width=160, height=90)
+
+    stack.redis.stop()
+    stopped = time.monotonic()
+    # An upload while Redis is down: the video is kept and its job recorded,
+    # though it could not reach the queue.
+    response = post_video(stack, editor, source, "during-outage.mp4")
+    assert response.status_code == 200, response.text[:500]
+    uploaded = Video.objects.get(pk=response.json()["pk"])
+    job = TranscodeJob.objects.get(video=uploaded)
+    assert job.status == "queued" and job.task_id == "", (job.status, job.task_id)
+    # Viewers of ready videos are unaffected: serving never touches Redis
+    # (each answer is right, and quick: no connection attempt timing out).
+    served = 0
+    while time.monotonic() - stopped < 10:
+        for kind in watch.urls:
+            started = time.monotonic()
+            response = watch.get(viewer, kind)
+            assert watch.right(kind, response), (kind, response.status_code, response.text[:500])
+            assert time.monotonic() - started < 2, kind
+            served += 1
+        time.sleep(0.2)
+    assert served >= 8
+    assert worker.poll() is None, log()
+
+    stack.redis.start()
+    # The worker reconnects by itself and the job is sent again and done.
+    done = wait_for(lambda: TranscodeJob.objects.filter(pk=job.pk, status__in=["ready", "failed"]).first(), 90, log)
+    assert done.status == "ready", (done.error, log())
+    assert done.task_id and done.worker.endswith(f":{worker.pid}")
+    assert uploaded.renditions.filter(kind=Rendition.Kind.HLS_MASTER).exists()
+    assert worker.poll() is None, log()
