@@ -20,30 +20,22 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from .conf import setting
 from .models import Viewing
+from .tokens import cookie_viewer
 
 # A completed viewing: at least this share of the video's seconds played.
 COMPLETION_SHARE = 0.9
 # The longest video analytics keeps seconds for (a bitmap of 4.5 KiB at most).
 MAX_DURATION = 10 * 3600
 VIEWER_SALT = "media_access.analytics.viewer"
-VIEWER_COOKIE_DEFAULT = "pv_viewer"
 
 
 # ---- identity ---------------------------------------------------------------------
-
-
-def viewer_cookie_name():
-    try:
-        return setting("VIEWER_COOKIE")
-    except KeyError:  # before the viewer-bound tokens define it
-        return getattr(settings, "MEDIA_ACCESS_VIEWER_COOKIE", VIEWER_COOKIE_DEFAULT)
 
 
 def viewer_id(request):
@@ -52,8 +44,8 @@ def viewer_id(request):
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
         source = f"user:{user.pk}"
-    elif request.COOKIES.get(viewer_cookie_name()):
-        source = "cookie:" + request.COOKIES[viewer_cookie_name()]
+    elif cookie_viewer(request):
+        source = "cookie:" + cookie_viewer(request)
     elif getattr(request, "session", None) is not None and request.session.session_key:
         source = "session:" + request.session.session_key
     elif request.META.get("CSRF_COOKIE"):

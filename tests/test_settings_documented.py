@@ -31,6 +31,7 @@ APPS = {
 # apps may read them directly; they are documented by their owners.
 OTHERS_SETTINGS = {
     "AUTH_USER_MODEL",
+    "CSRF_HEADER_NAME",
     "DATA_UPLOAD_MAX_MEMORY_SIZE",
     "DATABASES",
     "DEBUG",
