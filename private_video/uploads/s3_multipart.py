@@ -207,7 +207,9 @@ def _json_view(view):
             return view(request, storage, *args, **kwargs)
         except _Refusal as refusal:
             return _error(refusal.message, refusal.status)
-        except _client_errors():
+        except _client_errors() as exc:
+            if _error_code(exc) == "NoSuchUpload":
+                return _error(_("The store no longer has this upload; start it again."), 410)
             import logging
 
             logging.getLogger(__name__).exception("S3 multipart request failed")
