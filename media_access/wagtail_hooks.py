@@ -29,6 +29,24 @@ def register_playback_report_menu_item():
     )
 
 
+class WatchAnalyticsMenuItem(MenuItem):
+    def is_shown(self, request):
+        from private_video.permissions import video_permission_policy
+
+        return video_permission_policy().user_has_permission(request.user, "change")
+
+
+@hooks.register("register_reports_menu_item")
+def register_watch_analytics_menu_item():
+    return WatchAnalyticsMenuItem(
+        _("Watch analytics"),
+        reverse("media_access_reports:video_analytics_index"),
+        name="watch-analytics",
+        icon_name="media",
+        order=810,
+    )
+
+
 @hooks.register("register_log_actions")
 def register_grant_log_actions(actions):
     actions.register_action(

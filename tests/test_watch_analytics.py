@@ -395,6 +395,18 @@ def test_report_only_for_users_who_may_change_that_video(watched, sample_video, 
         assert client.get(url).status_code == 404
         assert client.get(url, {"format": "csv"}).status_code == 404
 
+    # Reports → Watch analytics lists the watched videos this user may change, and only those.
+    Viewing.objects.create(video=other, page=None, viewer="f" * 64, session=SESSION, duration=4.0,
+                           seconds=b"\x0f", watched=4)
+    index = client.get(reverse("media_access_reports:video_analytics_index"))
+    assert index.status_code == 200
+    assert f'<tr data-video="{video.pk}">'.encode() in index.content
+    assert f'data-video="{other.pk}"'.encode() not in index.content and b"Theirs" not in index.content
+    row = index.content.decode().split(f'<tr data-video="{video.pk}">', 1)[1].split("</tr>", 1)[0]
+    assert f'href="{report}"' in row and "<td>5</td>" in row and "<td>6</td>" in row
+    # (the admin's sidebar is JSON props)
+    assert b'"url": "/admin/reports/video-playback/videos/analytics/"' in client.get("/admin/").content
+
     # The edit page links to it.
     edit = client.get(reverse("private_video:edit", args=[video.pk]))
     assert edit.status_code == 200

@@ -222,6 +222,33 @@ def video_analytics(request, video_id):
     return response
 
 
+def video_analytics_index(request):
+    """Reports → Watch analytics: the videos this user may change that someone
+    watched, most recently watched first, each linking to its report."""
+    from django.core.paginator import Paginator
+    from django.db.models import Count, Max, OuterRef, Subquery
+
+    from ..models import Viewing
+
+    of_video = Viewing.objects.filter(video=OuterRef("pk")).order_by().values("video")
+    videos = (
+        videos_user_may(request.user, "change")
+        .annotate(
+            analytics_viewings=Subquery(of_video.annotate(n=Count("pk")).values("n")),
+            analytics_viewers=Subquery(of_video.annotate(n=Count("viewer", distinct=True)).values("n")),
+            analytics_last=Subquery(of_video.annotate(last=Max("updated_at")).values("last")),
+        )
+        .filter(analytics_viewings__gt=0)
+        .order_by("-analytics_last", "-pk")
+    )
+    page = Paginator(videos, 50).get_page(request.GET.get("p"))
+    response = TemplateResponse(request, "media_access/analytics/index.html", {
+        "videos": page, "header_icon": "media", "page_title": _("Watch analytics"),
+    })
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
 def analytics_panel(request, video):
     """The video edit view's panel (``insert_video_edit_panels``): the headline numbers and the report's link."""
     from django.template.loader import render_to_string
