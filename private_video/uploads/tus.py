@@ -22,7 +22,6 @@ second one gets 423). The last PATCH runs ``complete_upload``: 204 with
 import base64
 import binascii
 import hashlib
-import json
 import os
 import re
 
@@ -38,7 +37,6 @@ from django.views.decorators.http import require_http_methods
 from wagtail.admin.auth import require_admin_access
 from wagtail.models import Collection
 
-from ..conf import setting
 from ..validation import max_upload_size
 from . import staging
 from .completion import UploadRefused, complete_upload, cancel_upload, expiry_from_now
