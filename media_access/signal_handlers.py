@@ -12,8 +12,8 @@ password restriction with a new password (or turning a restriction into a
 password one) inserts it as a new row and deletes the old: the remembered id
 names nothing any more, and Wagtail's own page check, the media policy and the
 document check all ask for the new password on the next request. The insert
-and delete also change the policy generation (``decisions``), so no
-remembered media decision survives it. Ids are never reused (AUTOINCREMENT on
+and delete also change the restricted page's decision scope
+(``decisions``), so no remembered media decision under it survives. Ids are never reused (AUTOINCREMENT on
 SQLite, sequences on PostgreSQL). Change passwords through ``save()`` (the
 admin's privacy dialog does); a bulk ``QuerySet.update()`` bypasses this.
 """

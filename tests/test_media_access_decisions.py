@@ -22,7 +22,7 @@ from django.contrib.auth.models import Group
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.db import connection
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from django.utils import timezone
 from wagtail.models import Page, PageViewRestriction
 
@@ -35,6 +35,10 @@ from media_access.policy import Decision, Outcome
 from .conftest import _start_stack
 from .helpers import home_page, make_user, make_video, make_video_page, stack_session
 
+
+
+# make test-postgres runs this whole module on PostgreSQL too.
+pytestmark = pytest.mark.postgres
 
 
 def through_the_stack(test):
@@ -211,6 +215,8 @@ def test_a_missing_or_disabled_trigger_turns_remembering_off(light):
         if connection.vendor == "sqlite":
             cursor.execute(f'DROP TRIGGER "{GROUPS_TRIGGER}_d"')
         else:
+            # The fixture's deferred foreign key checks must run before an ALTER TABLE.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute(f'ALTER TABLE auth_user_groups DISABLE TRIGGER "{GROUPS_TRIGGER}"')
     try:
         if connection.vendor == "postgresql":
@@ -725,3 +731,156 @@ def test_paths_that_skip_model_signals_still_end_the_entry(light, name):
     change(light, made)
     assert recalled(light.page, light.video, cookie) is None
     decisions.cache().clear()
+
+
+# --- scoped: what leaves an entry alone, what ends it ------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_restriction_on_an_aliased_page_ends_the_aliases_entries(light):
+    """Wagtail checks an alias against its source page's restrictions: the
+    restriction's trigger reaches the alias (and its descendants)."""
+    decisions.cache().clear()
+    alias = light.open_page.create_alias(parent=home_page(), update_slug="open-alias")
+    assert remembered(alias, light.video) is not None
+    assert recalled(alias, light.video) is not None
+    PageViewRestriction.objects.create(page=light.open_page, restriction_type=PageViewRestriction.LOGIN)
+    assert recalled(alias, light.video) is None
+    decisions.cache().clear()
+
+
+@pytest.mark.django_db
+def test_pruning_scope_rows_never_makes_a_stale_entry_look_valid(light):
+    """The proof in decisions' docstring, step by step."""
+    from media_access.models import DecisionScope
+
+    decisions.cache().clear()
+    scope = decisions.page_scope(light.open_page.pk)
+    # As if pruned long ago: the entry rests on a missing row (None).
+    DecisionScope.objects.filter(key=scope).delete()
+    entry = remembered(light.open_page, light.video)
+    assert (scope, None) in entry.scopes
+    assert recalled(light.open_page, light.video) is entry
+    Page.objects.filter(pk=light.open_page.pk).update(live=False)
+    assert recalled(light.open_page, light.video) is None
+    # Pruning now keeps the row the change wrote: it is younger than any entry lives.
+    assert decisions.prune_after() > decisions.max_age()
+    decisions.prune_scopes()
+    assert DecisionScope.objects.filter(key=scope).exists()
+    assert recalled(light.open_page, light.video) is None
+    # The row goes only once the entry that read None has expired anyway.
+    later = time.time() + decisions.prune_after() + 1
+    assert entry.expires_at < later
+    decisions.prune_scopes(now=later)
+    assert not DecisionScope.objects.filter(key=scope).exists()
+    # An entry that read a value, whose row is then pruned, reads None: a miss.
+    Page.objects.filter(pk=light.open_page.pk).update(live=True)
+    decisions.cache().clear()
+    entry = remembered(light.open_page, light.video)
+    assert dict(entry.scopes)[scope] is not None
+    DecisionScope.objects.filter(key=scope).update(touched=0)
+    assert decisions.prune_scopes() >= 1
+    assert recalled(light.open_page, light.video) is None
+    decisions.cache().clear()
+
+
+@pytest.fixture
+def watching(client, sample_video):
+    """A viewer (through a group grant) with a remembered decision for one page."""
+    decisions.cache().clear()
+    viewers = Group.objects.create(name="Viewers")
+    viewer = make_user("viewer", groups=[viewers])
+    other = make_user("other", groups=[viewers])
+    video = make_video(sample_video, title="Watched")
+    page = make_video_page(video, title="Watched page")
+    elsewhere = make_video_page(video, title="Elsewhere")
+    ViewerGrant.objects.create(page=page, group=viewers)
+    client.force_login(viewer)
+    url = path_for(page, video)
+    first = client.get(url)
+    assert first.status_code == 200 and first.has_header("X-Accel-Redirect")
+    yield SimpleNamespace(client=client, viewer=viewer, other=other, video=video, page=page,
+                          elsewhere=elsewhere, url=url, accel=first["X-Accel-Redirect"])
+    decisions.cache().clear()
+
+
+def statements_of(client, url):
+    """(response, every SQL statement it ran). On SQLite the scope read goes
+    through the driver's own cursor, so the driver's trace counts; on
+    PostgreSQL every statement is a Django query."""
+    from django.test.utils import CaptureQueriesContext
+
+    if connection.vendor == "sqlite":
+        statements = []
+        connection.ensure_connection()
+        connection.connection.set_trace_callback(
+            lambda sql: None if sql.startswith("--") else statements.append(sql)
+        )
+        try:
+            response = client.get(url)
+        finally:
+            connection.connection.set_trace_callback(None)
+        return response, statements
+    with CaptureQueriesContext(connection) as context:
+        response = client.get(url)
+    return response, [query["sql"] for query in context.captured_queries]
+
+
+def assert_answered_from_memory(w):
+    response, statements = statements_of(w.client, w.url)
+    assert response.status_code == 200 and response["X-Accel-Redirect"] == w.accel
+    assert len(statements) == 1 and "private_video_access_decisionscope" in statements[0], statements
+
+
+def assert_policy_ran(w):
+    response, statements = statements_of(w.client, w.url)
+    assert response.status_code == 200 and response["X-Accel-Redirect"] == w.accel
+    assert len(statements) > 3, statements
+
+
+@pytest.mark.django_db
+def test_other_viewers_logins_logouts_sessions_and_publishes_leave_the_entry_alone(watching):
+    w = watching
+    assert_answered_from_memory(w)
+    another = Client()
+    another.force_login(w.other)  # a login: a new session row, the other user's last_login
+    assert_answered_from_memory(w)
+    another.logout()
+    assert_answered_from_memory(w)
+    w.elsewhere.save_revision().publish()  # a publish of an unrelated page
+    assert_answered_from_memory(w)
+    store = SessionStore()  # another session created and saved
+    store["seen"] = 1
+    store.create()
+    store["seen"] = 2
+    store.save()
+    assert_answered_from_memory(w)
+    # A grant on another page, another user's group change.
+    ViewerGrant.objects.create(page=w.elsewhere, user=w.other)
+    w.other.groups.clear()
+    assert_answered_from_memory(w)
+
+
+@pytest.mark.django_db
+def test_the_same_events_for_this_viewer_and_page_end_the_entry(watching):
+    w = watching
+    assert_answered_from_memory(w)
+    session = w.client.session  # this viewer's session saved
+    session["seen"] = 1
+    session.save()
+    assert_policy_ran(w)
+    assert_answered_from_memory(w)
+    Client().force_login(w.viewer)  # this user signs in elsewhere (last_login changes)
+    assert_policy_ran(w)
+    assert_answered_from_memory(w)
+    w.page.save_revision().publish()  # this page published again
+    assert_policy_ran(w)
+    assert_answered_from_memory(w)
+    Page.objects.filter(pk=w.page.pk).update(live=False)  # this page unpublished
+    response, _ = statements_of(w.client, w.url)
+    assert response.status_code == 404 and not response.has_header("X-Accel-Redirect")
+    Page.objects.filter(pk=w.page.pk).update(live=True)
+    assert_policy_ran(w)
+    w.client.logout()  # this viewer signs out
+    response, _ = statements_of(w.client, w.url)
+    assert response.status_code == 302 and not response.has_header("X-Accel-Redirect")
