@@ -162,6 +162,9 @@ def test_parts_go_to_the_bucket_and_the_video_plays(moto_stack, moto_s3_server, 
         assert put.status_code == 200, put.text[:300]
         parts.append({"PartNumber": number, "ETag": put.headers["ETag"]})
 
+    # Progress, as the admin's list shows it: what the bucket held when part 2 was signed.
+    upload.refresh_from_db()
+    assert upload.offset == PART
     # Resume: the parts the bucket holds, and the upload's progress.
     listed = browser.call("GET", "s3_list_parts", upload.pk)
     assert listed.status_code == 200
@@ -240,6 +243,42 @@ def test_an_aborted_upload_leaves_no_parts(moto_stack, moto_s3_server, two_part_
     Upload.objects.filter(pk=upload.pk).update(state="cancelled")
     refused = browser.call("POST", "s3_complete", upload.pk, json={})
     assert refused.status_code == 409 and "cancelled" in refused.json()["error"]
+
+
+def test_an_expired_upload_is_aborted_by_expire_uploads(moto_stack, moto_s3_server, two_part_video):
+    """The cleanup command, run as production runs it (the stack's settings,
+    STORAGE=s3), aborts an S3 upload nobody finished: no part is left."""
+    env = moto_s3_server
+    browser = Browser(moto_stack, make_user("s3-expiry-owner", superuser=True))
+    created = browser.create(len(two_part_video))
+    upload = Upload.objects.get(pk=created.json()["uploadId"])
+    browser.put_part(upload.pk, 1, two_part_video[:PART])
+    live = browser.create(len(two_part_video))
+    Upload.objects.filter(pk=upload.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    moto_stack.manage("expire_uploads")
+    assert not Upload.objects.filter(pk=upload.pk).exists()
+    assert multipart_uploads(env, upload.s3_key) == [] and not object_exists(env, upload.s3_key)
+    # The live one is untouched.
+    kept = Upload.objects.get(pk=live.json()["uploadId"])
+    assert kept.state == "receiving" and len(multipart_uploads(env, kept.s3_key)) == 1
+    browser.call("DELETE", "s3_abort", kept.pk)
+
+
+def test_part_sizes_fit_s3s_bounds():
+    """5 MiB at least, 10,000 parts at most, the last part holds the rest."""
+    from private_video.uploads.s3_multipart import MAX_PARTS, part_count, part_length, part_size
+
+    with override_settings(PRIVATE_VIDEO_UPLOAD_CHUNK_SIZE=64 * MiB):
+        assert (part_size(8 * 1024**3), part_count(8 * 1024**3)) == (64 * MiB, 128)
+        assert (part_size(1000), part_count(1000), part_length(1000, 1)) == (64 * MiB, 1, 1000)
+        for length in (64 * MiB, 64 * MiB + 1, 1024**4, 48 * 1024**4):
+            size, count = part_size(length), part_count(length)
+            assert 5 * MiB <= size <= 5 * 1024**3 and count <= MAX_PARTS, length
+            assert sum(part_length(length, n) for n in range(1, count + 1)) == length
+            assert 0 < part_length(length, count) <= size
+    with override_settings(PRIVATE_VIDEO_UPLOAD_CHUNK_SIZE=1024):
+        assert part_size(1000) == 5 * MiB
 
 
 def test_a_completed_object_that_is_not_a_video_is_refused_and_deleted(moto_stack, moto_s3_server):

@@ -319,8 +319,19 @@ def sign_part(request, storage, upload_id, part):
         ExpiresIn=lifetime,
         HttpMethod="PUT",
     )
-    _touch(upload)
+    _touch(upload, **_progress(storage, upload))
     return JsonResponse({"url": url, "method": "PUT", "size": size, "expires": lifetime})
+
+
+def _progress(storage, upload):
+    """The bytes the bucket already holds, for the admin's in-progress list
+    (the browser asks for the next part URL as each part is sent): the parts
+    S3 lists, so only what really arrived counts. Best effort."""
+    try:
+        held = _list_parts(storage, upload)
+    except _client_errors():
+        return {}
+    return {"offset": min(sum(size for _etag, size in held.values()), upload.length)}
 
 
 @require_GET
