@@ -5,8 +5,14 @@ upload, no byte before that offset sent again) and finish, and the videos
 are transcoded by the worker and playable.
 
 The uplink is throttled (DevTools network emulation) so the reload lands
-mid-upload, and the stack's chunk is 1 MiB so each file is several PATCHes."""
+mid-upload, and the stack's chunk is 1 MiB so each file is several PATCHes.
 
+With STORAGE=s3 (moto's S3 server, with the bucket CORS rule docs/s3.md
+gives) the same page sends S3 multipart parts straight to the bucket: after a
+reload the parts the bucket holds are not sent again, and no part body goes
+through nginx or gunicorn."""
+
+import re
 import time
 
 import pytest
@@ -18,7 +24,7 @@ from private_video.uploads.models import Upload
 from transcoding.testmedia import make_test_video
 
 from .browser import chromium_page
-from .conftest import _start_stack
+from .conftest import S3_BUCKET, _start_stack, s3_client
 from .helpers import make_user, make_video_page, stack_session, wait_for_job
 
 pytestmark = [
@@ -30,6 +36,8 @@ pytestmark = [
 CHUNK = 1024 * 1024
 # Bytes per second for the whole page: both files share it.
 UPLINK = 2_000_000
+# S3's smallest part (but the last one).
+S3_PART = 5 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +62,27 @@ def noisy_videos(tmp_path_factory):
     ]
 
 
-def wait_until(condition, timeout=20, message="condition"):
+@pytest.fixture(scope="module")
+def s3_upload_stack(tmp_path_factory, stack_database_url, static_root, moto_s3_server):
+    stack = _start_stack(
+        tmp_path_factory, stack_database_url, static_root,
+        extra_env={**moto_s3_server, "PRIVATE_VIDEO_UPLOAD_CHUNK_SIZE": str(S3_PART)}, with_worker=True,
+    )
+    yield stack
+    stack.stop()
+
+
+def wait_until(condition, timeout=20, message="condition", page=None):
+    """Poll ``condition``; with ``page``, Playwright's events are delivered meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(0.1)
+        if page is not None:
+            page.wait_for_timeout(100)
+        else:
+            time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {message}")
 
 
@@ -171,3 +193,81 @@ def test_two_uploads_resume_after_a_reload_and_become_playable(upload_stack, noi
         )
         assert response.status_code == 200, response.text
         assert response.json()
+
+
+def test_s3_multipart_from_chromium_resumes_after_a_reload(s3_upload_stack, moto_s3_server, output_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    stack, env = s3_upload_stack, moto_s3_server
+    video_path = make_test_video(
+        tmp_path / "bucket-take.mp4", duration=5, video_args=("-vf", "noise=alls=60:allf=t", "-qp", "4"),
+    )
+    size = video_path.stat().st_size
+    assert size > 2 * S3_PART, size
+    client = s3_client(env)
+    try:
+        previous_cors = client.get_bucket_cors(Bucket=S3_BUCKET)["CORSRules"]
+    except client.exceptions.ClientError:
+        previous_cors = None
+    # docs/s3.md's rule, for this stack's origin.
+    client.put_bucket_cors(Bucket=S3_BUCKET, CORSConfiguration={"CORSRules": [{
+        "AllowedOrigins": [stack.base_url], "AllowedMethods": ["PUT"], "AllowedHeaders": ["Content-Type"],
+        "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 3600,
+    }]})
+    editor = make_user("bucket-uploader", superuser=True)
+    cookie = stack_session(editor).cookies["sessionid"]
+    parts_stored = []  # (part number, before/after the reload) of each part the bucket took
+
+    def on_response(response):
+        request = response.request
+        if request.method == "PUT" and request.url.startswith(env["AWS_S3_ENDPOINT_URL"]) and response.ok:
+            part = int(re.search(r"[?&]partNumber=(\d+)", request.url).group(1))
+            parts_stored.append((part, phase[0]))
+
+    phase = ["before"]
+    try:
+        with chromium_page(output_dir, session_cookie=cookie, base_url=stack.base_url) as page:
+            page.on("response", on_response)
+            cdp = page.context.new_cdp_session(page)
+            cdp.send("Network.enable")
+            cdp.send("Network.emulateNetworkConditions", {
+                "offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": 2 * UPLINK,
+            })
+            page.goto(stack.url(reverse("private_video:add")))
+            assert page.locator("#video-upload-form").get_attribute("data-upload-backend") == "s3"
+            page.set_input_files("[data-file-input]", [str(video_path)])
+            wait_until(lambda: parts_stored, message="a part in the bucket", page=page)
+            page.reload()
+            phase[0] = "after"
+            before = {part for part, when in parts_stored if when == "before"}
+            assert before and len(before) < -(-size // S3_PART)
+
+            page.locator(".video-upload__item.is-interrupted").wait_for()
+            page.set_input_files("[data-file-input]", [str(video_path)])
+            page.wait_for_function(
+                "document.querySelectorAll('.video-upload__item.is-done, .video-upload__item.is-error').length === 1",
+                timeout=60_000,
+            )
+            assert page.locator(".video-upload__item [data-state]").inner_text() == "Uploaded: bucket-take"
+    finally:
+        if previous_cors:
+            client.put_bucket_cors(Bucket=S3_BUCKET, CORSConfiguration={"CORSRules": previous_cors})
+        else:
+            client.delete_bucket_cors(Bucket=S3_BUCKET)
+
+    # One upload, resumed: the parts stored before the reload were not sent again.
+    upload = Upload.objects.get(user=editor)
+    assert upload.backend == Upload.Backend.S3 and upload.state == Upload.State.COMPLETE, upload.error
+    after = [part for part, when in parts_stored if when == "after"]
+    assert sorted(before | set(after)) == list(range(1, -(-size // S3_PART) + 1))
+    assert not before & set(after), (before, after)
+    # The bytes never went through the site: no PUT reached nginx or gunicorn.
+    site_log = stack.log_text("nginx") + (stack.root / "gunicorn-access.log").read_text()
+    assert '"PUT ' not in site_log
+    video = upload.video
+    assert video.file_size == size and video.title == "bucket-take"
+    wait_for_job(video, stack)
+    watch_page = make_video_page(video, title="Watch the bucket take")
+    response = stack_session(editor).get(
+        stack.url(reverse("media_access:playback", args=[watch_page.pk, video.pk])), timeout=10
+    )
+    assert response.status_code == 200, response.text

@@ -299,7 +299,8 @@
         async signPart(file, { uploadId, partNumber }) {
           const url = withId(data.s3SignUrl, uploadId).replace(`/${data.placeholderPart}/`, `/${partNumber}/`);
           const answer = await api("POST", url);
-          return { method: "PUT", url: answer.url };
+          // expires: the part's request gives up when its URL would be refused.
+          return { method: "PUT", url: answer.url, expires: answer.expires };
         },
         async listParts(file, { uploadId }) {
           const answer = await api("GET", withId(data.s3PartsUrl, uploadId));
