@@ -19,6 +19,7 @@ from wagtail.models import Collection
 
 from media_access import analytics, published
 from media_access.models import Viewing, ViewerGrant
+from media_access.tasks import delete_watch_analytics_task
 from private_video import get_video_model
 
 from .helpers import collection_group, make_user, make_video, make_video_page
@@ -440,5 +441,18 @@ def test_retention_deletes_old_viewings(watched, settings):
 
     settings.MEDIA_ACCESS_ANALYTICS_RETENTION_DAYS = 30
     Viewing.objects.filter(pk=rows[2].pk).update(updated_at=now - timedelta(days=31))
-    assert analytics.delete_expired() == 2  # rows[1] (364 days) and rows[2] (31 days)
+    # The same as a background task (the immediate backend in the tests).
+    result = delete_watch_analytics_task.enqueue()
+    assert result.return_value == 2  # rows[1] (364 days) and rows[2] (31 days)
     assert Viewing.objects.count() == len(rows) - 3
+    # What is left was updated within the period.
+    assert all(row.updated_at > now - timedelta(days=1) for row in Viewing.objects.all())
+
+
+@pytest.mark.parametrize("value", [0, -5, "a year", True])
+def test_a_bad_retention_setting_is_a_system_check_error(settings, value):
+    from media_access.checks import check_settings
+
+    settings.MEDIA_ACCESS_ANALYTICS_RETENTION_DAYS = value
+    errors = [e for e in check_settings() if "ANALYTICS_RETENTION_DAYS" in e.msg]
+    assert [e.id for e in errors] == ["private_video_access.E006"]
