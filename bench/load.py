@@ -2,13 +2,13 @@
 
 Needs DATABASE_URL=postgres://... (`make bench-load` runs it under
 deploy/scripts/with-test-postgres). One data folder under bench/media/
-(gitignored): a 36 s 640x360 clip is made once with ffmpeg's lavfi and put
+(gitignored): a 60 s 640x360 clip is made once with ffmpeg's lavfi and put
 through the real transcoding pipeline's playable phase (fMP4 HLS, 6 s
 segments); a live VideoPage shows it to a group of BENCH_VIEWERS (500)
 signed-in users, each with a session of its own.
 
 Then the shipped nginx template in front of gunicorn with the default
-3 sync workers, and, together for BENCH_SECONDS (75):
+3 sync workers, and, together for BENCH_SECONDS (80), viewers arriving at BENCH_SPAWN_RATE (10) a second:
 
 - locust headless (bench/load/locustfile.py, FastHttpUser): every viewer
   fetches the playback JSON, the master, a media playlist (video and audio),
@@ -43,10 +43,10 @@ if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
                      "(deploy/scripts/with-test-postgres .venv/bin/python bench/load.py; `make bench-load` does it)")
 
 VIEWERS = int(os.environ.get("BENCH_VIEWERS", "500"))
-SECONDS = int(os.environ.get("BENCH_SECONDS", "75"))
-SPAWN_RATE = float(os.environ.get("BENCH_SPAWN_RATE", "25"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "80"))
+SPAWN_RATE = float(os.environ.get("BENCH_SPAWN_RATE", "10"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
-CLIP_SECONDS = int(os.environ.get("BENCH_CLIP_SECONDS", "36"))
+CLIP_SECONDS = int(os.environ.get("BENCH_CLIP_SECONDS", "60"))
 PACE = os.environ.get("BENCH_PACE", "1")
 
 
@@ -73,14 +73,15 @@ def make_hls_video():
     from transcoding.models import TranscodeJob
     from transcoding.testmedia import make_test_video
 
-    video = Video.objects.filter(title="bench load").first()
+    title = f"bench load {CLIP_SECONDS} s"
+    video = Video.objects.filter(title=title).first()
     if video is not None and video.renditions.exists():
         return video
-    clip = DATA_DIR / "clip.mp4"
+    clip = DATA_DIR / f"clip-{CLIP_SECONDS}s.mp4"
     if not clip.exists():
         make_test_video(clip, duration=CLIP_SECONDS, width=640, height=360, fps=25,
                         video_args=("-b:v", "800k"))
-    video = Video(title="bench load", original_filename=clip.name, file_size=clip.stat().st_size)
+    video = Video(title=title, original_filename=clip.name, file_size=clip.stat().st_size)
     video.apply_probe(probe_video(clip))
     with clip.open("rb") as handle:
         video.file.save(clip.name, File(handle), save=False)

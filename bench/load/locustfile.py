@@ -32,7 +32,7 @@ SESSIONS = open(os.environ["BENCH_SESSIONS_FILE"]).read().split()
 PAGE = os.environ["BENCH_PAGE"]
 VIDEO = os.environ["BENCH_VIDEO"]
 PACE = float(os.environ.get("BENCH_PACE", "1"))
-BEACON_EVERY = float(os.environ.get("BENCH_BEACON_EVERY", "10"))
+BEACON_EVERY = 10.0  # when the playback JSON does not say
 _next_session = itertools.count()
 
 SAMPLES = defaultdict(list)
@@ -131,7 +131,11 @@ class Viewer(FastHttpUser):
                     return
             tracks.append(segments)
         STATS["playbacks"] += 1
-        beacon = info.get("beacon") or (info.get("analytics") or {}).get("beacon")
+        # The beacon's URL and CSRF token, as the player gets them (media_access.views.analytics.beacon_info).
+        beacon = info.get("analytics") or info.get("beacon")
+        if not (isinstance(beacon, dict) and beacon.get("url")):
+            beacon = None
+        every = float(beacon.get("every") or BEACON_EVERY) if beacon else BEACON_EVERY
         playback_id = secrets.token_hex(8)
         started = time.monotonic()
         played = 0.0
@@ -147,7 +151,7 @@ class Viewer(FastHttpUser):
             ahead = started + played * PACE - time.monotonic()
             if ahead > 0:
                 gevent.sleep(ahead)
-            if beacon and time.monotonic() - last_beacon >= BEACON_EVERY * PACE:
+            if beacon and time.monotonic() - last_beacon >= every * PACE:
                 self._beacon(beacon, playback_id, played, info.get("duration"))
                 last_beacon = time.monotonic()
         if beacon:
