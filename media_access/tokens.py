@@ -129,9 +129,19 @@ def new_viewer():
 
 
 def cookie_viewer(request):
-    """The request's viewer cookie when it holds a valid value, else None."""
-    value = request.COOKIES.get(viewer_cookie_name())
-    return value if valid_viewer(value) else None
+    """The request's viewer cookie when it holds a valid value, else None.
+
+    Read from the raw Cookie header the way nginx reads ``$cookie_<name>``
+    (the first cookie of that name, any case, its value as sent), not from
+    ``request.COOKIES`` (the last one, unquoted): Django must sign for exactly
+    the value nginx will hash, or refuse it as nginx would."""
+    name = viewer_cookie_name().lower()
+    for part in re.split("[;,]", request.META.get("HTTP_COOKIE", "")):
+        key, sep, value = part.partition("=")
+        if sep and key.strip().lower() == name:
+            value = value.strip()
+            return value if valid_viewer(value) else None
+    return None
 
 
 def request_viewer(request):

@@ -283,12 +283,13 @@ def test_subtitles_through_nginx(stack, tmp_path):
     assert all(p.stream_info.subtitles == "subs" for p in master.playlists)
 
     before = stack.log_text("gunicorn-access")
+    viewer = {"pv_viewer": session.cookies["pv_viewer"]}
     for caption in (french, arabic):
         playlist_response = session.get(subtitles[caption.language].absolute_uri)
         assert playlist_response.status_code == 200
         [segment] = m3u8.loads(playlist_response.text).segments
-        # No cookies: nginx checks the token alone, and Python never sees it.
-        vtt = requests.get(stack.url(segment.uri), timeout=10)
+        # No session: nginx checks the token (bound to the viewer cookie) alone, and Python never sees it.
+        vtt = requests.get(stack.url(segment.uri), cookies=viewer, timeout=10)
         assert vtt.status_code == 200
         assert vtt.content == stored_bytes(caption.file)
         assert vtt.headers["Content-Type"].startswith("text/vtt")
@@ -298,7 +299,7 @@ def test_subtitles_through_nginx(stack, tmp_path):
         assert segment.uri.split("/", 4)[4] == listed.split("/", 4)[4]
     assert "Été à Noël" in stored_bytes(french.file).decode() and "🎬" in stored_bytes(french.file).decode()
     # The editor's poster, signed like the rest and sent by nginx.
-    poster = requests.get(stack.url(data["poster"]), timeout=10)
+    poster = requests.get(stack.url(data["poster"]), cookies=viewer, timeout=10)
     assert poster.status_code == 200 and poster.content == b"\xff\xd8\xff chosen"
     assert "/stream/" not in (stack.root / "gunicorn-access.log").read_text()[len(before):]
     chapters = session.get(stack.url(data["chapters"]["src"]))
@@ -311,7 +312,7 @@ def test_subtitles_through_nginx(stack, tmp_path):
     forged = f"/{url_prefix().strip('/')}/{'A' * 22}/{expires}/{rest}"
     expired = f"/{url_prefix().strip('/')}/{token}/{int(time.time()) - 10}/{rest}"
     for url in (forged, expired):
-        response = requests.get(stack.url(url), timeout=10)
+        response = requests.get(stack.url(url), cookies=viewer, timeout=10)
         assert response.status_code == 403 and response.content == b""
 
     # An outsider gets neither the playlists nor any URL to the caption file.

@@ -155,9 +155,13 @@ def test_upload_transcode_and_play_from_the_bucket(s3_stack, s3_server, sample_v
     length, offset = (int(x) for x in re.search(r"#EXT-X-BYTERANGE:(\d+)@(\d+)", playlist.text).groups())
     media_key = renditions["hls-180p-media"].file.name
     media_bytes = client.get_object(Bucket=bucket, Key=media_key)["Body"].read()
-    # No cookie needed: the signed URL is the credential, as for local files.
+    # No session needed: the signed URL is the credential, as for local files,
+    # from the browser it was signed for (its viewer cookie, which nginx passes
+    # on alone and media_access checks again).
+    viewer = {"pv_viewer": watcher.cookies["pv_viewer"]}
     segment = requests.get(
-        stack.url(segment_url), headers={"Range": f"bytes={offset}-{offset + length - 1}"}, timeout=10
+        stack.url(segment_url), headers={"Range": f"bytes={offset}-{offset + length - 1}"}, cookies=viewer,
+        timeout=10,
     )
     assert segment.status_code == 206, segment.text[:300]
     assert segment.content == media_bytes[offset:offset + length]
@@ -165,12 +169,12 @@ def test_upload_transcode_and_play_from_the_bucket(s3_stack, s3_server, sample_v
     assert segment.headers["Content-Type"] == "video/iso.segment"
     assert segment.headers["Cache-Control"] == "private, no-store"
     assert_nothing_of_the_bucket(segment, env)
-    segment_head = requests.head(stack.url(segment_url), timeout=10)
+    segment_head = requests.head(stack.url(segment_url), cookies=viewer, timeout=10)
     assert segment_head.status_code == 200 and segment_head.content == b""
     assert segment_head.headers["Content-Length"] == str(len(media_bytes))
     forged = segment_url.replace("/stream/", "/stream/x", 1)[:len("/stream/") + 22] + segment_url[len("/stream/") + 22:]
     for bad in (forged, re.sub(r"/(\d+)/videos/", "/1000/videos/", segment_url)):
-        refused = requests.get(stack.url(bad), timeout=10)
+        refused = requests.get(stack.url(bad), cookies=viewer, timeout=10)
         assert refused.status_code == 403 and refused.content == b"", bad
         assert_nothing_of_the_bucket(refused, env)
 
