@@ -160,6 +160,14 @@ def test_chunks_resume_from_head_and_the_last_one_makes_the_video(editor, librar
     assert again["Upload-Offset"] == str(len(data)) and again["Upload-Video"] == str(video.pk)
 
 
+def test_a_staging_folder_made_by_hand_is_made_private(editor, library, staging_folder):
+    staging_folder.mkdir(mode=0o755)
+    os.chmod(staging_folder, 0o755)
+    _location, upload = created_upload(create(signed_in(editor), 10, filename="a.mp4", collection=library[0].pk))
+    assert oct(staging_folder.stat().st_mode & 0o777) == oct(0o700)
+    assert oct(staging.path_for(upload.pk).stat().st_mode & 0o777) == oct(0o600)
+
+
 def test_a_wrong_offset_is_a_conflict_and_writes_nothing(editor, library):
     client = signed_in(editor)
     location, upload = created_upload(create(client, 1000, filename="a.mp4", collection=library[0].pk))

@@ -38,6 +38,8 @@ def staging_dir():
             folder = Path(tempfile.gettempdir()) / "private-video-upload-staging"
     if not folder.is_dir():
         folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+    # Private whatever made it (a folder made by hand, a lax umask).
+    if folder.stat().st_mode & 0o777 != FOLDER_MODE:
         os.chmod(folder, FOLDER_MODE)
     return folder
 
