@@ -130,6 +130,7 @@ def recover_stale_jobs(now=None):
             attempts=job.attempts + 1, queued_at=now,
         ):
             requeued.append(job.pk)
+    forget_lost_tasks(now)
     unsent = TranscodeJob.objects.filter(
         status=Status.QUEUED, task_id="", queued_at__lt=now - timedelta(seconds=resend_after_seconds())
     ).exclude(pk__in=requeued).order_by("queued_at", "pk")
@@ -138,6 +139,48 @@ def recover_stale_jobs(now=None):
         if send_job(job_id) is not None:
             sent.append(job_id)
     return sent
+
+
+# Queued jobs whose task is looked up per housekeeping pass, oldest first.
+LOST_TASK_CHECKS = 100
+
+
+def forget_lost_tasks(now=None):
+    """Clear the task id of queued jobs whose task will never run them, so
+    ``recover_stale_jobs`` sends them again: the backend no longer knows the
+    task (Redis restarted without persistence and lost its queue), or the
+    task ended, or has been running a while, without claiming the job (its
+    worker lost the database before the claim). A duplicate send is
+    harmless: only one task can claim the job. Returns the job ids."""
+    from django_tasks import TaskResultStatus, task_backends
+    from django_tasks.exceptions import TaskResultDoesNotExist
+
+    backend = task_backends[task_backend_alias()]
+    if not backend.supports_get_result:
+        return []
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=resend_after_seconds())
+    waiting = (
+        TranscodeJob.objects.filter(status=Status.QUEUED, queued_at__lt=cutoff)
+        .exclude(task_id="").order_by("queued_at", "pk").values_list("pk", "task_id")[:LOST_TASK_CHECKS]
+    )
+    forgotten = []
+    for job_id, task_id in waiting:
+        try:
+            result = backend.get_result(task_id)
+        except TaskResultDoesNotExist:
+            pass
+        except Exception:  # noqa: BLE001 - the queue is down: the next pass tries again
+            logger.warning("could not look up the task of transcode job %s", job_id, exc_info=True)
+            break
+        else:
+            stuck = result.status == TaskResultStatus.RUNNING and (result.started_at or now) < cutoff
+            if result.status == TaskResultStatus.READY or (result.status == TaskResultStatus.RUNNING and not stuck):
+                continue
+        if TranscodeJob.objects.filter(pk=job_id, status=Status.QUEUED, task_id=task_id).update(task_id=""):
+            logger.warning("transcode job %s lost its task %s; sending it again", job_id, task_id)
+            forgotten.append(job_id)
+    return forgotten
 
 
 def rerun(video):

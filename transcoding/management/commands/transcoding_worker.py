@@ -6,6 +6,7 @@ stopped workers on this host and deletes replaced files after their grace
 period. On start, folders of stopped workers go first."""
 
 import logging
+import signal
 import threading
 import time
 
@@ -107,7 +108,7 @@ class Command(BaseCommand):
             # No fork per job: the lease keeper thread and Django's database
             # connections must not be copied into a child mid-use. A crash
             # takes the whole worker down; systemd restarts it and the lease
-            # re-queues its job.
+            # re-queues its job. Losing Redis does not (see below).
             "worker_class": "rq.worker.SimpleWorker",
             "verbosity": verbosity,
         }
@@ -116,4 +117,23 @@ class Command(BaseCommand):
         # RQ takes from the first non-empty queue in this order: quick
         # playable versions before any full ladder.
         first = [name for name in phase_queues() if name in backend.queues]
-        call_command("rqworker", *first, *sorted(set(backend.queues) - set(first)), **options)
+        queues = [*first, *sorted(set(backend.queues) - set(first))]
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                call_command("rqworker", *queues, **options)
+                return
+            except SystemExit as exc:
+                # django_rq's rqworker exits 1 when Redis goes away at a moment
+                # RQ does not retry (recording a finished job): start again.
+                if exc.code != 1:
+                    raise
+            # RQ's signal handlers belong to the worker that stopped.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            close_old_connections()
+            delay = 1.0 if time.monotonic() - started > 60 else delay
+            logger.warning("the RQ worker lost Redis; it starts again in %g s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
