@@ -351,6 +351,10 @@ def test_hostile_requests(moto_stack, moto_s3_server, two_part_video):
     allowed = limited.create(1000, collection=mine.pk)
     assert allowed.status_code == 201
     assert Upload.objects.get(pk=allowed.json()["uploadId"]).collection == mine
+    # Rights are checked again for every part: once taken away, no more part URLs.
+    group.collection_permissions.all().delete()
+    revoked = limited.sign(allowed.json()["uploadId"], 1)
+    assert revoked.status_code == 403 and "url" not in revoked.json()
     limited.call("DELETE", "s3_abort", allowed.json()["uploadId"])
 
     # No CSRF header, or not signed in: nothing starts.

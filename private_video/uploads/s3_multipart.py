@@ -210,6 +210,9 @@ def _json_view(view):
         except _client_errors() as exc:
             if _error_code(exc) == "NoSuchUpload":
                 return _error(_("The store no longer has this upload; start it again."), 410)
+            if _error_code(exc) in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+                return _error(_("The store refused the parts (%(code)s); list them, send the missing ones "
+                                "again and complete.") % {"code": _error_code(exc)}, 400)
             import logging
 
             logging.getLogger(__name__).exception("S3 multipart request failed")
@@ -308,6 +311,9 @@ def sign_part(request, storage, upload_id, part):
         return _error(_("Part %(part)s does not exist: this upload has parts 1 to %(count)s.") % {
             "part": part, "count": count}, 400)
     _receiving(upload)
+    if not may_add_to(request.user, upload.collection):
+        return _error(_("You may no longer add videos to the collection “%(name)s”.") % {
+            "name": upload.collection.name}, 403)
     lifetime = int(setting("S3_UPLOAD_URL_LIFETIME"))
     size = part_length(upload.length, part)
     url = _client(storage).generate_presigned_url(
