@@ -52,11 +52,11 @@ def upload_stack(tmp_path_factory, stack_database_url, static_root):
 
 @pytest.fixture(scope="module")
 def noisy_videos(tmp_path_factory):
-    """Two real videos of ~5 MB each (noise does not compress)."""
+    """Two real videos of ~7 MB each (noise does not compress)."""
     folder = tmp_path_factory.mktemp("resumable")
     return [
         make_test_video(
-            folder / name, duration=2, video_args=("-vf", "noise=alls=60:allf=t", "-qp", "4"),
+            folder / name, duration=3, video_args=("-vf", "noise=alls=60:allf=t", "-qp", "4"),
         )
         for name in ("first-take.mp4", "second-take.mp4")
     ]
@@ -131,9 +131,25 @@ def test_two_uploads_resume_after_a_reload_and_become_playable(upload_stack, noi
             return uploads if all(CHUNK <= held[name] < sizes[name] for name in held) else None
 
         uploads = wait_until(both_midway, message="both uploads mid-way")
-        detail = page.locator(".video-upload__item [data-detail]").first.inner_text()
-        assert " of " in detail and "/s" in detail and "left" in detail, detail
+        by_name = {upload.filename: upload for upload in uploads}
+        first = page.locator(".video-upload__item").nth(0)
+        detail = first.locator("[data-detail]").inner_text()
+        assert re.fullmatch(r"[\d.]+ [KM]B of 7\.\d MB, [\d.]+ [KM]B/s, (\d+ s|\d+ min \d+ s) left", detail), detail
         page.screenshot(path=str(output_dir / "uploading.png"))
+
+        # Pause holds the first file (the server gets nothing more) while the second goes on.
+        first.locator("[data-pause]").click()
+        assert first.locator("[data-state]").inner_text() == "Paused"
+        page.wait_for_timeout(300)  # what the cut request carried is written
+        held = staging.size(by_name["first-take.mp4"].pk)
+        other = staging.size(by_name["second-take.mp4"].pk)
+        page.wait_for_timeout(1000)
+        assert staging.size(by_name["first-take.mp4"].pk) == held
+        assert staging.size(by_name["second-take.mp4"].pk) > other
+        first.locator("[data-pause]").click()
+        assert first.locator("[data-pause]").inner_text() == "Pause"
+        wait_until(lambda: (staging.size(by_name["first-take.mp4"].pk) or 0) > held, message="resumed", page=page)
+        assert wait_until(both_midway, message="both still mid-way")
 
         page.reload()
         held_at_reload = {u.pk: staging.size(u.pk) for u in uploads}
@@ -152,6 +168,16 @@ def test_two_uploads_resume_after_a_reload_and_become_playable(upload_stack, noi
 
         # Choosing the same files again resumes them.
         page.set_input_files("[data-file-input]", [str(path) for path in noisy_videos])
+        # The network drops for a while: the uploads retry on their own and go on.
+        wait_until(lambda: len(patches) > patches_before, message="a PATCH after the reload", page=page)
+        cdp.send("Network.emulateNetworkConditions", {
+            "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1,
+        })
+        page.wait_for_timeout(1500)
+        dropped = len(patches)
+        cdp.send("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": UPLINK,
+        })
         page.wait_for_function(
             "document.querySelectorAll('.video-upload__item.is-done, .video-upload__item.is-error').length === 2",
             timeout=60_000,
@@ -162,6 +188,7 @@ def test_two_uploads_resume_after_a_reload_and_become_playable(upload_stack, noi
         assert edit_links.count() == 2
         page.screenshot(path=str(output_dir / "done.png"))
 
+    assert len(patches) > dropped  # went on after the drop
     # No new upload was created after the reload: the same two were resumed...
     assert len(creations) == creations_before == 2
     assert Upload.objects.filter(user=editor).count() == 2
@@ -174,7 +201,8 @@ def test_two_uploads_resume_after_a_reload_and_become_playable(upload_stack, noi
         assert after, "no PATCH after the reload"
         resumed_from = after[0][0]
         assert resumed_from >= held_at_reload[upload.pk] > 0
-        assert sum(end - start for start, end in after) == sizes[upload.filename] - resumed_from
+        # Back to back: each PATCH starts where the server's offset was, none repeats a byte.
+        assert all(later[0] >= earlier[1] for earlier, later in zip(after, after[1:])), after
         assert after[-1][1] == sizes[upload.filename]
         assert not staging.path_for(upload.pk).exists()  # the staged bytes became the video
 

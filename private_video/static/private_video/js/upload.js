@@ -169,9 +169,16 @@
     async function api(method, url, body) {
       const headers = { "X-CSRFToken": csrfToken, Accept: "application/json" };
       if (body !== undefined) headers["Content-Type"] = "application/json";
-      const response = await fetch(url, {
-        method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
-      });
+      let response;
+      try {
+        response = await fetch(url, {
+          method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+        });
+      } catch (failure) {
+        const error = new Error("The connection to the server was lost.");
+        error.network = true;
+        throw error;
+      }
       let answer = {};
       try { answer = await response.json(); } catch (e) { /* an empty answer or a proxy's error page */ }
       if (!response.ok) {
@@ -349,12 +356,19 @@
       // tus: the server probed the file when its last byte came in; ask it.
       setState(row.item, "Checking the video…");
       for (let attempt = 0; attempt < 600; attempt += 1) {
-        let status;
+        let status = null;
         try {
           status = await uploadStatus(uploadId);
         } catch (error) {
-          setState(row.item, error.message, "is-error");
-          return;
+          // The network is down for a moment: ask again; the server's "no" is final.
+          if (!error.network) {
+            setState(row.item, error.message, "is-error");
+            return;
+          }
+        }
+        if (!status) {
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+          continue;
         }
         if (status.video) {
           showVideo(row.item, status.video.title, status.video.edit_url);
@@ -397,21 +411,26 @@
       const row = rows.get(file.id);
       const uploadId = backend === "tus" ? tusUploadId(file.id) : (uppy.getFile(file.id)?.s3Multipart || file.s3Multipart || {}).uploadId;
       let status = null;
+      let unreachable = false;
       if (uploadId) {
-        try { status = await uploadStatus(uploadId); } catch (e) { /* gone */ }
+        try { status = await uploadStatus(uploadId); } catch (e) { unreachable = Boolean(e.network); }
       }
-      // An upload the server still receives stays remembered: choosing the
-      // same file again resumes it. Anything else is over.
-      if (!status || status.state !== "receiving") forgetFile(file.id);
+      // An upload the server still receives (or may: it cannot be asked now)
+      // stays remembered: choosing the same file again resumes it.
+      if (!unreachable && (!status || status.state !== "receiving")) forgetFile(file.id);
       if (!row) return;
       row.item.querySelector("[data-pause]").hidden = true;
       setDetail(row.item, "");
       // The server's own words: its answer to the failed request, else the upload's recorded error.
       let message = error.serverMessage || refusalOf(error, response) || (status && status.error) || "";
       if (!message) {
-        message = status && status.state === "receiving"
-          ? `Upload stopped at ${Math.floor((status.offset / status.length) * 100)}%: the connection was lost. Choose the file again to resume.`
-          : `Upload failed: ${error.message}`;
+        if (status && status.state === "receiving") {
+          message = `Upload stopped at ${Math.floor((status.offset / status.length) * 100)}%: the connection was lost. Choose the file again to resume.`;
+        } else if (unreachable) {
+          message = "Upload stopped: the connection was lost. Choose the file again to resume.";
+        } else {
+          message = `Upload failed: ${error.message}`;
+        }
       }
       setState(row.item, message, "is-error");
     });
