@@ -558,7 +558,9 @@ def prune_scopes(using="default", now=None):
     from .models import DecisionScope
 
     now = time.time() if now is None else now
-    deleted, _ = DecisionScope.objects.using(using).filter(touched__lt=int(now - prune_after())).delete()
+    # Never "schema": every entry rests on it, and it changes rarely.
+    old = DecisionScope.objects.using(using).filter(touched__lt=int(now - prune_after())).exclude(key=SCHEMA_SCOPE)
+    deleted, _ = old.delete()
     return deleted
 
 
