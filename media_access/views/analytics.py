@@ -19,6 +19,7 @@ import json
 import math
 import re
 
+from django.conf import settings
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404
@@ -50,27 +51,19 @@ def _bad(message):
 
 
 def _read_body(request):
-    """The body, at most MAX_BODY bytes, or None when it is larger."""
-    if hasattr(request, "_body"):
-        return request._body if len(request._body) <= MAX_BODY else None
+    """The body, or None when it declares more than MAX_BODY bytes (refused
+    unread; Django reads no more than the declared length)."""
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        declared = 0
+        return None
     if declared > MAX_BODY:
         return None
-    body = request.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        return None
-    # Keep it readable as request.body for CSRF's look at request.POST.
-    request._body = body
-    return body
+    return request.body
 
 
 def _csrf_refusal(request, body_token):
     """Django's CSRF check, with the token from the JSON body when no header carries it."""
-    from django.conf import settings
-
     if body_token and isinstance(body_token, str) and settings.CSRF_HEADER_NAME not in request.META:
         request.META[settings.CSRF_HEADER_NAME] = body_token
 
