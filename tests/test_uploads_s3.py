@@ -472,3 +472,54 @@ def test_the_cors_check_warns_until_the_bucket_lets_the_site_put_parts(moto_stac
         assert "no CORS configuration" in warned.stderr + warned.stdout
     finally:
         client.delete_bucket_cors(Bucket=bucket)
+
+
+@pytest.fixture
+def http_files(tmp_path):
+    """A throwaway HTTP server on loopback serving ``tmp_path``, where
+    ``/moved`` redirects to ``/clip.mp4``."""
+    import http.server
+    import threading
+    from functools import partial
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/moved":
+                self.send_response(302)
+                self.send_header("Location", "/clip.mp4")
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield tmp_path, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_remote_probe_reads_that_one_url_only(http_files, sample_video):
+    """probe_video_url (how a completed S3 upload is checked in place): the
+    URL's own scheme only, no redirect, no playlist pointing elsewhere, no
+    local file, and the size plausibility from the store's size."""
+    from private_video.probe import ProbeError, probe_video_url
+
+    folder, base = http_files
+    data = open(sample_video, "rb").read()
+    (folder / "clip.mp4").write_bytes(data)
+    info = probe_video_url(f"{base}/clip.mp4", len(data))
+    assert info.extension == "mp4" and info.has_video
+
+    with pytest.raises(ProbeError):
+        probe_video_url(f"{base}/moved", len(data))
+    (folder / "list.m3u8").write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\n{base}/clip.mp4\n#EXT-X-ENDLIST\n")
+    with pytest.raises(ProbeError, match="playlist"):
+        probe_video_url(f"{base}/list.m3u8", 200)
+    with pytest.raises(ValueError):
+        probe_video_url(f"file://{sample_video}", len(data))
+    with pytest.raises(ProbeError, match="too small"):
+        probe_video_url(f"{base}/clip.mp4", 3)
