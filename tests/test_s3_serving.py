@@ -177,6 +177,11 @@ def test_upload_transcode_and_play_from_the_bucket(s3_stack, s3_server, sample_v
         refused = requests.get(stack.url(bad), cookies=viewer, timeout=10)
         assert refused.status_code == 403 and refused.content == b"", bad
         assert_nothing_of_the_bucket(refused, env)
+    # The right URL from another browser: no viewer cookie, or its own.
+    for cookies in ({}, {"pv_viewer": "o" * 32}):
+        refused = requests.get(stack.url(segment_url), cookies=cookies, timeout=10)
+        assert refused.status_code == 403 and refused.content == b"", cookies
+        assert_nothing_of_the_bucket(refused, env)
 
     # Denial: no bytes, no redirect into the bucket.
     anonymous = requests.get(base + "original/", allow_redirects=False, timeout=10)
