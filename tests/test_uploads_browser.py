@@ -226,7 +226,7 @@ def test_s3_multipart_from_chromium_resumes_after_a_reload(s3_upload_stack, moto
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     stack, env = s3_upload_stack, moto_s3_server
     video_path = make_test_video(
-        tmp_path / "bucket-take.mp4", duration=5, video_args=("-vf", "noise=alls=60:allf=t", "-qp", "4"),
+        tmp_path / "bucket-take.mov", duration=8, acodec="pcm_s32le", extra_args=("-ar", "192000", "-ac", "2"),
     )
     size = video_path.stat().st_size
     assert size > 2 * S3_PART, size
