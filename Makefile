@@ -125,8 +125,9 @@ bench-upload: bench-deps
 bench-transcode: setup
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/transcode.py
 
-# HLS benchmark (docs/benchmarks.md): 6 s segment byte ranges through the signed-token path vs nginx static.
-bench-hls:
+# HLS benchmark (docs/benchmarks.md): 6 s segment byte ranges through the signed-token path (with the viewer
+# cookie) vs nginx static of the same bytes, wrk as the client.
+bench-hls: bench-deps
 	$(BIN)/python bench/hls.py
 
 clean:
