@@ -589,8 +589,9 @@ class _Spec:
     events: tuple
     # row alias ("OLD"/"NEW") -> SQL selects, each yielding scope keys as column k
     keys: object
-    # extra selects for UPDATE only, given (vendor): the page's alias change
+    # extra selects for an UPDATE that meets ``update_when(vendor)``: the page's alias change
     on_update: object = None
+    update_when: object = None
 
 
 def _trigger_specs():
@@ -635,10 +636,9 @@ def _trigger_specs():
     specs = {}
     specs[page_t] = _Spec(
         ALL_EVENTS, one("p", "id"),
-        on_update=lambda vendor: pages_under(
-            "SELECT NEW.id WHERE OLD.alias_of_id "
-            + ("IS DISTINCT FROM" if vendor == "postgresql" else "IS NOT") + " NEW.alias_of_id"
-        ),
+        on_update=lambda vendor: pages_under("SELECT NEW.id"),
+        update_when=lambda vendor: "OLD.alias_of_id "
+        + ("IS DISTINCT FROM" if vendor == "postgresql" else "IS NOT") + " NEW.alias_of_id",
     )
     for model in apps.get_models():
         if issubclass(model, Page) and model is not Page and not model._meta.proxy:
@@ -741,9 +741,10 @@ def _postgres_function(name, spec):
     new = " ".join(statement + ";" for statement in _bump_sql("postgresql", spec.keys("NEW")))
     update = ""
     if spec.on_update is not None:
-        update = "IF TG_OP = 'UPDATE' THEN " + " ".join(
+        # Nested: OLD is only there for an UPDATE.
+        update = f"IF TG_OP = 'UPDATE' THEN IF {spec.update_when('postgresql')} THEN " + " ".join(
             statement + ";" for statement in _bump_sql("postgresql", [spec.on_update("postgresql")])
-        ) + " END IF;"
+        ) + " END IF; END IF;"
     return (
         f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
         f"IF TG_OP IN ('UPDATE', 'DELETE') THEN {old} END IF;\n"
@@ -797,7 +798,10 @@ def install_triggers(using="default"):
                 if spec.on_update is not None:
                     name = _sqlite_names(table, spec)[-1]
                     body = " ".join(statement + ";" for statement in _bump_sql("sqlite", [spec.on_update("sqlite")]))
-                    cursor.execute(f"CREATE TRIGGER {qn(name)} AFTER UPDATE ON {qn(table)} BEGIN {body} END")
+                    cursor.execute(
+                        f"CREATE TRIGGER {qn(name)} AFTER UPDATE ON {qn(table)} "
+                        f"WHEN {spec.update_when('sqlite')} BEGIN {body} END"
+                    )
                     installed.append(name)
             else:
                 row_name, truncate_name = _postgres_names(table)

@@ -33,7 +33,7 @@ def second_connection():
     return other
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_writes_to_different_users_and_pages_do_not_wait_for_each_other(sample_video):
     """While one transaction holds changes to alice (her user row and, through
     the triggers, her u: scope row), another changes bob and a page and

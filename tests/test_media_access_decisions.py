@@ -750,6 +750,21 @@ def test_a_restriction_on_an_aliased_page_ends_the_aliases_entries(light):
 
 
 @pytest.mark.django_db
+def test_a_section_becoming_an_alias_ends_the_entries_below_it(light):
+    """Restrictions then come from the alias's source: every page below is
+    touched. Any other change to the section (a new title) is not."""
+    decisions.cache().clear()
+    section = home_page().add_child(instance=IndexPage(title="Section", slug="section"))
+    below = section.add_child(instance=VideoPage(title="Below", video=light.video))
+    assert remembered(below, light.video) is not None
+    Page.objects.filter(pk=section.pk).update(title="Renamed")
+    assert recalled(below, light.video) is not None
+    Page.objects.filter(pk=section.pk).update(alias_of=light.open_page)
+    assert recalled(below, light.video) is None
+    decisions.cache().clear()
+
+
+@pytest.mark.django_db
 def test_pruning_scope_rows_never_makes_a_stale_entry_look_valid(light):
     """The proof in decisions' docstring, step by step."""
     from media_access.models import DecisionScope
@@ -769,7 +784,7 @@ def test_pruning_scope_rows_never_makes_a_stale_entry_look_valid(light):
     assert DecisionScope.objects.filter(key=scope).exists()
     assert recalled(light.open_page, light.video) is None
     # The row goes only once the entry that read None has expired anyway.
-    later = time.time() + decisions.prune_after() + 1
+    later = time.time() + decisions.prune_after() + 10
     assert entry.expires_at < later
     decisions.prune_scopes(now=later)
     assert not DecisionScope.objects.filter(key=scope).exists()
