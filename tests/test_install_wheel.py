@@ -197,6 +197,7 @@ def test_wheel_holds_the_apps_and_the_built_player_but_not_the_site(wheel):
         "media_access/management/commands/render_nginx_config.py",
         "transcoding/management/commands/transcoding_worker.py",
         "private_video/static/private_video/js/upload.js",
+        "private_video/static/private_video/uploader/vendor/uppy.min.js",
     ):
         assert required in names, required
     top = {name.split("/")[0] for name in names}
