@@ -88,8 +88,9 @@ def private(response):
 
 
 def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
-    # Read before the policy's own queries: a change committed after this
-    # read gives the next request another generation.
+    # recall() reads the decision scopes before the policy's own queries: a
+    # change committed after that read gives a scope the entry rests on
+    # another value, so the next request runs the policy.
     generation = decisions.current_generation(request)
     key = decisions.key_for(request, page_id, video_id, rendition, attachment)
     remembered = decisions.recall(key, generation)
