@@ -49,6 +49,7 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "4"))
 SESSIONS = int(os.environ.get("BENCH_SESSIONS", "500"))
 PG_ROUNDS = int(os.environ.get("BENCH_PG_ROUNDS", "3"))
 PG_ROUND_SECONDS = int(os.environ.get("BENCH_PG_ROUND_SECONDS", "6"))
+PG_WARMUP_PASSES = int(os.environ.get("BENCH_PG_WARMUP_PASSES", "8"))
 
 
 def setup_django():
@@ -276,9 +277,26 @@ def main_postgres():
         print(f"# wrk against nginx + gunicorn ({WORKERS} sync workers) on PostgreSQL, 127.0.0.1:{port}; "
               f"{len(sessions)} signed-in viewers in turn, {CONNECTIONS} connections, "
               f"2 logins/s + a publish every 10 s beside; {PG_ROUNDS} alternated rounds of {PG_ROUND_SECONDS:g} s")
-        rounds = alternate(PG_ROUNDS, ("bare", "xaccel"), lambda name: wrk_checked(
-            port, paths[name], headers={"Range": "bytes=0-1"}, connections=CONNECTIONS,
-            seconds=PG_ROUND_SECONDS, script="sessions.lua", env={"BENCH_COOKIES": str(cookies)}))
+
+        def run(name, seconds, offset=0):
+            return wrk_checked(port, paths[name], headers={"Range": "bytes=0-1"}, connections=CONNECTIONS,
+                               seconds=seconds, script="sessions.lua",
+                               env={"BENCH_COOKIES": str(cookies), "BENCH_OFFSET": str(offset)})
+
+        # Warm-up: the steady state is every viewer known to every worker (each
+        # worker remembers its own decisions; a viewer's first request on a
+        # worker runs the whole policy). Requests land on a worker by chance,
+        # so each session goes BENCH_PG_WARMUP_PASSES (8) times round (a given
+        # viewer is then unknown to a given one of 2 workers with odds 2^-8),
+        # in 3 s runs that carry on through the list, at most 90 s.
+        warm_began, warm_requests, warm_rates = time.perf_counter(), 0, []
+        while warm_requests < PG_WARMUP_PASSES * len(sessions) and time.perf_counter() - warm_began < 90:
+            figures = run("xaccel", 3, offset=warm_requests)
+            warm_requests += figures["requests"]
+            warm_rates.append(figures["rps"])
+        print(f"warm-up: {warm_requests} X-Accel requests in {time.perf_counter() - warm_began:.0f} s, "
+              f"requests/s {', '.join('%.0f' % r for r in warm_rates)}", flush=True)
+        rounds = alternate(PG_ROUNDS, ("bare", "xaccel"), lambda name: run(name, PG_ROUND_SECONDS))
         churned = stop_churn(churn)
         churn = None
     finally:

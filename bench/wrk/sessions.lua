@@ -12,8 +12,9 @@ function init(args)
    for line in io.lines(os.getenv("BENCH_COOKIES")) do
       if #line > 0 then cookies[#cookies + 1] = line end
    end
-   -- Threads start at different places in the list.
-   index = (id or 0) * 7919
+   -- Threads start at different places in the list; BENCH_OFFSET moves them all
+   -- (a run that goes on where the previous one stopped).
+   index = (id or 0) * 7919 + (tonumber(os.getenv("BENCH_OFFSET")) or 0)
 end
 
 function setup(thread)
