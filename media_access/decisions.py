@@ -46,8 +46,8 @@ An entry is used only while all of these hold:
 2. Every trigger is present (and enabled, on PostgreSQL). SQLite: every read
    also returns the schema version, and the triggers are counted again when
    it changes (rebuilding a table, as many Django migrations do, drops its
-   triggers). PostgreSQL: the triggers are counted when the process first
-   remembers something and again every ``TRIGGER_RECHECK_SECONDS`` (not per
+   triggers). PostgreSQL: a process counts the triggers on its first media
+   request and again every ``TRIGGER_RECHECK_SECONDS`` (60; never per
    request); ``migrate`` re-installs them and bumps ``schema``. A trigger
    dropped or disabled by hand behind Django's back is like
    ``session_replication_role = replica`` or ``pg_restore
