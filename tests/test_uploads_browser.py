@@ -298,3 +298,38 @@ def test_s3_multipart_from_chromium_resumes_after_a_reload(s3_upload_stack, moto
         stack.url(reverse("media_access:playback", args=[watch_page.pk, video.pk])), timeout=10
     )
     assert response.status_code == 200, response.text
+
+
+def test_an_interrupted_upload_can_be_discarded(upload_stack, noisy_videos, output_dir, monkeypatch):
+    """After a reload, Discard on an interrupted upload cancels it on the
+    server (its staged bytes go) and the page forgets it."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    stack = upload_stack
+    editor = make_user("discarder", superuser=True)
+    cookie = stack_session(editor).cookies["sessionid"]
+    with chromium_page(output_dir, session_cookie=cookie, base_url=stack.base_url) as page:
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.emulateNetworkConditions", {
+            "offline": False, "latency": 5, "downloadThroughput": -1, "uploadThroughput": UPLINK,
+        })
+        page.goto(stack.url(reverse("private_video:add")))
+        page.set_input_files("[data-file-input]", [str(noisy_videos[0])])
+
+        def under_way():
+            upload = Upload.objects.filter(user=editor).first()
+            return upload if upload and (staging.size(upload.pk) or 0) >= CHUNK else None
+
+        upload = wait_until(under_way, message="an upload under way")
+        page.reload()
+        row = page.locator(".video-upload__item.is-interrupted")
+        row.wait_for()
+        row.locator("[data-forget]").click()
+        row.wait_for(state="detached")
+        upload.refresh_from_db()
+        assert upload.state == Upload.State.CANCELLED
+        assert not staging.path_for(upload.pk).exists()
+        page.reload()
+        page.wait_for_load_state("networkidle")
+        assert page.locator(".video-upload__item").count() == 0
+        assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('tus::')).length") == 0

@@ -340,8 +340,11 @@
       if (uppy.getFile(file.id)?.isPaused) return;
       setState(item, `Uploading ${percent}%`);
       const speed = rate(row.samples, performance.now(), progress.bytesUploaded);
-      const left = speed > 0 ? `, ${formatDuration((progress.bytesTotal - progress.bytesUploaded) / speed)} left` : "";
-      setDetail(item, `${formatBytes(progress.bytesUploaded)} of ${formatBytes(progress.bytesTotal)}, ${formatBytes(speed)}/s${left}`);
+      // Speed and time left once there are two samples to measure between.
+      const pace = speed > 0
+        ? `, ${formatBytes(speed)}/s, ${formatDuration((progress.bytesTotal - progress.bytesUploaded) / speed)} left`
+        : "";
+      setDetail(item, `${formatBytes(progress.bytesUploaded)} of ${formatBytes(progress.bytesTotal)}${pace}`);
     });
 
     async function finished(file, uploadId, answer) {
