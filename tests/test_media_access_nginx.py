@@ -61,8 +61,10 @@ def test_signed_location_reaches_only_rendition_folders_after_the_token_check():
     private_root = str(settings.PRIVATE_MEDIA_ROOT)
     body = locations(config)[SIGNED]
     assert "secure_link $media_token,$media_expires;" in body
-    assert 'secure_link_md5 "$media_expires$media_prefix ' in body
+    # Bound to the browser: the validated viewer cookie is in the hash, and no cookie is a 403.
+    assert 'secure_link_md5 "$media_expires$media_prefix$media_viewer ' in body
     assert re.search(r'if \(\$secure_link != "1"\) \{\s*return 403;\s*\}', body)
+    assert re.search(r'if \(\$media_viewer = ""\) \{\s*return 403;\s*\}', body)
     assert "(?<media_prefix>videos/[0-9a-f]{2}/[0-9a-f]{32}/renditions/)" in body
     assert r"\.(?:m4s|mp4|jpg|vtt))$" in body  # never playlists, never the original's folder
     assert re.findall(r"^\s*alias\s+([^;]+);", body, re.M) == [f"{private_root}/$media_prefix$media_file"]
