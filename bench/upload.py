@@ -180,6 +180,19 @@ def put_upload(port, source, size):
     return elapsed
 
 
+def cpu_seconds(pids):
+    """User + system CPU seconds the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 class RssSampler(threading.Thread):
     def __init__(self, pids):
         super().__init__(daemon=True)
@@ -226,6 +239,7 @@ def main():
     stack = bench_stack(DATA_DIR, workers=WORKERS, stack_class=PutStack.make(Stack),
                         extra_env={"GUNICORN_ACCESS_LOG": str(DATA_DIR / "stack" / "gunicorn-access.log")})
     times = {"tus": [], "put": []}
+    cpu = {"tus": [], "put": []}
     completion = []
     try:
         port = stack.port
@@ -235,6 +249,7 @@ def main():
             drop_video(video)
         put_upload(port, small, small.stat().st_size)
         pids = worker_pids(stack.processes["gunicorn"].pid)
+        nginx_pids = worker_pids(stack.processes["nginx"].pid)
         baseline = {pid: rss_mb(pid) for pid in pids}
         sampler = RssSampler(pids)
         sampler.start()
@@ -243,6 +258,7 @@ def main():
               f"{ROUNDS} alternated rounds", flush=True)
         for number in range(ROUNDS):
             for path in ("tus", "put") if number % 2 == 0 else ("put", "tus"):
+                cpu_before = (cpu_seconds(pids), cpu_seconds(nginx_pids))
                 if path == "tus":
                     seconds, patches, video_id = tus_upload(port, auth, source, size, chunk)
                     video = Video.objects.get(pk=video_id)
@@ -255,7 +271,9 @@ def main():
                 else:
                     seconds = put_upload(port, source, size)
                 times[path].append(seconds)
-                print(f"round {number + 1} {path:3s} {seconds:6.2f} s  {size / seconds / 1e6:7.1f} MB/s", flush=True)
+                cpu[path].append((cpu_seconds(pids) - cpu_before[0], cpu_seconds(nginx_pids) - cpu_before[1]))
+                print(f"round {number + 1} {path:3s} {seconds:6.2f} s  {size / seconds / 1e6:7.1f} MB/s  "
+                      f"CPU gunicorn {cpu[path][-1][0]:5.2f} s, nginx {cpu[path][-1][1]:5.2f} s", flush=True)
         sampler.stopping.set()
         sampler.join()
     finally:
@@ -270,7 +288,9 @@ def main():
           f"load average {os.getloadavg()[0]:.1f}")
     print(f"resumable_vs_raw_put={ratio:.2f} worker_rss_growth_mb={growth:.1f} "
           f"tus_mb_s={size / best['tus'] / 1e6:.0f} put_mb_s={size / best['put'] / 1e6:.0f} "
-          f"completion_s={min(completion):.2f} upload_bytes={size} chunk_mib={chunk // 1024**2} workers={WORKERS}")
+          f"completion_s={min(completion):.2f} tus_gunicorn_cpu_s={min(c[0] for c in cpu['tus']):.2f} "
+          f"tus_nginx_cpu_s={min(c[1] for c in cpu['tus']):.2f} put_nginx_cpu_s={min(c[1] for c in cpu['put']):.2f} "
+          f"upload_bytes={size} chunk_mib={chunk // 1024**2} workers={WORKERS}")
 
 
 if __name__ == "__main__":
