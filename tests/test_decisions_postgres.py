@@ -135,3 +135,26 @@ def test_triggers_are_counted_per_process_not_per_request(client, sample_video):
         assert client.get(url).status_code == 200
     assert len(context.captured_queries) == 1
     decisions.cache().clear()
+
+
+@pytest.mark.django_db
+def test_a_trigger_disabled_behind_djangos_back_is_reported():
+    """Not noticed per request (that was the pg_trigger count this design
+    dropped): the database check names it, and migrate puts it back."""
+    from django.core.checks import run_checks
+
+    name = "private_video_access_policy_auth_user_groups"
+
+    def e004():
+        return [m for m in run_checks(databases=["default"]) if m.id == "private_video_access.E004"]
+
+    assert e004() == []
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(f'ALTER TABLE auth_user_groups DISABLE TRIGGER "{name}"')
+    try:
+        messages = e004()
+        assert len(messages) == 1 and name in messages[0].msg
+    finally:
+        decisions.install_triggers()
+    assert e004() == []
