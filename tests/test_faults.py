@@ -294,6 +294,20 @@ def test_full_temp_folder_fails_the_job_cleanly_and_publishes_nothing(stack, tmp
         assert watch.right(kind, watch.get(viewer, kind)), kind
 
 
+def test_a_full_disk_met_by_python_gets_the_disk_space_message_too():
+    """ffmpeg's own ENOSPC is read from its stderr; the pipeline's own writes
+    (playlists, the master) raise OSError, which must say the same thing
+    rather than "Processing failed unexpectedly" (the tmpfs above cannot aim
+    at one of those writes reliably)."""
+    import errno
+
+    from transcoding.pipeline import DISK_FULL, readable_crash
+
+    assert readable_crash(OSError(errno.ENOSPC, "No space left on device")) == str(DISK_FULL)
+    assert readable_crash(OSError(errno.EDQUOT, "Disk quota exceeded")) == str(DISK_FULL)
+    assert readable_crash(OSError(errno.EACCES, "Permission denied")).startswith("Processing failed unexpectedly")
+
+
 # 2. PostgreSQL restarted -------------------------------------------------------
 
 PG = {name: os.environ.get(f"PV_TEST_PG_{name}", "") for name in ("BINDIR", "DATADIR", "OPTIONS", "LOG")}
@@ -481,8 +495,7 @@ def test_redis_outage_loses_no_job_and_never_touches_serving(rq_stack, tmp_path)
         running = upload("running")
         wait_for(lambda: TranscodeJob.objects.filter(pk=running.pk, status="processing").exists(), 60, log)
         in_redis = upload("in-redis")
-        lost_task = TranscodeJob.objects.get(pk=in_redis.pk).task_id
-        assert lost_task
+        assert TranscodeJob.objects.get(pk=in_redis.pk).task_id
         stack.redis.stop()
         stopped = time.monotonic()
         # An upload while Redis is down: the video is kept and its job
@@ -517,6 +530,20 @@ def test_redis_outage_loses_no_job_and_never_touches_serving(rq_stack, tmp_path)
         assert row.status == "ready", (row.pk, row.error, log())
         assert row.task_id and row.worker.endswith(f":{worker.pid}"), (row.task_id, row.worker)
         assert row.video.renditions.filter(kind=Rendition.Kind.HLS_MASTER).exists()
-    # Sent again: Redis lost the first task with its queue.
-    assert TranscodeJob.objects.get(pk=in_redis.pk).task_id != lost_task
     assert worker.poll() is None, log()
+
+    # A job whose task only Redis held, with no other job to pick it up
+    # (a later job's ladder runs waiting quick phases itself): Redis comes
+    # back empty, and the job is sent again rather than forgotten.
+    worker.send_signal(signal.SIGTERM)  # idle: a warm shutdown
+    worker.wait(timeout=30)
+    forgotten = upload("forgotten")
+    lost_task = TranscodeJob.objects.get(pk=forgotten.pk).task_id
+    assert lost_task
+    stack.redis.stop()
+    stack.redis.start()
+    stack._spawn("rq-2", [str(VENV_BIN / "python"), "manage.py", "transcoding_worker"])
+    log = lambda: stack.log_text("rq-2")[-4000:]  # noqa: E731
+    done = wait_for(lambda: TranscodeJob.objects.filter(pk=forgotten.pk, status__in=["ready", "failed"]).first(),
+                    60, log)
+    assert done.status == "ready" and done.task_id != lost_task, (done.error, log())
