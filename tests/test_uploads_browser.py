@@ -40,7 +40,10 @@ UPLINK = 2_000_000
 S3_PART = 5 * 1024 * 1024
 
 
-@pytest.fixture(scope="module")
+# Each worker stack transcodes every job in the shared database: this one
+# stops after its test, before the S3 stack's worker starts (a local-storage
+# worker would take the S3 video's job and not find its file).
+@pytest.fixture
 def upload_stack(tmp_path_factory, stack_database_url, static_root):
     stack = _start_stack(
         tmp_path_factory, stack_database_url, static_root,
@@ -300,11 +303,11 @@ def test_s3_multipart_from_chromium_resumes_after_a_reload(s3_upload_stack, moto
     assert response.status_code == 200, response.text
 
 
-def test_an_interrupted_upload_can_be_discarded(upload_stack, noisy_videos, output_dir, monkeypatch):
+def test_an_interrupted_upload_can_be_discarded(stack, noisy_videos, output_dir, monkeypatch):
     """After a reload, Discard on an interrupted upload cancels it on the
-    server (its staged bytes go) and the page forgets it."""
+    server (its staged bytes go) and the page forgets it. (The shared stack:
+    its 64 MiB chunk is one PATCH, streamed to the staging file as it comes.)"""
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    stack = upload_stack
     editor = make_user("discarder", superuser=True)
     cookie = stack_session(editor).cookies["sessionid"]
     with chromium_page(output_dir, session_cookie=cookie, base_url=stack.base_url) as page:

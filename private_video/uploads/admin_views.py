@@ -46,13 +46,9 @@ def _no_video_rights(request):
 def upload_backend():
     """"s3" when the private storage is an S3 bucket (the browser sends parts
     straight to it), else "tus" (chunks to our tus endpoint, staged locally)."""
-    try:
-        from storages.backends.s3 import S3Storage
-    except ImportError:
-        return "tus"
-    from ..storage import configured_private_storage
+    from .s3_multipart import s3_storage
 
-    return "s3" if isinstance(configured_private_storage(), S3Storage) else "tus"
+    return "s3" if s3_storage() is not None else "tus"
 
 
 def upload_page_context():

@@ -164,6 +164,9 @@
     const uppy = new Core({ autoProceed: false, allowMultipleUploadBatches: true });
     const rows = new Map(); // uppy file id -> {item, samples}
     const S3_PREFIX = "private-video-s3::";
+    // An upload unknown to the server is forgotten once this old (the server
+    // expires unfinished uploads after PRIVATE_VIDEO_UPLOAD_EXPIRY, a day by default).
+    const FORGET_AFTER_MS = 7 * 24 * 3600 * 1000;
     const withId = (url, id) => url.replace(data.placeholderId, id);
 
     async function api(method, url, body) {
@@ -264,9 +267,13 @@
           const percent = status.length ? Math.floor((status.offset / status.length) * 100) : 0;
           item.querySelector("[data-progress]").value = percent;
           setDetail(item, `${formatBytes(status.offset)} of ${formatBytes(status.length)} received`);
-        }, () => {
-          forgetFile(entry.fileId);
+        }, (error) => {
+          // Unknown to the server: expired and deleted, or another user's (a
+          // browser shared by two editors: theirs stays remembered for them,
+          // until it is long past any expiry). Offline: try again on reload.
           item.remove();
+          const age = Date.now() - (Date.parse(entry.started) || 0);
+          if (!error.network && age > FORGET_AFTER_MS) forgetFile(entry.fileId);
         });
       }
     }
