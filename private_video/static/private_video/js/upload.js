@@ -31,6 +31,7 @@
   function newItem(name) {
     const item = template.content.firstElementChild.cloneNode(true);
     item.querySelector("[data-name]").textContent = name;
+    item.querySelector("[data-progress]").setAttribute("aria-label", `${name}: upload progress`);
     list.appendChild(item);
     return item;
   }
