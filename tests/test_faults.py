@@ -415,6 +415,20 @@ def test_postgres_restart_gives_clean_5xx_then_everything_recovers_and_no_job_is
     after = wait_for(lambda: TranscodeJob.objects.filter(pk=after.pk, status__in=["ready", "failed"]).first(), 90, log)
     assert after.status == "ready" and after.worker.endswith(f":{transcoder.pid}"), (after.error, log())
 
+    # The default queue's worker (the Procfile's "worker") survived too and
+    # still runs tasks: a transcode task for no job is a harmless no-op.
+    from django_tasks_db.models import DBTaskResult
+
+    from transcoding.tasks import transcode_video
+
+    default_worker = stack.processes["worker"]
+    assert default_worker.poll() is None, stack.log_text("worker")[-4000:]
+    with override_settings(TASKS={**DB_TASKS, "default": DB_TASKS["transcoding"]}):
+        probe = transcode_video.using(backend="default").enqueue(0)
+    finished = wait_for(lambda: DBTaskResult.objects.filter(pk=probe.id, status="SUCCESSFUL").first(), 30,
+                        lambda: stack.log_text("worker")[-4000:])
+    assert finished.return_value == "skipped"
+
 
 # 3. Redis stopped for 10 s --------------------------------------------------------
 
