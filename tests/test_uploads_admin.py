@@ -189,3 +189,9 @@ def test_upload_page_tells_the_script_the_path_and_links_the_list(world):
     assert re.search(r'data-chunk-size="\d+"', form)
     assert f'href="{reverse("private_video:uploads")}"' in page
     assert "private_video/uploader/vendor/uppy.min.js" in page
+
+
+def test_videos_listing_links_the_uploads_in_progress(world):
+    page = client_for(world.olga).get(reverse("private_video:index")).content.decode()
+    link = re.search(rf'<a [^>]*href="{reverse("private_video:uploads")}"[^>]*>(.*?)</a>', page, re.S)
+    assert link and "Uploads in progress" in link.group(1)

@@ -11,6 +11,8 @@ import django_filters
 from django.http import HttpResponse, JsonResponse
 from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.functional import cached_property
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -115,6 +117,15 @@ class VideoIndexView(generic.IndexView):
             return queryset
         matching = super().search_queryset(Video.objects.all()).values("pk")
         return queryset.filter(pk__in=matching)
+
+    @cached_property
+    def header_more_buttons(self):
+        # The resumable uploads still under way, which their owner or an admin may cancel.
+        from wagtail.admin.widgets.button import Button
+
+        return super().header_more_buttons + [
+            Button(_("Uploads in progress"), url=reverse("private_video:uploads"), icon_name="upload", priority=50)
+        ]
 
     def get_base_queryset(self):
         queryset = (
