@@ -23,7 +23,7 @@ def read_unit(path):
 def test_units_exist_and_run_known_commands():
     assert {u.name for u in UNITS} == {
         "privatevideo-web.service", "privatevideo-tasks.service", "privatevideo-transcoder@.service",
-        "privatevideo-publish-scheduled.service"}
+        "privatevideo-publish-scheduled.service", "privatevideo-housekeeping.service"}
     commands = get_commands()
     for unit in UNITS:
         service = read_unit(unit)["Service"]
@@ -55,8 +55,8 @@ def test_env_example_names_only_real_settings():
 def test_a_timer_runs_publish_scheduled_every_minute():
     # Pages past their expire_at leave the page tree (and go-live pages go
     # live) without anyone running the command by hand.
-    assert [t.name for t in TIMERS] == ["privatevideo-publish-scheduled.timer"]
-    timer = read_unit(TIMERS[0])
+    assert [t.name for t in TIMERS] == ["privatevideo-housekeeping.timer", "privatevideo-publish-scheduled.timer"]
+    timer = read_unit(TIMERS[1])
     target = timer["Timer"]["Unit"]
     assert timer["Install"]["WantedBy"] == "timers.target"
     assert timer["Timer"]["OnCalendar"] == "minutely"
@@ -70,3 +70,22 @@ def test_a_timer_runs_publish_scheduled_every_minute():
     assert argv[:3] == ["/srv/privatevideo/.venv/bin/python", "manage.py", "publish_scheduled"]
     assert "publish_scheduled" in get_commands()
     assert "Install" not in read_unit(REPO / "deploy" / "systemd" / target)  # started by the timer only
+
+
+def test_a_timer_expires_unfinished_uploads_and_old_analytics_every_hour():
+    # Staged upload bytes and watch analytics past their retention go without
+    # anyone running the commands by hand.
+    timer = read_unit(REPO / "deploy" / "systemd" / "privatevideo-housekeeping.timer")
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    assert timer["Timer"]["OnCalendar"] == "hourly"
+    target = timer["Timer"]["Unit"]
+    unit = read_unit(REPO / "deploy" / "systemd" / target)
+    service = unit["Service"]
+    assert service["Type"] == "oneshot"
+    commands = [shlex.split(service[key])[:3] for key in ("ExecStart", "ExecStartPost")]
+    assert commands == [
+        ["/srv/privatevideo/.venv/bin/python", "manage.py", "expire_uploads"],
+        ["/srv/privatevideo/.venv/bin/python", "manage.py", "delete_watch_analytics"],
+    ]
+    assert {"expire_uploads", "delete_watch_analytics"} <= set(get_commands())
+    assert "Install" not in unit  # started by the timer only
