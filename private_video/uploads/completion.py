@@ -157,21 +157,33 @@ def complete_upload(upload, source):
             "name": upload.collection.name
         })
     try:
-        size = source.size()
-    except OSError:
-        _fail(upload, source, _("The uploaded bytes are gone; start the upload again."))
-    if size != upload.length:
-        _fail(upload, source, _("%(received)s were received but %(declared)s were announced.") % {
-            "received": filesizeformat(size), "declared": filesizeformat(upload.length)
-        })
-    if size > max_upload_size():
-        _fail(upload, source, _("This file is %(size)s; the largest video you can upload is %(limit)s.") % {
-            "size": filesizeformat(size), "limit": filesizeformat(max_upload_size())
-        })
-    try:
-        info = source.probe()
-    except (ValidationError, ProbeError) as exc:
-        _fail(upload, source, _message(exc))
+        try:
+            size = source.size()
+        except FileNotFoundError:
+            _fail(upload, source, _("The uploaded bytes are gone; start the upload again."))
+        if size != upload.length:
+            _fail(upload, source, _("%(received)s bytes were received but %(declared)s were announced.") % {
+                "received": f"{size:,}", "declared": f"{upload.length:,}"
+            })
+        if size > max_upload_size():
+            _fail(upload, source, _("This file is %(size)s; the largest video you can upload is %(limit)s.") % {
+                "size": filesizeformat(size), "limit": filesizeformat(max_upload_size())
+            })
+        try:
+            info = source.probe()
+        except (ValidationError, ProbeError) as exc:
+            _fail(upload, source, _message(exc))
+    except UploadRefused:
+        raise
+    except Exception:
+        # The store or the probe could not be reached (not a verdict on the
+        # file): the bytes stay and the upload can be completed again.
+        logger.exception("upload %s: the finished file could not be checked", upload.pk)
+        Upload.objects.filter(pk=upload.pk, state=State.PROCESSING).update(
+            state=State.RECEIVING, updated_at=timezone.now()
+        )
+        upload.state = State.RECEIVING
+        raise UploadRefused(_("The upload could not be checked just now; nothing is lost, try completing it again."))
 
     Video = get_video_model()
     extension = info.extension

@@ -403,17 +403,38 @@ def complete(request, storage, upload_id):
     if upload.state == State.COMPLETE and upload.video is not None:
         return JsonResponse({"video": _video_json(upload.video)})
     _receiving(upload)
-    parts = _checked_parts(request, storage, upload)
-    _client(storage).complete_multipart_upload(
-        Bucket=storage.bucket_name, Key=upload.s3_key, UploadId=upload.s3_upload_id,
-        MultipartUpload={"Parts": parts},
-    )
+    if not _assembled(storage, upload):
+        parts = _checked_parts(request, storage, upload)
+        _client(storage).complete_multipart_upload(
+            Bucket=storage.bucket_name, Key=upload.s3_key, UploadId=upload.s3_upload_id,
+            MultipartUpload={"Parts": parts},
+        )
     Upload.objects.filter(pk=upload.pk).update(offset=upload.length, updated_at=timezone.now())
     try:
         video = complete_upload(upload, ("s3", original_name(upload.video_key)))
     except UploadRefused as refused:
         return _error(refused.message, 400)
     return JsonResponse({"video": _video_json(video)})
+
+
+def _assembled(storage, upload):
+    """True when an earlier completion already assembled the parts (its probe
+    could not run then, see ``complete_upload``): the object is there, whole,
+    and the multipart upload is gone, so the completion goes on from the probe."""
+    from botocore.exceptions import ClientError
+
+    client = _client(storage)
+    try:
+        client.list_parts(Bucket=storage.bucket_name, Key=upload.s3_key, UploadId=upload.s3_upload_id, MaxParts=1)
+        return False
+    except ClientError as exc:
+        if _error_code(exc) not in ("NoSuchUpload", "404"):
+            raise
+    try:
+        head = client.head_object(Bucket=storage.bucket_name, Key=upload.s3_key)
+    except ClientError:
+        return False  # neither parts nor object: the NoSuchUpload answer follows
+    return head.get("ContentLength") == upload.length
 
 
 @require_http_methods(["POST", "DELETE"])
