@@ -15,7 +15,8 @@ What a decision is read from is covered by a few *scopes*, one row each in
 - ``p:<page id>``      the page row, its concrete page model rows, its viewer
   grants, and every view restriction that applies to it (on the page, an
   ancestor, or a page it or an ancestor is an alias of);
-- ``v:<video id>``     the video row and its renditions;
+- ``v:<video id>``     the video row, its renditions, its caption tracks and its
+  chapters;
 - ``schema``           everything at once: bumped after every ``migrate``
   (when the triggers are re-installed), by ``bump()``, and by a TRUNCATE of
   any watched table on PostgreSQL.
@@ -62,6 +63,16 @@ An entry is used only while all of these hold:
    id, video id, rendition name and whether it is a download. Nothing else in
    the request is read by the policy: the user comes from the session, and
    Wagtail's password restrictions from the session's data.
+
+   The player's other endpoints (``views.playback``, the analytics beacon)
+   use the same keys with a kind in the rendition slot: ``#json``,
+   ``#playlist``, ``#chapters``, ``#position``, ``#beacon`` (a rendition name
+   is a slug, never ``#...``). Their entries all hold the same thing, the
+   decision without download, the user the session named and the video's
+   ``VideoFacts`` (renditions, captions, chapters: all under ``v:``), so
+   ``recall_shared`` may answer one kind from another kind's current entry
+   of the same session cookie, page and video: the policy reads nothing of
+   the kind.
 
 Why a missing row is safe, and pruning with it
 ----------------------------------------------
@@ -118,6 +129,10 @@ and why each can end an allowed decision:
   remembered.
 - the video model's table and ``private_video_transcoding_rendition``
   (``v:``): a file replaced or deleted.
+- ``private_video_caption`` and ``private_video_chapter`` (``v:`` of their
+  video): a caption track or chapter added, changed or deleted. They end no
+  decision, but the player's remembered entries carry the video's captions
+  and chapters (``hls.VideoFacts``).
 
 Not watched, deliberately: page permissions and the library's collection
 permissions (decisions that used them are not kept), revisions and drafts
@@ -402,6 +417,33 @@ def recall(key, snapshot):
     return None
 
 
+def recall_shared(keys, snapshot):
+    """``recall(keys[0], snapshot)``, but first the entries of ``keys[1:]``:
+    keys that differ from the first only in the rendition slot and whose
+    entries hold the same thing (the player's endpoint kinds, see the
+    invariant, 4). A current sibling entry is also kept under ``keys[0]``.
+    Costs no more queries than ``recall``."""
+    if snapshot is None:
+        return None
+    first = keys[0]
+    for key in keys[1:]:
+        if (key[0], key[1], key[2], key[4]) != (first[0], first[1], first[2], first[4]):
+            raise ValueError("recall_shared: keys must differ only in the rendition slot")
+    store = cache()
+    for key in keys:
+        entry = store.get(key)
+        if entry is None:
+            continue
+        if not snapshot.read([scope for scope, _ in entry.scopes]):
+            return None
+        if entry.scopes and all(snapshot.values.get(scope) == value for scope, value in entry.scopes):
+            if key != first:
+                store.put(first, entry)
+            return entry
+        store.discard(key, entry)
+    return recall(first, snapshot)
+
+
 def remember(key, snapshot, page, video, decision, served):
     """Keep an allowed, cacheable decision, with the scope values read before
     the policy ran and the earliest time it lapses."""
@@ -658,11 +700,13 @@ def _trigger_specs():
     ])
     specs[Session._meta.db_table] = _Spec(ALL_EVENTS, one("s", Session._meta.pk.column))
     specs[Video._meta.db_table] = _Spec(ALL_EVENTS, one("v", Video._meta.pk.column))
-    try:
-        rendition = apps.get_model("private_video_transcoding", "Rendition")
-        specs[rendition._meta.db_table] = _Spec(ALL_EVENTS, one("v", rendition._meta.get_field("video").column))
-    except LookupError:
-        pass
+    for label, name in (("private_video_transcoding", "Rendition"), ("private_video", "Caption"),
+                        ("private_video", "Chapter")):
+        try:
+            model = apps.get_model(label, name)
+        except LookupError:
+            continue
+        specs[model._meta.db_table] = _Spec(ALL_EVENTS, one("v", model._meta.get_field("video").column))
     return specs
 
 

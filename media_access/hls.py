@@ -12,17 +12,22 @@ are read once per process (``published``).
 Captions and chapters are the library's own objects (``private_video.tracks``),
 never renditions: each caption's WebVTT file sits under the renditions prefix,
 so the same signed URL reaches it. They can change at any time, so what this
-module says about them is built per request from the rows, never cached with
-the stored (immutable) playlist text.
+module says about them is built from the rows (``VideoFacts``), never cached
+with the stored (immutable) playlist text; the player's views keep one
+``VideoFacts`` in a remembered decision, which rests on the video's scope
+(``decisions.py``: renditions, captions and chapters all change it).
 """
 
 import math
 import re
+from dataclasses import dataclass
 
 from django.urls import reverse
 
 from . import published
-from .files import ORIGINAL, Kind, best_playback_name, ready_renditions, resolve_file
+from .content_types import content_type_for
+from .files import _BROWSER_PLAYABLE as BROWSER_PLAYABLE
+from .files import ORIGINAL, Kind, ready_renditions, resolve_file
 from .tokens import VideoToken, video_prefix
 
 HLS_TYPE = "application/vnd.apple.mpegurl"
@@ -97,6 +102,41 @@ def captions_of(video):
 
 def chapters_of(video):
     return list(video.chapters.all())
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    """What the player's answers read of a video besides its own row: its
+    ready renditions by name, its caption tracks (``captions_of``) and its
+    chapters; three queries. Kept with a remembered decision, so only used
+    while the video's scope is unchanged (a rendition, caption or chapter
+    written or deleted changes it)."""
+
+    renditions: dict
+    captions: tuple
+    chapters: tuple
+
+
+def video_facts(video):
+    return VideoFacts(
+        renditions=renditions_by_name(video), captions=tuple(captions_of(video)), chapters=tuple(chapters_of(video))
+    )
+
+
+def playback_fallback(video, renditions):
+    """(name, content type) of the progressive file the player falls back to,
+    content type None when there is no such file: ``files.best_playback_name``
+    and ``files.resolve_file`` answered from ``renditions``, without queries."""
+    if video.file and content_type_for(video.file.name) in BROWSER_PLAYABLE:
+        name = ORIGINAL
+    else:
+        mp4s = [r for r in renditions.values() if r.kind == Kind.MP4]
+        name = max(mp4s, key=lambda r: (r.height or 0, r.size or 0)).name if mp4s else ORIGINAL
+    if name == ORIGINAL:
+        served = resolve_file(video, ORIGINAL)
+        return name, (served.content_type if served is not None else None)
+    rendition = renditions[name]
+    return name, content_type_for(rendition.file.name, rendition.content_type)
 
 
 def master_playlist(page, video, renditions, level=None, captions=()):
@@ -264,15 +304,17 @@ def video_duration(video, renditions=None):
     return master.duration if master else None
 
 
-def playback_info(page, video, *, viewer, resume=None):
+def playback_info(page, video, *, viewer, resume=None, facts=None):
     """The player's one description of what it may load, for a viewer the policy allowed.
 
     Signed URLs work with or without nginx in front: without it (runserver,
     serve mode "django") ``media_access.views.signed`` checks the same token.
     ``resume`` is the viewer's own saved position and where to post it
     (``views.playback.resume_info``), None for an anonymous viewer. ``viewer``
-    is the browser's viewer cookie value the token is bound to (``tokens.request_viewer``)."""
-    renditions = renditions_by_name(video)
+    is the browser's viewer cookie value the token is bound to (``tokens.request_viewer``).
+    ``facts``: the video's ``VideoFacts`` when the caller has them (read now otherwise)."""
+    facts = facts if facts is not None else video_facts(video)
+    renditions = facts.renditions
     token = VideoToken.issue(video, viewer=viewer)
 
     def file_url(rendition):
@@ -289,11 +331,10 @@ def playback_info(page, video, *, viewer, resume=None):
                     "name": name, "width": rendition.width, "height": rendition.height,
                     "bitrate": rendition.bitrate,
                 })
-    fallback = best_playback_name(video)
-    served = resolve_file(video, fallback)
-    if served is not None:
+    fallback, fallback_type = playback_fallback(video, renditions)
+    if fallback_type is not None:
         sources.append({
-            "type": served.content_type,
+            "type": fallback_type,
             "src": reverse("media_access:watch", args=[page.pk, video.pk, fallback]),
         })
 
@@ -317,8 +358,8 @@ def playback_info(page, video, *, viewer, resume=None):
         "sources": sources,
         "levels": sorted(levels, key=lambda level: level["height"] or 0),
         "storyboard": storyboard,
-        "captions": captions_info(video, token),
-        "chapters": chapters_info(page, video),
+        "captions": captions_info(video, token, facts.captions),
+        "chapters": chapters_info(page, video, facts.chapters),
         "resume": resume,
         "token": token.as_json(),
         "original": fallback == ORIGINAL,
@@ -335,9 +376,9 @@ def poster_url(video, token, rendition=None):
     return signed_url(token, rendition) if rendition is not None else None
 
 
-def captions_info(video, token):
+def captions_info(video, token, captions_list=None):
     captions = []
-    for caption in captions_of(video):
+    for caption in captions_of(video) if captions_list is None else captions_list:
         try:
             url = token.url_for(caption.file.name)
         except ValueError:
@@ -349,8 +390,9 @@ def captions_info(video, token):
     return captions
 
 
-def chapters_info(page, video):
-    items = [{"start": chapter.start, "title": chapter.title} for chapter in chapters_of(video)]
+def chapters_info(page, video, chapters_list=None):
+    chapters_list = chapters_of(video) if chapters_list is None else chapters_list
+    items = [{"start": chapter.start, "title": chapter.title} for chapter in chapters_list]
     if not items:
         return None
     return {"src": reverse("media_access:chapters", args=[page.pk, video.pk]), "items": items}

@@ -126,11 +126,13 @@ def watch_beacon(request, page_id, video_id):
     refusal = _csrf_refusal(request, data.get("csrf") if isinstance(data, dict) else None)
     if refusal is not None:
         return private(refusal)
-    from .playback import _gate  # (playback imports this module for beacon_info)
+    from .playback import BEACON_KIND, _gate  # (playback imports this module for beacon_info)
 
-    page, video, decision, refusal = _gate(request, page_id, video_id)
+    # A remembered decision answers a repeat beacon with one query (views.playback).
+    allowed, refusal = _gate(request, page_id, video_id, BEACON_KIND)
     if refusal is not None:
         return refusal
+    page, video = allowed.page, allowed.video
     if data is None:
         return _bad(_("The beacon must be JSON."))
     try:

@@ -4,10 +4,21 @@ and the viewer's resume position. Each reads top to bottom as the policy,
 like ``serve``: look the objects up by id → ask ``can_watch`` → answer. Only
 what these hand out (signed URLs) opens rendition and caption files, and
 nginx checks those without Python.
+
+Like ``/watch/``, an allowed decision is remembered (``decisions.py`` states
+the invariant), under the same key with the endpoint's kind in the rendition
+slot (``#json``, ``#playlist``, ``#chapters``, ``#position``, ``#beacon``),
+together with the user the session named and the video's renditions,
+captions and chapters (``hls.VideoFacts``, under the video's scope). A
+repeat request then costs the one scope query (plus, for a signed-in
+viewer's JSON, their resume position) and neither loads the session nor
+writes it. Denials always run the whole policy.
 """
 
 import math
+from dataclasses import dataclass
 
+from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed, JsonResponse
 from django.middleware.csrf import get_token
@@ -18,7 +29,7 @@ from wagtail.models import Page
 
 from private_video import get_video_model
 
-from .. import hls
+from .. import decisions, hls
 from ..access_log import record_playback
 from ..models import PlaybackPosition
 from ..policy import Outcome, can_watch
@@ -37,29 +48,74 @@ DENIED_MESSAGES = {
 }
 
 
+# The rendition slot of decisions.key_for for each player endpoint (a
+# rendition name is a slug: never one of these).
+JSON_KIND, PLAYLIST_KIND, CHAPTERS_KIND, POSITION_KIND, BEACON_KIND = (
+    "#json", "#playlist", "#chapters", "#position", "#beacon",
+)
+KINDS = (JSON_KIND, PLAYLIST_KIND, CHAPTERS_KIND, POSITION_KIND, BEACON_KIND)
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What a player endpoint needs once the policy allowed the request; kept
+    (as the ``served`` of a remembered decision) for the repeat requests."""
+
+    page: object
+    video: object
+    decision: object
+    # The signed-in user the session named, None for an anonymous viewer.
+    user: object
+    facts: hls.VideoFacts
+
+
 def _lookup(page_id, video_id):
     page = Page.objects.filter(pk=page_id).only(*PAGE_FIELDS).first()
     video = get_video_model().objects.filter(pk=video_id).first()
     return page, video
 
 
-def _gate(request, page_id, video_id, *, log_refusal_as=None):
-    """The top of the plain-text endpoints (playlists, the chapters track, the
-    position): look both up, ask the policy. Returns (page, video, decision,
-    refusal); when ``refusal`` is a response, send it and nothing else. A
-    player or a <track> cannot follow a login redirect: a refusal is a plain
-    403 (404 when the video is not on the page)."""
+def _allowed(request, page_id, video_id, kind):
+    """(Allowed, None) when the policy allows ``request``, else (None, (page,
+    video, decision)) for the caller's refusal (decision None: no such page
+    or video). A remembered decision answers first: then the request's user
+    is the remembered one (the session, which names it, is unchanged), and
+    neither the session nor the user is loaded."""
+    generation = decisions.current_generation(request)
+    keys = [decisions.key_for(request, page_id, video_id, k, False) for k in (kind, *(k for k in KINDS if k != kind))]
+    remembered = decisions.recall_shared(keys, generation)
+    if remembered is not None:
+        allowed = remembered.served
+        request.user = allowed.user if allowed.user is not None else AnonymousUser()
+        return allowed, None
     page, video = _lookup(page_id, video_id)
     if page is None or video is None:
-        return page, video, None, private(not_found())
+        return None, (page, video, None)
     decision = can_watch(request, page, video)
-    if decision.outcome is Outcome.NOT_FOUND:
-        return page, video, decision, private(not_found())
     if not decision.allowed:
-        if log_refusal_as:
-            record_playback(request, page, video, log_refusal_as, decision)
-        return page, video, decision, private(forbidden())
-    return page, video, decision, None
+        return None, (page, video, decision)
+    # The user itself, not the request's lazy wrapper (kept for later requests).
+    user = getattr(request.user, "_wrapped", request.user) if request.user.is_authenticated else None
+    allowed = Allowed(page=page, video=video, decision=decision, user=user, facts=hls.video_facts(video))
+    decisions.remember(keys[0], generation, page, video, decision, allowed)
+    return allowed, None
+
+
+def _gate(request, page_id, video_id, kind, *, log_refusal_as=None):
+    """The top of the plain-text endpoints (playlists, the chapters track, the
+    position, the beacon): the policy's answer. Returns (allowed, refusal);
+    when ``refusal`` is a response, send it and nothing else. A player or a
+    <track> cannot follow a login redirect: a refusal is a plain 403 (404
+    when the video is not on the page)."""
+    allowed, denied = _allowed(request, page_id, video_id, kind)
+    if allowed is not None:
+        return allowed, None
+    page, video, decision = denied
+    if decision is None or decision.outcome is Outcome.NOT_FOUND:
+        return None, private(not_found())
+    if log_refusal_as:
+        record_playback(request, page, video, log_refusal_as, decision)
+    return None, private(forbidden())
 
 
 @csrf_exempt
@@ -69,13 +125,11 @@ def playback(request, page_id, video_id):
 
     The player also calls this to renew its token before it expires; a
     viewer who lost access gets the denial instead, and no new token."""
-    page, video = _lookup(page_id, video_id)
-    if page is None or video is None:
-        return private(JsonResponse({"allowed": False, "reason": "not_found"}, status=404))
-    decision = can_watch(request, page, video)
-    if decision.outcome is Outcome.NOT_FOUND:
-        return private(JsonResponse({"allowed": False, "reason": "not_found"}, status=404))
-    if not decision.allowed:
+    allowed, denied = _allowed(request, page_id, video_id, JSON_KIND)
+    if allowed is None:
+        page, video, decision = denied
+        if decision is None or decision.outcome is Outcome.NOT_FOUND:
+            return private(JsonResponse({"allowed": False, "reason": "not_found"}, status=404))
         body = {
             "allowed": False,
             "reason": decision.outcome.value,
@@ -84,7 +138,10 @@ def playback(request, page_id, video_id):
         if decision.outcome is Outcome.LOGIN_REQUIRED:
             body["login_url"] = redirect_to_login(page.url or "/", frontend_login_url())["Location"]
         return private(JsonResponse(body, status=403))
-    info = hls.playback_info(page, video, viewer=request_viewer(request), resume=resume_info(request, page, video))
+    page, video = allowed.page, allowed.video
+    info = hls.playback_info(
+        page, video, viewer=request_viewer(request), resume=resume_info(request, page, video), facts=allowed.facts
+    )
     info["analytics"] = beacon_info(request, page, video)
     # The tokens are bound to this browser's viewer cookie: set it when it was missing.
     return remember_viewer(request, private(JsonResponse(info)))
@@ -110,25 +167,28 @@ def resume_info(request, page, video):
 @require_safe
 def playlist(request, page_id, video_id, name):
     """The master or a rung's media playlist, with every URI it lists made fetchable."""
-    page, video, decision, refusal = _gate(request, page_id, video_id, log_refusal_as=name)
+    allowed, refusal = _gate(request, page_id, video_id, PLAYLIST_KIND, log_refusal_as=name)
     if refusal is not None:
         return refusal
+    page, video, decision, facts = allowed.page, allowed.video, allowed.decision, allowed.facts
 
     subtitles = hls.SUBTITLES_PLAYLIST.match(name)
     if subtitles:
         # Looked up among this video's captions only: another video's caption
-        # id is a 404 (and its file, in another folder, no token of this video opens).
-        caption = video.captions.filter(pk=int(subtitles.group(1))).first()
+        # id is a 404 (and its file, in another folder, no token of this video
+        # opens; such a caption is not among the video's captions_of either).
+        caption_id = int(subtitles.group(1))
+        caption = next((caption for caption in facts.captions if caption.pk == caption_id), None)
         if caption is None:
             return private(not_found())
         try:
             token = VideoToken.issue(video, viewer=request_viewer(request))
-            text = hls.subtitles_playlist(video, caption, token, hls.video_duration(video))
+            text = hls.subtitles_playlist(video, caption, token, hls.video_duration(video, facts.renditions))
         except LookupError:
             return private(not_found())
         return remember_viewer(request, private(HttpResponse(text, content_type=hls.HLS_TYPE)))
 
-    renditions = hls.renditions_by_name(video)
+    renditions = facts.renditions
     rendition = renditions.get(name)
     # Playlists only; their media files and everything else go by signed URL.
     if rendition is None or rendition.kind not in hls.PLAYLIST_KINDS:
@@ -138,7 +198,7 @@ def playlist(request, page_id, video_id, name):
         if is_master:
             # ?level=<rung>: one quality for a native HLS player (see master_playlist).
             text = hls.master_playlist(
-                page, video, renditions, level=request.GET.get("level"), captions=hls.captions_of(video)
+                page, video, renditions, level=request.GET.get("level"), captions=facts.captions
             )
         else:
             text = hls.media_playlist(video, renditions, name, VideoToken.issue(video, viewer=request_viewer(request)))
@@ -157,13 +217,14 @@ def playlist(request, page_id, video_id, name):
 @require_safe
 def chapters(request, page_id, video_id):
     """The video's chapters as a WebVTT chapters track, for viewers the policy allows."""
-    page, video, decision, refusal = _gate(request, page_id, video_id)
+    allowed, refusal = _gate(request, page_id, video_id, CHAPTERS_KIND)
     if refusal is not None:
         return refusal
-    items = hls.chapters_of(video)
+    items = list(allowed.facts.chapters)
     if not items:
         return private(not_found())
-    return private(HttpResponse(chapters_vtt(items, hls.video_duration(video)), content_type=VTT_TYPE))
+    duration = hls.video_duration(allowed.video, allowed.facts.renditions)
+    return private(HttpResponse(chapters_vtt(items, duration), content_type=VTT_TYPE))
 
 
 # Not CSRF-exempt: the player posts the token it got in the playback JSON as
@@ -176,9 +237,10 @@ def save_position(request, page_id, video_id):
     on that page, as for every other answer about it."""
     if request.method != "POST":
         return private(HttpResponseNotAllowed(["POST"], content_type=PLAIN_TEXT))
-    page, video, decision, refusal = _gate(request, page_id, video_id)
+    allowed, refusal = _gate(request, page_id, video_id, POSITION_KIND)
     if refusal is not None:
         return refusal
+    video = allowed.video
     if not request.user.is_authenticated:
         # Anonymous viewers have nowhere to keep a position; a beacon cannot sign in.
         return private(forbidden())
@@ -191,7 +253,7 @@ def save_position(request, page_id, video_id):
             f"{_('The position must be a number of seconds.')}\n", content_type=PLAIN_TEXT
         ))
     position = max(0.0, position)
-    duration = hls.video_duration(video)
+    duration = hls.video_duration(video, allowed.facts.renditions)
     if duration:
         position = min(position, float(duration))
     PlaybackPosition.objects.update_or_create(user=request.user, video=video, defaults={"position": position})
