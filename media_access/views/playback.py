@@ -19,10 +19,12 @@ import math
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser
+from django.db import IntegrityError, transaction
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed, JsonResponse
 from django.middleware.csrf import get_token
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from wagtail.models import Page
@@ -256,5 +258,13 @@ def save_position(request, page_id, video_id):
     duration = hls.video_duration(video, allowed.facts.renditions)
     if duration:
         position = min(position, float(duration))
-    PlaybackPosition.objects.update_or_create(user=request.user, video=video, defaults={"position": position})
+    # One UPDATE for the usual repeat (update_or_create would lock-read first);
+    # an INSERT the first time (a concurrent first save then updates instead).
+    rows = PlaybackPosition.objects.filter(user=request.user, video=video)
+    if not rows.update(position=position, updated_at=timezone.now()):
+        try:
+            with transaction.atomic():
+                PlaybackPosition.objects.create(user=request.user, video=video, position=position)
+        except IntegrityError:
+            rows.update(position=position, updated_at=timezone.now())
     return private(HttpResponse(status=204))

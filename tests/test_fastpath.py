@@ -1,0 +1,237 @@
+"""The player's endpoints on the remembered-decision fast path (views.playback).
+
+The playback JSON, the playlists (master, media, subtitles), the chapters
+track, the position and the watch beacon remember an allowed decision as
+/watch/ does (decisions.py states the invariant). Here: a repeat request
+costs at most two statements (the decision scopes, plus the signed-in
+viewer's resume position for the JSON, or the viewing row for a beacon) and
+never touches the session table; and every way of taking access away ends
+the remembered answer of every kind on the very next request.
+
+Statements are counted from the database driver on SQLite (the scope read
+goes through the driver's own cursor, which Django does not count) and
+through Django on PostgreSQL; transaction control (savepoints) is left out.
+"""
+
+import json
+from contextlib import contextmanager
+
+import pytest
+from django.contrib.sessions.models import Session
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from media_access import decisions, published
+from media_access.models import PlaybackPosition, Viewing, ViewerGrant
+from private_video.captions import import_caption, set_chapters
+
+from .helpers import make_user
+from .test_captions_delivery import ARABIC_VTT, add_captions, granted_page, transcoded
+
+pytestmark = pytest.mark.django_db
+
+TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "--")
+
+
+@contextmanager
+def statements():
+    """Every statement run meanwhile, transaction control left out."""
+    seen = []
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        connection.connection.set_trace_callback(seen.append)
+        try:
+            yield seen
+        finally:
+            connection.connection.set_trace_callback(None)
+            seen[:] = [sql for sql in seen if not sql.lstrip().upper().startswith(TRANSACTION_CONTROL)]
+    else:
+        with CaptureQueriesContext(connection) as captured:
+            yield seen
+        seen[:] = [q["sql"] for q in captured.captured_queries
+                   if not q["sql"].lstrip().upper().startswith(TRANSACTION_CONTROL)]
+
+
+@pytest.fixture
+def world(tmp_path):
+    published.forget()
+    decisions.cache().clear()
+    video = transcoded(tmp_path, duration=2)
+    page, members = granted_page(video)
+    # A second grant keeps the page restricted when the group's goes.
+    ViewerGrant.objects.create(page=page, user=make_user("other"))
+    french, _ = add_captions(video)
+    set_chapters(video, [(0, "One"), (1, "Two")])
+    user = make_user("viewer", groups=[members])
+    viewer = Client()
+    viewer.force_login(user)
+    return page, video, members, user, viewer, french
+
+
+def url(kind, page, video, caption=None):
+    args = [page.pk, video.pk]
+    if kind == "json":
+        return reverse("media_access:playback", args=args)
+    if kind == "master":
+        return reverse("media_access:hls_playlist", args=[*args, "hls-master"])
+    if kind == "media":
+        return reverse("media_access:hls_playlist", args=[*args, "hls-90p"])
+    if kind == "subtitles":
+        return reverse("media_access:hls_playlist", args=[*args, f"hls-subs-{caption.pk}"])
+    if kind == "chapters":
+        return reverse("media_access:chapters", args=args)
+    if kind == "position":
+        return reverse("media_access:playback_position", args=args)
+    if kind == "beacon":
+        return reverse("media_access:watch_beacon", args=args)
+    raise AssertionError(kind)
+
+
+def ask(client, kind, page, video, caption=None, played=1.0):
+    if kind == "position":
+        return client.post(url(kind, page, video), {"position": "1.5"})
+    if kind == "beacon":
+        body = {"session": "fastpath-1", "ranges": [[0, played]], "duration": video.duration}
+        return client.post(url(kind, page, video), json.dumps(body), content_type="application/json")
+    return client.get(url(kind, page, video, caption))
+
+
+KINDS = ("json", "master", "media", "subtitles", "chapters", "position", "beacon")
+OK = {"json": 200, "master": 200, "media": 200, "subtitles": 200, "chapters": 200, "position": 204, "beacon": 204}
+
+
+def warm(viewer, page, video, caption):
+    """Every kind asked twice: the second answer comes from memory (≤ 2 statements)."""
+    for kind in KINDS:
+        assert ask(viewer, kind, page, video, caption).status_code == OK[kind], kind
+        with statements() as seen:
+            response = ask(viewer, kind, page, video, caption)
+        assert response.status_code == OK[kind], kind
+        assert len(seen) <= 2, (kind, seen)
+
+
+def test_a_repeat_request_of_every_kind_costs_at_most_two_statements_and_no_session_write(world):
+    page, video, _, user, viewer, french = world
+    # Per process, not per request: the trigger count and the scope pruning.
+    viewer.get(reverse("media_access:watch", args=[page.pk, video.pk, "original"]))
+    for kind in KINDS:
+        first = ask(viewer, kind, page, video, french)
+        assert first.status_code == OK[kind], kind
+        with statements() as seen:
+            again = ask(viewer, kind, page, video, french, played=1.0)
+        assert again.status_code == OK[kind], kind
+        assert len(seen) <= 2, (kind, seen)
+        assert any("private_video_access_decisionscope" in sql for sql in seen), (kind, seen)
+        assert not any("django_session" in sql or "auth_user" in sql for sql in seen), (kind, seen)
+        if kind == "json":
+            # The signed-in viewer's own position is still read, and the answer is a fresh one.
+            assert any("playbackposition" in sql for sql in seen), seen
+            assert again.json()["resume"]["position"] is None
+            assert again.json()["captions"] == first.json()["captions"]
+            assert again.json()["chapters"] == first.json()["chapters"]
+        elif kind != "beacon" and kind != "position":
+            assert again.content == first.content or kind in ("media", "subtitles"), kind
+    # What the remembered answers wrote is the viewer's own.
+    assert PlaybackPosition.objects.get(user=user, video=video).position == 1.5
+    viewing = Viewing.objects.get(video=video)
+    assert viewing.user == user and viewing.watched == 1
+
+
+def test_one_kind_answers_from_anothers_entry(world):
+    page, video, _, _, viewer, french = world
+    viewer.get(reverse("media_access:watch", args=[page.pk, video.pk, "original"]))
+    assert ask(viewer, "json", page, video).status_code == 200
+    # The master was never asked, but the JSON's entry is for the same session, page and video.
+    with statements() as seen:
+        response = ask(viewer, "master", page, video)
+    assert response.status_code == 200 and len(seen) <= 2, seen
+
+
+def test_a_new_caption_or_chapter_shows_on_the_next_remembered_answer(world):
+    page, video, _, _, viewer, french = world
+    for kind in ("json", "master", "chapters"):
+        ask(viewer, kind, page, video)
+        ask(viewer, kind, page, video)
+    import_caption(video, ARABIC_VTT, "de.vtt", language="de", kind="subtitles", label="Deutsch")
+    set_chapters(video, [(0, "One"), (1, "Two"), (1.5, "Three")])
+    data = ask(viewer, "json", page, video).json()
+    assert [c["srclang"] for c in data["captions"]] == ["fr", "ar", "de"]
+    assert [c["title"] for c in data["chapters"]["items"]] == ["One", "Two", "Three"]
+    assert 'LANGUAGE="de"' in ask(viewer, "master", page, video).content.decode()
+    assert "Three" in ask(viewer, "chapters", page, video).content.decode()
+
+
+def refused(response, kind, status):
+    assert response.status_code == status, (kind, response.status_code)
+    if kind == "json":
+        assert response.json()["allowed"] is False and "token" not in response.json()
+    else:
+        assert b"/stream/" not in response.content and b"#EXTM3U" not in response.content
+
+
+def revoke_grant(page, video, members, user, viewer):
+    ViewerGrant.objects.filter(page=page, group=members).delete()
+    return 403
+
+
+def remove_from_group(page, video, members, user, viewer):
+    user.groups.remove(members)
+    return 403
+
+
+def unpublish(page, video, members, user, viewer):
+    page.unpublish()
+    return 404
+
+
+def log_out_elsewhere(page, video, members, user, viewer):
+    # logout() deletes the session row; this browser still sends the old cookie.
+    Session.objects.filter(session_key=viewer.cookies["sessionid"].value).delete()
+    return 403
+
+
+@pytest.mark.parametrize("revoke", [revoke_grant, remove_from_group, unpublish, log_out_elsewhere])
+def test_a_revocation_ends_every_remembered_kind_on_the_next_request(world, revoke):
+    page, video, members, user, viewer, french = world
+    warm(viewer, page, video, french)
+    status = revoke(page, video, members, user, viewer)
+    for kind in KINDS:
+        refused(ask(viewer, kind, page, video, french), kind, status)
+    assert Viewing.objects.filter(video=video).get().watched == 1  # the refused beacon added nothing
+
+
+def test_each_kind_alone_is_refused_on_the_next_request(world):
+    """Not helped by another kind's refusal first: each kind warmed, access
+    taken away, then only that kind asked."""
+    page, video, members, user, viewer, french = world
+    for kind in KINDS:
+        grant = ViewerGrant.objects.create(page=page, user=user)
+        ask(viewer, kind, page, video, french)
+        with statements() as seen:
+            assert ask(viewer, kind, page, video, french).status_code == OK[kind]
+        assert len(seen) <= 2, (kind, seen)
+        user.groups.remove(members)
+        grant.delete()
+        refused(ask(viewer, kind, page, video, french), kind, 403)
+        user.groups.add(members)
+
+
+def test_an_anonymous_viewer_of_an_open_page_is_remembered_without_a_session(tmp_path):
+    from cms.models import VideoPage  # noqa: F401  (the site's page type, made by make_video_page)
+
+    from .helpers import make_video_page
+
+    published.forget()
+    decisions.cache().clear()
+    video = transcoded(tmp_path, "open", duration=2)
+    page = make_video_page(video, title="Open")
+    visitor = Client()
+    visitor.get(reverse("media_access:watch", args=[page.pk, video.pk, "original"]))
+    assert ask(visitor, "json", page, video).json()["resume"] is None
+    with statements() as seen:
+        data = ask(visitor, "json", page, video).json()
+    assert data["allowed"] is True and data["resume"] is None and len(seen) <= 1, seen
+    page.unpublish()
+    assert ask(visitor, "json", page, video).status_code == 404
