@@ -13,7 +13,7 @@ DELETE (tus clients send ``X-CSRFToken``). The user must be allowed to add
 videos to the collection named in the metadata, when the upload starts and
 again when it completes; an upload is reachable here by its owner only
 (anyone else gets the 404 of an unknown id). Bytes go to the private staging
-folder in 1 MiB pieces, never a whole request in memory; the offset is what
+folder in 256 KiB pieces, never a whole request in memory; the offset is what
 is on disk, so a request cut mid-way keeps what arrived and the client
 resumes from there. One request writes an upload at a time (a file lock; a
 second one gets 423). The last PATCH runs ``complete_upload``: 204 with
@@ -47,8 +47,11 @@ TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,expiration,termination,checksum"
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
-# The request body is read and written this much at a time.
-READ_SIZE = 1024 * 1024
+# The request body is read and written this much at a time. Not 1 MiB: under
+# gunicorn, 1 MiB reads made glibc map and unmap fresh memory for the body's
+# buffers on every read (page faults, mostly system time): about 3-4 CPU-s per
+# 2 GiB received against about 1 with 256 KiB (docs/benchmarks.md, Uploads).
+READ_SIZE = 256 * 1024
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 # Control characters (NUL included) and path separators never reach a stored name.
 _UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f]")
