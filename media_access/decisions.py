@@ -417,6 +417,18 @@ def recall(key, snapshot):
     return None
 
 
+def stamp(snapshot, scopes):
+    """(the values ``snapshot`` read for ``scopes``, the time.time() after which
+    they prove nothing), or None when one was not read. What a request reads
+    after its scopes may be kept under these values as an entry is (invariant
+    1 and 3, and the pruning proof): used while a later request reads the same
+    values, never past the time given. ``views.playback`` keeps a video's
+    renditions, captions and chapters so, under ``schema`` and ``v:``."""
+    if snapshot is None or not snapshot.usable or not all(scope in snapshot.values for scope in scopes):
+        return None
+    return tuple(snapshot.values[scope] for scope in scopes), snapshot.started + max_age()
+
+
 def recall_shared(keys, snapshot):
     """``recall(keys[0], snapshot)``, but first the entries of ``keys[1:]``:
     keys that differ from the first only in the rendition slot and whose

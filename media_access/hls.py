@@ -20,6 +20,9 @@ with the stored (immutable) playlist text; the player's views keep one
 
 import math
 import re
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.urls import reverse
@@ -121,6 +124,39 @@ def video_facts(video):
     return VideoFacts(
         renditions=renditions_by_name(video), captions=tuple(captions_of(video)), chapters=tuple(chapters_of(video))
     )
+
+
+# (video id, video key) -> (scope values, until, VideoFacts). The key too: a
+# test database rolled back reuses ids, and scope values with them.
+_shared_facts = OrderedDict()
+_shared_facts_lock = threading.Lock()
+SHARED_FACTS_MAX = 256
+
+
+def shared_video_facts(video, values, until, now=None):
+    """``video_facts(video)``, kept per process for every viewer while the
+    request reads the same scope ``values`` (``decisions.stamp``: the video's
+    and ``schema``, read before) and not after ``until``."""
+    now = time.time() if now is None else now
+    key = (video.pk, str(video.key))
+    with _shared_facts_lock:
+        kept = _shared_facts.get(key)
+        if kept is not None and kept[0] == values and now < kept[1]:
+            _shared_facts.move_to_end(key)
+            return kept[2]
+    facts = video_facts(video)
+    with _shared_facts_lock:
+        _shared_facts[key] = (values, until, facts)
+        _shared_facts.move_to_end(key)
+        while len(_shared_facts) > SHARED_FACTS_MAX:
+            _shared_facts.popitem(last=False)
+    return facts
+
+
+def forget_shared_facts():
+    """Tests: start from nothing kept."""
+    with _shared_facts_lock:
+        _shared_facts.clear()
 
 
 def playback_fallback(video, renditions):

@@ -23,7 +23,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from media_access import decisions, published
+from media_access import decisions, hls, published
 from media_access.models import PlaybackPosition, Viewing, ViewerGrant
 from private_video.captions import import_caption, set_chapters
 
@@ -58,6 +58,7 @@ def statements():
 def world(tmp_path):
     published.forget()
     decisions.cache().clear()
+    hls.forget_shared_facts()
     video = transcoded(tmp_path, duration=2)
     page, members = granted_page(video)
     # A second grant keeps the page restricted when the group's goes.
@@ -161,6 +162,30 @@ def test_a_new_caption_or_chapter_shows_on_the_next_remembered_answer(world):
     assert [c["title"] for c in data["chapters"]["items"]] == ["One", "Two", "Three"]
     assert 'LANGUAGE="de"' in ask(viewer, "master", page, video).content.decode()
     assert "Three" in ask(viewer, "chapters", page, video).content.decode()
+
+
+def test_another_viewers_first_request_reuses_the_videos_rows_until_they_change(world):
+    page, video, members, _, viewer, _ = world
+    viewer.get(reverse("media_access:watch", args=[page.pk, video.pk, "original"]))
+    assert ask(viewer, "json", page, video).status_code == 200
+
+    names = iter(("newcomer1", "newcomer2"))
+
+    def newcomer():
+        client = Client()
+        client.force_login(make_user(next(names), groups=[members]))
+        return client
+
+    second = newcomer()
+    with statements() as seen:
+        data = ask(second, "json", page, video).json()
+    # Its own decision (the policy runs for this session), not the video's renditions, captions or chapters again.
+    assert data["allowed"] and not any(
+        table in sql for sql in seen for table in ("rendition", "private_video_caption", "private_video_chapter")
+    ), seen
+    import_caption(video, ARABIC_VTT, "de.vtt", language="de", kind="subtitles", label="Deutsch")
+    data = ask(newcomer(), "json", page, video).json()
+    assert [c["srclang"] for c in data["captions"]] == ["fr", "ar", "de"]
 
 
 def refused(response, kind, status):

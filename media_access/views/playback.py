@@ -98,9 +98,23 @@ def _allowed(request, page_id, video_id, kind):
         return None, (page, video, decision)
     # The user itself, not the request's lazy wrapper (kept for later requests).
     user = getattr(request.user, "_wrapped", request.user) if request.user.is_authenticated else None
-    allowed = Allowed(page=page, video=video, decision=decision, user=user, facts=hls.video_facts(video))
+    allowed = Allowed(page=page, video=video, decision=decision, user=user, facts=_facts(generation, video))
     decisions.remember(keys[0], generation, page, video, decision, allowed)
     return allowed, None
+
+
+def _facts(generation, video):
+    """The video's ``VideoFacts``, shared by every viewer's request while the
+    video's scope (and ``schema``) read before them are unchanged."""
+    try:
+        scopes = [decisions.SCHEMA_SCOPE, decisions.video_scope(video.pk)]
+    except Exception:
+        scopes = None
+    stamp = decisions.stamp(generation, scopes) if scopes else None
+    if stamp is None:
+        return hls.video_facts(video)
+    values, until = stamp
+    return hls.shared_video_facts(video, values, until)
 
 
 def _gate(request, page_id, video_id, kind, *, log_refusal_as=None):
