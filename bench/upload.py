@@ -180,17 +180,25 @@ def put_upload(port, source, size):
     return elapsed
 
 
-def cpu_seconds(pids):
-    """User + system CPU seconds the processes have used so far."""
+def _stat_fields(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def cpu_seconds(pids, system_only=False):
+    """User + system (or system only) CPU seconds the processes have used so far."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
+    for fields in filter(None, map(_stat_fields, pids)):
+        total += (0 if system_only else int(fields[11])) + int(fields[12])
     return total / ticks
+
+
+def minor_faults(pids):
+    """Minor page faults of the processes so far (each a page the kernel had to map in)."""
+    return sum(int(fields[7]) for fields in filter(None, map(_stat_fields, pids)))
 
 
 class RssSampler(threading.Thread):
@@ -221,6 +229,7 @@ def drop_video(video_id):
 
 def main():
     began = time.perf_counter()
+    load_before = os.getloadavg()[0]
     setup_django()
     from private_video.conf import setting
     from private_video.models import Video
@@ -240,6 +249,7 @@ def main():
                         extra_env={"GUNICORN_ACCESS_LOG": str(DATA_DIR / "stack" / "gunicorn-access.log")})
     times = {"tus": [], "put": []}
     cpu = {"tus": [], "put": []}
+    gunicorn_system, gunicorn_faults = [], []
     completion = []
     try:
         port = stack.port
@@ -259,6 +269,7 @@ def main():
         for number in range(ROUNDS):
             for path in ("tus", "put") if number % 2 == 0 else ("put", "tus"):
                 cpu_before = (cpu_seconds(pids), cpu_seconds(nginx_pids))
+                system_before, faults_before = cpu_seconds(pids, system_only=True), minor_faults(pids)
                 if path == "tus":
                     seconds, patches, video_id = tus_upload(port, auth, source, size, chunk)
                     video = Video.objects.get(pk=video_id)
@@ -272,8 +283,13 @@ def main():
                     seconds = put_upload(port, source, size)
                 times[path].append(seconds)
                 cpu[path].append((cpu_seconds(pids) - cpu_before[0], cpu_seconds(nginx_pids) - cpu_before[1]))
+                detail = ""
+                if path == "tus":
+                    gunicorn_system.append(cpu_seconds(pids, system_only=True) - system_before)
+                    gunicorn_faults.append(minor_faults(pids) - faults_before)
+                    detail = f" (system {gunicorn_system[-1]:.2f} s, {gunicorn_faults[-1]} page faults)"
                 print(f"round {number + 1} {path:3s} {seconds:6.2f} s  {size / seconds / 1e6:7.1f} MB/s  "
-                      f"CPU gunicorn {cpu[path][-1][0]:5.2f} s, nginx {cpu[path][-1][1]:5.2f} s", flush=True)
+                      f"CPU gunicorn {cpu[path][-1][0]:5.2f} s{detail}, nginx {cpu[path][-1][1]:5.2f} s", flush=True)
         sampler.stopping.set()
         sampler.join()
     finally:
@@ -285,11 +301,11 @@ def main():
     print(f"worker RSS (MB) after warm-up -> peak during the tus uploads: "
           f"{', '.join(f'{baseline[p]:.1f}->{sampler.peak[p]:.1f}' for p in pids)}")
     print(f"# {time.perf_counter() - began:.0f} s; target resumable/raw PUT >= 0.7, RSS growth < 20 MB; "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"resumable_vs_raw_put={ratio:.2f} worker_rss_growth_mb={growth:.1f} "
           f"tus_mb_s={size / best['tus'] / 1e6:.0f} put_mb_s={size / best['put'] / 1e6:.0f} "
           f"completion_s={min(completion):.2f} tus_gunicorn_cpu_s={min(c[0] for c in cpu['tus']):.2f} "
-          f"tus_nginx_cpu_s={min(c[1] for c in cpu['tus']):.2f} put_nginx_cpu_s={min(c[1] for c in cpu['put']):.2f} "
+          f"tus_gunicorn_faults={min(gunicorn_faults)} tus_nginx_cpu_s={min(c[1] for c in cpu['tus']):.2f} put_nginx_cpu_s={min(c[1] for c in cpu['put']):.2f} "
           f"upload_bytes={size} chunk_mib={chunk // 1024**2} workers={WORKERS}")
 
 
