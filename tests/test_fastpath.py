@@ -30,7 +30,8 @@ from private_video.captions import import_caption, set_chapters
 from .helpers import make_user
 from .test_captions_delivery import ARABIC_VTT, add_captions, granted_page, transcoded
 
-pytestmark = pytest.mark.django_db
+# make test-postgres runs this module on PostgreSQL too.
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "--")
 
