@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group
 from django.test import Client, override_settings
 
 from media_access.hls import playback_info
+from media_access.tokens import new_viewer
 from media_access.models import ViewerGrant
 from tests.helpers import make_user, make_video, make_video_page
 from transcoding.pipeline import fast_path_refusal
@@ -301,7 +302,7 @@ def test_audio_playlists_are_signed_for_viewers(media_dir):
         media_file = video.renditions.get(name=f"{name}-media").file.name
         assert uris and all(media_file in uri and uri != media_file for uri in uris), uris
     # The player's quality levels are the video rungs, not the audio tracks.
-    levels = playback_info(page, video)["levels"]
+    levels = playback_info(page, video, viewer=new_viewer())["levels"]
     assert [level["name"] for level in levels] == ["hls-90p", "hls-144p"]
     # One quality for a native player: that rung only, with both audio tracks.
     one = client.get(f"/hls/{page.pk}/{video.pk}/hls-master.m3u8?level=hls-144p").content.decode()
