@@ -188,8 +188,11 @@ def assert_demo_video_plays(run, session, data_dir):
             break
         assert time.monotonic() < deadline, (info, run.text[-3000:])
         time.sleep(1)
-    poster = requests.get(run.url(info["poster"]), timeout=10)
+    # Signed for this browser's viewer cookie (set by the playback JSON): the
+    # session's own jar gets the poster, the same URL without the cookie does not.
+    poster = session.get(run.url(info["poster"]), timeout=10)
     assert poster.status_code == 200 and poster.content[:3] == b"\xff\xd8\xff", poster.status_code
+    assert requests.get(run.url(info["poster"]), timeout=10).status_code == 403
 
 
 def test_make_run_serves_stops_and_is_idempotent(data_dir):

@@ -291,6 +291,10 @@ def test_a_custom_cookie_name_is_used_by_django_and_rendered_for_nginx(settings,
 # --- through nginx --------------------------------------------------------------------
 
 
+def changed_last_character(value):
+    return value[:-1] + ("_" if value[-1] != "_" else "A")
+
+
 def assert_refused(response):
     assert response.status_code == 403, (response.status_code, response.url)
     assert response.content == b""
@@ -316,7 +320,7 @@ def test_nginx_refuses_a_copied_url_without_the_browsers_cookie(stack, world):
     # B's browser (allowed to watch, its own cookie), no cookie, a forged cookie,
     # A's cookie with a character changed, an empty one, A's session without A's cookie.
     refused = [
-        b.cookies, {}, {COOKIE: "x" * 32}, {COOKIE: a.cookies[COOKIE][:-1] + "_"}, {COOKIE: ""},
+        b.cookies, {}, {COOKIE: "x" * 32}, {COOKIE: changed_last_character(a.cookies[COOKIE])}, {COOKIE: ""},
         {COOKIE: a.cookies[COOKIE] + "é"}, {"sessionid": a.cookies["sessionid"]},
     ]
     for cookies in refused:
