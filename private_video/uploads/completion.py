@@ -108,8 +108,15 @@ class _S3Source:
         if name == self.key:
             return name
         # A server-side copy (multipart for large objects), then the upload's own key goes.
+        from .s3_multipart import object_parameters
+
         bucket = self.storage.bucket
-        bucket.copy({"Bucket": bucket.name, "Key": self.storage.object_key(self.key)}, self.storage.object_key(name))
+        # With the storage's encryption, ACL and storage class again: a copy
+        # would otherwise write the original without them.
+        extra = {**object_parameters(self.storage, name), "ContentType": "application/octet-stream",
+                 "MetadataDirective": "REPLACE"}
+        bucket.copy({"Bucket": bucket.name, "Key": self.storage.object_key(self.key)}, self.storage.object_key(name),
+                    ExtraArgs=extra)
         self.storage.delete(self.key)
         return name
 

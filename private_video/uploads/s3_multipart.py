@@ -263,6 +263,20 @@ def _filename(value):
     return name
 
 
+def object_parameters(storage, name):
+    """The storage's own parameters for an object it writes at ``name``
+    (encryption, KMS key, storage class, ACL, cache control, metadata): the
+    multipart upload is created with them, and completion's copy to the
+    video's final name passes them again (a copy keeps none of them)."""
+    params = {
+        key: value for key, value in storage.get_object_parameters(name).items()
+        if key in ("CacheControl", "ServerSideEncryption", "SSEKMSKeyId", "StorageClass", "ACL", "Metadata")
+    }
+    if storage.default_acl:
+        params["ACL"] = storage.default_acl
+    return params
+
+
 @require_POST
 @_json_view
 def create(request, storage):
@@ -280,12 +294,7 @@ def create(request, storage):
     )
     name = original_name(upload.video_key)
     upload.s3_key = storage.object_key(name)
-    params = {
-        key: value for key, value in storage.get_object_parameters(name).items()
-        if key in ("CacheControl", "ServerSideEncryption", "SSEKMSKeyId", "StorageClass", "ACL", "Metadata")
-    }
-    if storage.default_acl:
-        params["ACL"] = storage.default_acl
+    params = object_parameters(storage, name)
     answer = _client(storage).create_multipart_upload(
         Bucket=storage.bucket_name, Key=upload.s3_key, ContentType="application/octet-stream", **params
     )
