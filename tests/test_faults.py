@@ -8,6 +8,7 @@ error (nginx's 502 page, Django's plain 500; never a traceback)."""
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -19,6 +20,7 @@ import requests
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import override_settings
+from django.urls import reverse
 
 from media_access.models import ViewerGrant
 from private_video.layout import renditions_prefix
@@ -32,6 +34,7 @@ from .conftest import _start_stack
 from .helpers import make_user, make_video, make_video_page, stack_session
 from .stack import VENV_BIN, free_port
 from .test_stack_upload import PASSWORD, admin_session, post_video
+from .test_uploads_tus_stack import tus_headers
 
 pytestmark = [
     pytest.mark.integration,
@@ -177,22 +180,52 @@ def test_killed_gunicorn_worker_is_respawned_and_cut_requests_are_clean_502s(sta
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
+    # One request certain to be in a worker when it dies: a resumable-upload
+    # chunk sent slowly (nginx streams that location's body to gunicorn
+    # unbuffered, so the worker reads it for seconds). The viewers' own
+    # requests now take a millisecond or two and may all be between workers.
+    uploader = make_user("kw-uploader", superuser=True)
+    upload_headers = {**tus_headers(stack, uploader), "Tus-Resumable": "1.0.0"}
+    created = requests.post(stack.url(reverse("private_video:tus_create")), timeout=10,
+                            headers={**upload_headers, "Upload-Length": str(4 * 1024 * 1024)})
+    assert created.status_code == 201, created.text
+    patched = []
+
+    def slow_chunk():
+        piece, pieces = b"\0" * 65536, 64
+        head = (f"PATCH {created.headers['Location']} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
+                f"Tus-Resumable: 1.0.0\r\nCookie: {upload_headers['Cookie']}\r\n"
+                f"X-CSRFToken: {upload_headers['X-CSRFToken']}\r\nContent-Length: {len(piece) * pieces}\r\n"
+                "Connection: close\r\n\r\n")
+        try:
+            with socket.create_connection(("127.0.0.1", stack.port), timeout=30) as sock:
+                sock.sendall(head.encode())
+                for _ in range(pieces):
+                    sock.sendall(piece)
+                    time.sleep(0.1)
+                patched.append(sock.recv(65536))
+        except OSError as exc:
+            patched.append(exc)
+
     threads = [threading.Thread(target=hammer, args=(viewer, ["json", "playlist"], True)) for _ in range(3)]
     threads.append(threading.Thread(target=hammer, args=(outsider, ["json", "playlist", "mp4"], False)))
     threads.append(threading.Thread(target=slow_stream))
+    threads.append(threading.Thread(target=slow_chunk))
     for thread in threads:
         thread.start()
     killed = []
     try:
         time.sleep(0.5)
-        # Kill busy workers until one dies with a request in flight (each
-        # thread keeps both workers busy, so the first kill nearly always does).
+        # Kill workers until the one reading the slow chunk has died.
         for _ in range(8):
             victim = gunicorn_workers(stack)[0]
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
             time.sleep(0.6)
-            if any(r.status_code == 502 for _, _, r in results):
+            # Until the slow chunk's worker is among the dead (the lowest pid
+            # goes first and respawned workers get higher ones: two kills at most).
+            if patched:
                 break
     finally:
         time.sleep(0.3)
@@ -202,7 +235,20 @@ def test_killed_gunicorn_worker_is_respawned_and_cut_requests_are_clean_502s(sta
     assert not errors, errors
 
     cut = [r for _, _, r in results if isinstance(r, Exception) or r.status_code == 502]
+    # The slow chunk's worker died under it: nginx answers 502 (or, with the
+    # body still coming, closes the connection); never a 204 for bytes Django
+    # did not finish reading.
+    assert patched, "the slow upload chunk never ended"
+    if isinstance(patched[0], bytes):
+        assert patched[0].split(b"\r\n", 1)[0].split()[1] == b"502", patched[0][:300]
+        cut.append(patched[0])
+    else:
+        cut.append(patched[0])
     assert cut, f"no request was in flight at any of {len(killed)} kills"
+    # What reached the disk before the kill is the upload's offset: it can resume.
+    offset = int(requests.head(stack.url(created.headers["Location"]), headers=upload_headers,
+                               timeout=10).headers["Upload-Offset"])
+    assert 0 <= offset < 4 * 1024 * 1024
     for allowed, kind, response in results:
         if isinstance(response, Exception):
             # Killed between its headers and its body: nginx had sent the
