@@ -55,6 +55,11 @@ def statements():
                    if not q["sql"].lstrip().upper().startswith(TRANSACTION_CONTROL)]
 
 
+def unsigned(tracks):
+    """Caption entries with their signed URL cut to the file it names."""
+    return [{**track, "src": track["src"].split("/", 4)[4]} for track in tracks]
+
+
 @pytest.fixture
 def world(tmp_path):
     published.forget()
@@ -131,7 +136,8 @@ def test_a_repeat_request_of_every_kind_costs_at_most_two_statements_and_no_sess
             # The signed-in viewer's own position is still read, and the answer is a fresh one.
             assert any("playbackposition" in sql for sql in seen), seen
             assert again.json()["resume"]["position"] is None
-            assert again.json()["captions"] == first.json()["captions"]
+            # The same tracks; each answer signs its own expiry second (and token).
+            assert unsigned(again.json()["captions"]) == unsigned(first.json()["captions"])
             assert again.json()["chapters"] == first.json()["chapters"]
         elif kind != "beacon" and kind != "position":
             assert again.content == first.content or kind in ("media", "subtitles"), kind
