@@ -27,6 +27,7 @@ from transcoding.tasks import enqueue_transcode
 from transcoding.testmedia import make_test_video
 
 from .helpers import make_user, make_video, make_video_page, stack_session
+from .media_cache import shared_transcode
 
 TINY_LADDER = [Rung(180, 300), Rung(90, 150)]
 
@@ -39,15 +40,23 @@ ARABIC_VTT = "WEBVTT\n\n00:00:00.000 --> 00:00:04.000\nمرحبا بالعالم
 
 
 def transcoded(tmp_path, name="clip", duration=4):
-    clip = make_test_video(tmp_path / f"{name}.mp4", duration=duration, width=320, height=180)
-    video = make_video(clip, title=name)
-    # Outside a transaction (integration tests) the job runs at once; inside
-    # one, when the test's "commit" runs the captured callbacks.
-    with override_settings(TRANSCODING_LADDER=TINY_LADDER), TestCase.captureOnCommitCallbacks(execute=True):
-        job = enqueue_transcode(video)
-    job.refresh_from_db()
-    assert job.status == "ready", job.error
-    return video
+    """A 320x180 clip transcoded to TINY_LADDER: for real once per run and
+    duration, then a copy of that video (its own key, rows and files; see
+    tests/media_cache.py). Transcoding itself is tested in test_transcoding_*."""
+
+    def make():
+        clip = make_test_video(tmp_path / f"{name}.mp4", duration=duration, width=320, height=180)
+        video = make_video(clip, title=name)
+        # Outside a transaction (integration tests) the job runs at once; inside
+        # one, when the test's "commit" runs the captured callbacks.
+        with override_settings(TRANSCODING_LADDER=TINY_LADDER), TestCase.captureOnCommitCallbacks(execute=True):
+            job = enqueue_transcode(video)
+        job.refresh_from_db()
+        assert job.status == "ready", job.error
+        return video
+
+    return shared_transcode(("320x180", duration, tuple(TINY_LADDER)), make,
+                            title=name, original_filename=f"{name}.mp4")
 
 
 def granted_page(video, title="Captioned"):
