@@ -3,9 +3,15 @@
 One file per upload, named from the upload's UUID alone (never from anything
 the client sent): ``<staging dir>/<uuid hex>.part``. The folder is created
 0700 and files 0600, so other local users can neither list nor read what is
-being uploaded."""
+being uploaded.
 
+``write_body`` appends a request's body to a staged file: under gunicorn
+straight from the socket with ``splice(2)`` (the bytes never enter Python),
+anywhere else 256 KiB reads at a time."""
+
+import io
 import os
+import socket
 import tempfile
 import uuid
 from pathlib import Path
@@ -77,7 +83,7 @@ class lock:
     """An exclusive lock on an upload's staged file, held while one request
     writes it (``fcntl.flock``, released when the file is closed, also when
     the worker dies). ``with lock(upload_id) as fd``: ``fd`` is the file
-    opened for writing, or None when another holder has it (``blocking=False``);
+    opened for reading and writing, or None when another holder has it (``blocking=False``);
     FileNotFoundError when the file is gone."""
 
     def __init__(self, upload_id, blocking=False):
@@ -88,7 +94,8 @@ class lock:
     def __enter__(self):
         import fcntl
 
-        self.fd = os.open(self.path, os.O_WRONLY)
+        # Read and write: a checksum is computed from the bytes on disk.
+        self.fd = os.open(self.path, os.O_RDWR)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if self.blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -101,3 +108,185 @@ class lock:
             os.close(self.fd)  # closing releases the flock
             self.fd = None
         return False
+
+
+# --- receiving a request body into a staged file ------------------------------------
+
+# The body is read and written this much at a time when it goes through Python.
+# Not 1 MiB: under gunicorn, 1 MiB reads made glibc map and unmap fresh memory
+# for the body's buffers on every read (page faults, mostly system time):
+# about 3-4 CPU-s per 2 GiB received against about 1 with 256 KiB
+# (docs/benchmarks.md, Uploads).
+READ_SIZE = 256 * 1024
+# The pipe splice(2) moves the body through: 1 MiB (Linux's default
+# pipe-max-size, so an unprivileged worker gets it too; 64 KiB otherwise).
+PIPE_SIZE = 1024 * 1024
+
+
+class WriteFailed(Exception):
+    """The staged file could not take the bytes (disk full, I/O error); what
+    was written before stays."""
+
+
+def write_body(request, fd, count, hasher=None):
+    """Append up to ``count`` bytes of ``request``'s body at ``fd``'s position.
+
+    Returns the bytes written: fewer than ``count`` when the body stopped
+    short (the client or nginx went away, a worker timeout): what arrived
+    stays on disk, so the upload resumes from there. ``hasher`` (a hashlib
+    object) is fed the bytes written. WriteFailed when the file cannot take
+    them. Under gunicorn the bytes go socket -> pipe -> file in the kernel
+    (``splice``); with any other server, or any request body gunicorn does not
+    hold in the expected shape, they are read through ``request.read``."""
+    source = gunicorn_body(request, count)
+    if source is None:
+        return _read_body(request, fd, count, hasher)
+    start = os.lseek(fd, 0, os.SEEK_CUR)
+    written = _splice_body(source, fd)
+    if hasher is not None and written == count:  # a short body is refused whatever it hashes to
+        _hash_range(fd, start, written, hasher)
+    return written
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except OSError as error:
+            raise WriteFailed(error) from error
+        view = view[written:]
+
+
+def _read_body(request, fd, count, hasher):
+    from django.http.request import UnreadablePostError
+
+    written = 0
+    try:
+        while written < count:
+            data = request.read(min(READ_SIZE, count - written))
+            if not data:
+                break  # the client went away: keep what arrived
+            _write_all(fd, data)
+            if hasher is not None:
+                hasher.update(data)
+            written += len(data)
+    except (OSError, UnreadablePostError):
+        pass  # a cut connection; the bytes written so far stay
+    return written
+
+
+class _GunicornBody:
+    """What ``gunicorn_body`` found: the client socket, gunicorn's body
+    objects, and Django's view of the same stream (kept in step)."""
+
+    def __init__(self, request, sock, body, reader, unreader, stream):
+        self.request, self.sock, self.body, self.reader, self.unreader, self.stream = (
+            request, sock, body, reader, unreader, stream)
+
+
+def gunicorn_body(request, count):
+    """The request's body as gunicorn holds it, when it can be spliced from
+    the socket: a gunicorn worker with a blocking socket (sync or gthread),
+    a body of known length (``Content-Length``, not chunked) that nobody has
+    read yet and of which ``count`` bytes remain. None in every other case
+    (runserver, Django's test client, gevent, a chunked body, another gunicorn
+    version's internals): the caller reads it through Python."""
+    if not hasattr(os, "splice"):
+        return None
+    environ = request.META
+    sock, body = environ.get("gunicorn.socket"), environ.get("wsgi.input")
+    if sock is None or body is None:
+        return None
+    try:
+        from django.core.handlers.wsgi import LimitedStream
+        from gunicorn.http.body import Body, LengthReader
+        from gunicorn.http.unreader import SocketUnreader
+    except ImportError:
+        return None
+    reader = getattr(body, "reader", None)
+    unreader = getattr(reader, "unreader", None)
+    stream = getattr(request, "_stream", None)
+    if not (
+        type(body) is Body and type(reader) is LengthReader and type(unreader) is SocketUnreader
+        and unreader.sock is sock and isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM
+        and type(stream) is LimitedStream and getattr(stream, "_pos", None) == 0 and stream.limit == count
+        and not getattr(request, "_read_started", True)
+        and isinstance(body.buf, io.BytesIO) and isinstance(unreader.buf, io.BytesIO)
+    ):
+        return None
+    # Exactly the body's bytes are left: what Body holds plus what its reader may still read.
+    if len(body.buf.getbuffer()) + reader.length != count:
+        return None
+    try:
+        # A blocking socket (a gevent socket's descriptor is non-blocking: its
+        # worker must not block in the kernel).
+        if sock.gettimeout() is not None or not os.get_blocking(sock.fileno()):
+            return None
+    except OSError:
+        return None
+    return _GunicornBody(request, sock, body, reader, unreader, stream)
+
+
+def _splice_body(source, fd):
+    """First the body's bytes gunicorn already read (with the headers), then
+    the rest socket -> pipe -> file. gunicorn's reader and Django's stream
+    are kept in step with what was taken, so nothing reads or waits for the
+    body afterwards. Returns the bytes written."""
+    import fcntl
+
+    body, reader, unreader = source.body, source.reader, source.unreader
+    held = body.buf.getvalue()
+    body.buf = io.BytesIO()
+    ahead = unreader.buf.getvalue()
+    taken = min(len(ahead), reader.length)
+    unreader.buf = io.BytesIO()
+    if taken < len(ahead):
+        unreader.unread(ahead[taken:])  # not the body's: left for gunicorn
+    reader.length -= taken
+    source.stream._pos += len(held) + taken
+    source.request._read_started = True  # Django's flag: nothing reads this body again
+    _write_all(fd, held)
+    _write_all(fd, ahead[:taken])
+    written = len(held) + taken
+
+    sock_fd = source.sock.fileno()
+    pipe_out, pipe_in = os.pipe2(os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.fcntl(pipe_in, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass  # the default size (64 KiB) works, only in more steps
+        step = fcntl.fcntl(pipe_in, fcntl.F_GETPIPE_SZ)
+        while reader.length:
+            try:
+                moved = os.splice(sock_fd, pipe_in, min(step, reader.length), flags=os.SPLICE_F_MOVE)
+            except OSError:
+                moved = 0  # a reset connection: keep what arrived
+            if not moved:
+                break  # the body ended early (the client or nginx went away)
+            reader.length -= moved
+            source.stream._pos += moved
+            while moved:
+                try:
+                    out = os.splice(pipe_out, fd, moved, flags=os.SPLICE_F_MOVE)
+                except OSError as error:
+                    raise WriteFailed(error) from error
+                moved -= out
+                written += out
+    finally:
+        os.close(pipe_in)
+        os.close(pipe_out)
+    return written
+
+
+def _hash_range(fd, start, length, hasher, block=READ_SIZE):
+    buffer = bytearray(block)
+    view = memoryview(buffer)
+    position, end = start, start + length
+    while position < end:
+        got = os.preadv(fd, [view[: min(block, end - position)]], position)
+        if not got:
+            raise WriteFailed(f"the staged file is shorter than the {length} bytes written")
+        hasher.update(view[:got])
+        position += got

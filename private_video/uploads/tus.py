@@ -13,7 +13,8 @@ DELETE (tus clients send ``X-CSRFToken``). The user must be allowed to add
 videos to the collection named in the metadata, when the upload starts and
 again when it completes; an upload is reachable here by its owner only
 (anyone else gets the 404 of an unknown id). Bytes go to the private staging
-folder in 256 KiB pieces, never a whole request in memory; the offset is what
+folder straight from gunicorn's socket (``splice``; elsewhere 256 KiB reads),
+never a whole request in memory; the offset is what
 is on disk, so a request cut mid-way keeps what arrived and the client
 resumes from there. One request writes an upload at a time (a file lock; a
 second one gets 423). The last PATCH runs ``complete_upload``: 204 with
@@ -22,11 +23,11 @@ second one gets 423). The last PATCH runs ``complete_upload``: 204 with
 import base64
 import binascii
 import hashlib
+import logging
 import os
 import re
 
 from django.http import HttpResponse, JsonResponse
-from django.http.request import UnreadablePostError
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -47,16 +48,12 @@ TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,expiration,termination,checksum"
 CHECKSUM_ALGORITHMS = {"sha1": hashlib.sha1, "md5": hashlib.md5, "sha256": hashlib.sha256}
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
-# The request body is read and written this much at a time. Not 1 MiB: under
-# gunicorn, 1 MiB reads made glibc map and unmap fresh memory for the body's
-# buffers on every read (page faults, mostly system time): about 3-4 CPU-s per
-# 2 GiB received against about 1 with 256 KiB (docs/benchmarks.md, Uploads).
-READ_SIZE = 256 * 1024
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 # Control characters (NUL included) and path separators never reach a stored name.
 _UNSAFE_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 State = Upload.State
+logger = logging.getLogger(__name__)
 
 
 def _tus_response(status=204, body=None, **headers):
@@ -312,21 +309,15 @@ def _write(request, upload, fd, offset, body_length, checksum):
 
     os.lseek(fd, on_disk, os.SEEK_SET)
     hasher = CHECKSUM_ALGORITHMS[checksum[0]]() if checksum else None
-    remaining = body_length
     try:
-        while remaining:
-            data = request.read(min(READ_SIZE, remaining))
-            if not data:
-                break  # the client went away: keep what arrived
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if hasher:
-                hasher.update(data)
-            remaining -= len(data)
-    except (OSError, UnreadablePostError):
-        pass  # a cut connection; the bytes written so far stay
+        received = staging.write_body(request, fd, body_length, hasher)
+    except staging.WriteFailed:
+        # The disk could not take them: keep the bytes before, not a torn piece.
+        os.ftruncate(fd, on_disk)
+        logger.exception("upload %s: the staged file could not be written", upload.pk)
+        return _error(507, _("The server has no room for this upload right now; try again later."),
+                      Upload_Offset=on_disk)
+    remaining = body_length - received
 
     status, error = 204, None
     if checksum and (remaining or hasher.digest() != checksum[1]):
