@@ -426,3 +426,160 @@ def test_the_status_view_is_for_the_owner_and_those_who_may_change(editor, libra
     assert signed_in(make_user("adder", groups=[adder])).get(url).status_code == 404
     boss = signed_in(make_user("boss", superuser=True))
     assert boss.get(url).json()["offset"] == 0
+
+
+# --- the body straight from gunicorn's socket (splice) --------------------------------
+# gunicorn's own parser and WSGI environ over a real Unix socket pair (what nginx
+# talks to in production), handed to Django's WSGIRequest: the request a sync
+# worker gives the view, without a server process.
+
+import socket  # noqa: E402
+import threading  # noqa: E402
+
+from django.core.handlers.wsgi import WSGIRequest  # noqa: E402
+from django.test import RequestFactory  # noqa: E402
+
+
+class GunicornRequest:
+    """Sends ``head + body`` (then ``tail``, then closes, or cuts after
+    ``cut_at`` body bytes) from a thread; ``request`` is Django's request
+    built on gunicorn's reader of the other end."""
+
+    def __init__(self, body, *, tail=b"", cut_at=None, chunked=False):
+        from gunicorn import http as gunicorn_http
+        from gunicorn.config import Config
+        from gunicorn.http import wsgi as gunicorn_wsgi
+
+        self.server, self.client = socket.socketpair()
+        if chunked:
+            head = b"PATCH /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            payload = b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+        else:
+            head = b"PATCH /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+            payload = body if cut_at is None else body[:cut_at]
+        self.sender = threading.Thread(target=self._send, args=(head + payload, tail), daemon=True)
+        self.sender.start()
+        cfg = Config()
+        self.parser = gunicorn_http.get_parser(cfg, self.server, ("127.0.0.1", 1))
+        self.req = next(self.parser)
+        _response, environ = gunicorn_wsgi.create(self.req, self.server, ("127.0.0.1", 1), "127.0.0.1:2", cfg)
+        self.environ = environ
+        self.request = WSGIRequest(environ)
+
+    def _send(self, data, tail):
+        try:
+            self.client.sendall(data)
+            if tail:
+                self.client.sendall(tail)
+            self.client.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the test closed its end without reading everything
+
+    def close(self):
+        self.server.close()
+        self.sender.join(10)
+        self.client.close()
+
+
+def staged_file(tmp_path):
+    path = tmp_path / "upload.part"
+    path.write_bytes(b"")
+    return os.open(path, os.O_RDWR), path
+
+
+def test_under_gunicorn_the_body_is_spliced_from_the_socket(tmp_path):
+    body = os.urandom(5 * 1024 * 1024 + 123)
+    next_request = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    sent = GunicornRequest(body, tail=next_request)
+    fd, path = staged_file(tmp_path)
+    try:
+        # The headers' read took the body's first bytes along: they come first.
+        assert sent.req.unreader.buf.getbuffer().nbytes > 0
+        assert staging.gunicorn_body(sent.request, len(body)) is not None
+        hasher = hashlib.sha256()
+        assert staging.write_body(sent.request, fd, len(body), hasher) == len(body)
+        assert path.read_bytes() == body
+        assert hasher.digest() == hashlib.sha256(body).digest()
+        # gunicorn's reader and Django's stream know the body is consumed: no
+        # read waits for more, and what follows the body is left for gunicorn.
+        assert sent.request.read() == b""
+        assert sent.environ["wsgi.input"].read() == b""
+        following = next(sent.parser)
+        assert (following.method, following.path) == ("GET", "/next")
+    finally:
+        os.close(fd)
+        sent.close()
+
+
+def test_a_body_cut_mid_splice_keeps_what_arrived(tmp_path):
+    body = os.urandom(3 * 1024 * 1024)
+    sent = GunicornRequest(body, cut_at=2 * 1024 * 1024 + 7)
+    fd, path = staged_file(tmp_path)
+    try:
+        assert staging.gunicorn_body(sent.request, len(body)) is not None
+        hasher = hashlib.sha256()
+        written = staging.write_body(sent.request, fd, len(body), hasher)
+        assert written == 2 * 1024 * 1024 + 7
+        assert path.read_bytes() == body[:written]
+    finally:
+        os.close(fd)
+        sent.close()
+
+
+def test_bodies_gunicorn_does_not_hold_as_expected_are_read_through_python(tmp_path):
+    body = os.urandom(700 * 1024)
+    fd, path = staged_file(tmp_path)
+    try:
+        # Django's test client and runserver: no gunicorn socket.
+        request = RequestFactory().generic("PATCH", "/up", body, content_type="application/offset+octet-stream")
+        assert staging.gunicorn_body(request, len(body)) is None
+        assert staging.write_body(request, fd, len(body)) == len(body)
+        assert path.read_bytes() == body
+
+        # A chunked body (no length to splice by).
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        sent = GunicornRequest(body, chunked=True)
+        try:
+            assert staging.gunicorn_body(sent.request, len(body)) is None
+        finally:
+            sent.close()
+
+        # A body someone already started reading: the rest, through Python.
+        sent = GunicornRequest(body)
+        try:
+            first = sent.request.read(1000)
+            assert staging.gunicorn_body(sent.request, len(body) - 1000) is None
+            assert staging.write_body(sent.request, fd, len(body) - 1000) == len(body) - 1000
+            assert first + path.read_bytes() == body
+        finally:
+            sent.close()
+
+        # A non-blocking socket (gevent's kind): never blocked on in the kernel.
+        sent = GunicornRequest(body)
+        try:
+            sent.server.setblocking(False)
+            assert staging.gunicorn_body(sent.request, len(body)) is None
+        finally:
+            sent.close()
+    finally:
+        os.close(fd)
+
+
+def test_a_file_that_cannot_take_the_bytes_is_a_write_failure_not_a_cut():
+    # /dev/full: every write fails with ENOSPC, as on a full disk.
+    body = os.urandom(300 * 1024)
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        request = RequestFactory().generic("PATCH", "/up", body, content_type="application/offset+octet-stream")
+        with pytest.raises(staging.WriteFailed):
+            staging.write_body(request, full, len(body))
+        sent = GunicornRequest(body)
+        try:
+            assert staging.gunicorn_body(sent.request, len(body)) is not None
+            with pytest.raises(staging.WriteFailed):
+                staging.write_body(sent.request, full, len(body))
+        finally:
+            sent.close()
+    finally:
+        os.close(full)
