@@ -139,3 +139,32 @@ def shared_transcode(recipe, make, **fields):
     for job in snapshot.jobs:
         _copy_row(job, old, new, video_id=video.pk)
     return get_video_model().objects.get(pk=video.pk)
+
+
+def transcoded_video(path, *, title, clip, settings):
+    """``make_test_video(path, **clip)`` uploaded as a Video titled ``title``
+    and transcoded with ``override_settings(**settings)`` (the job runs at
+    once, or at the test's commit inside a test transaction): for real once
+    per run per recipe, then ``shared_transcode`` copies."""
+    from django.test import TestCase, override_settings
+
+    from transcoding.tasks import enqueue_transcode
+
+    from .helpers import make_video
+
+    path = Path(path)
+
+    def make():
+        video = make_video(test_video(path, **clip), title=title)
+        with override_settings(**settings), TestCase.captureOnCommitCallbacks(execute=True):
+            job = enqueue_transcode(video)
+        job.refresh_from_db()
+        assert job.status == "ready", (job.error, job.stderr_tail)
+        return video
+
+    recipe = (
+        path.suffix.lower(),
+        tuple(sorted((name, repr(value)) for name, value in clip.items())),
+        tuple(sorted((name, repr(value)) for name, value in settings.items())),
+    )
+    return shared_transcode(recipe, make, title=title, original_filename=path.name)

@@ -15,10 +15,9 @@ from media_access.models import PlaybackLogEntry, ViewerGrant
 from media_access.policy import Outcome
 from media_access.signals import video_served
 from transcoding.profiles import Rung
-from transcoding.tasks import enqueue_transcode
-from transcoding.testmedia import make_test_video
 
 from .helpers import make_user, make_video, make_video_page
+from .media_cache import transcoded_video
 
 pytestmark = pytest.mark.django_db
 
@@ -152,12 +151,9 @@ def test_a_hook_answering_nonsense_serves_nothing(world):
 
 @pytest.fixture
 def transcoded(tmp_path):
-    clip = make_test_video(tmp_path / "clip.mp4", duration=3, width=320, height=180)
-    video = make_video(clip, title="Cached")
-    with override_settings(TRANSCODING_LADDER=[Rung(90, 150)]):
-        job = enqueue_transcode(video)
-    job.refresh_from_db()
-    assert job.status == "ready", job.error
+    # Transcoded for real once per run, then copies (tests/media_cache.py).
+    video = transcoded_video(tmp_path / "clip.mp4", title="Cached", clip=dict(duration=3, width=320, height=180),
+                             settings=dict(TRANSCODING_LADDER=[Rung(90, 150)]))
     page = make_video_page(video)
     members = Group.objects.create(name="Members")
     ViewerGrant.objects.create(page=page, group=members)

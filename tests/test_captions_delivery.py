@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
-from django.test import Client, TestCase, override_settings
+from django.test import Client
 from django.urls import reverse
 
 from media_access import published
@@ -23,11 +23,10 @@ from private_video.layout import poster_name
 from private_video.tracks import Caption, Chapter
 from transcoding.models import Rendition
 from transcoding.profiles import Rung
-from transcoding.tasks import enqueue_transcode
 from transcoding.testmedia import make_test_video
 
 from .helpers import make_user, make_video, make_video_page, stack_session
-from .media_cache import shared_transcode
+from .media_cache import transcoded_video
 
 TINY_LADDER = [Rung(180, 300), Rung(90, 150)]
 
@@ -43,20 +42,9 @@ def transcoded(tmp_path, name="clip", duration=4):
     """A 320x180 clip transcoded to TINY_LADDER: for real once per run and
     duration, then a copy of that video (its own key, rows and files; see
     tests/media_cache.py). Transcoding itself is tested in test_transcoding_*."""
-
-    def make():
-        clip = make_test_video(tmp_path / f"{name}.mp4", duration=duration, width=320, height=180)
-        video = make_video(clip, title=name)
-        # Outside a transaction (integration tests) the job runs at once; inside
-        # one, when the test's "commit" runs the captured callbacks.
-        with override_settings(TRANSCODING_LADDER=TINY_LADDER), TestCase.captureOnCommitCallbacks(execute=True):
-            job = enqueue_transcode(video)
-        job.refresh_from_db()
-        assert job.status == "ready", job.error
-        return video
-
-    return shared_transcode(("320x180", duration, tuple(TINY_LADDER)), make,
-                            title=name, original_filename=f"{name}.mp4")
+    return transcoded_video(tmp_path / f"{name}.mp4", title=name,
+                            clip=dict(duration=duration, width=320, height=180),
+                            settings=dict(TRANSCODING_LADDER=TINY_LADDER))
 
 
 def granted_page(video, title="Captioned"):

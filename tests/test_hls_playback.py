@@ -12,10 +12,9 @@ from media_access import hls
 from media_access.models import ViewerGrant
 from media_access.tokens import secure_link_token, video_prefix
 from transcoding.profiles import Rung
-from transcoding.tasks import enqueue_transcode
-from transcoding.testmedia import make_test_video
 
-from .helpers import make_user, make_video, make_video_page
+from .helpers import make_user, make_video_page
+from .media_cache import transcoded_video
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -39,12 +38,9 @@ def test_rewrite_refuses_a_playlist_naming_an_unknown_file():
 
 @pytest.fixture
 def granted(tmp_path):
-    clip = make_test_video(tmp_path / "clip.mp4", duration=3, width=320, height=180)
-    video = make_video(clip, title="clip")
-    with override_settings(TRANSCODING_LADDER=[Rung(90, 150)]):
-        job = enqueue_transcode(video)
-    job.refresh_from_db()
-    assert job.status == "ready", job.error
+    # Transcoded for real once per run, then copies (tests/media_cache.py).
+    video = transcoded_video(tmp_path / "clip.mp4", title="clip", clip=dict(duration=3, width=320, height=180),
+                             settings=dict(TRANSCODING_LADDER=[Rung(90, 150)]))
     page = make_video_page(video)
     members = Group.objects.create(name="Members")
     ViewerGrant.objects.create(page=page, group=members)

@@ -8,16 +8,14 @@ import time
 import pytest
 import requests
 from django.contrib.auth.models import Group
-from django.test import override_settings
 
 from media_access.models import ViewerGrant
 from media_access.tokens import VideoToken, secure_link_token, url_prefix, video_prefix
 from transcoding.profiles import Rung
-from transcoding.tasks import enqueue_transcode
-from transcoding.testmedia import make_test_video
 
 from .conftest import _start_stack
-from .helpers import make_user, make_video, make_video_page, stack_session
+from .helpers import make_user, make_video_page, stack_session
+from .media_cache import transcoded_video
 
 pytestmark = [
     pytest.mark.integration,
@@ -29,12 +27,10 @@ BYTERANGE = re.compile(r"#EXT-X-BYTERANGE:(\d+)@(\d+)\s*\n(/stream/\S+)")
 
 
 def transcoded_page(tmp_path, name="clip", duration=4):
-    clip = make_test_video(tmp_path / f"{name}.mp4", duration=duration, width=320, height=180)
-    video = make_video(clip, title=name)
-    with override_settings(TRANSCODING_LADDER=TINY_LADDER):
-        job = enqueue_transcode(video)
-    job.refresh_from_db()
-    assert job.status == "ready", job.error
+    # Transcoded for real once per run, then copies (tests/media_cache.py).
+    video = transcoded_video(tmp_path / f"{name}.mp4", title=name,
+                             clip=dict(duration=duration, width=320, height=180),
+                             settings=dict(TRANSCODING_LADDER=TINY_LADDER))
     page = make_video_page(video, title=f"Page {name}")
     members, _ = Group.objects.get_or_create(name="Members")
     ViewerGrant.objects.create(page=page, group=members)

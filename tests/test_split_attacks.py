@@ -38,6 +38,7 @@ from private_video import get_video_model_string
 from private_video.blocks import VideoBlock
 
 from .helpers import home_page, make_video
+from .media_cache import transcoded_video
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -311,24 +312,18 @@ def test_the_published_cache_holds_no_viewer_token_and_never_skips_the_policy(tm
     stored text: no token, no page id. A viewer whose grant is revoked, or a
     rendition that is deleted, gets nothing from the cache."""
     from django.contrib.auth.models import Group
-    from django.test import override_settings
 
     from media_access import decisions, published
     from media_access.models import ViewerGrant
     from transcoding.profiles import Rung
-    from transcoding.tasks import enqueue_transcode
-    from transcoding.testmedia import make_test_video
 
     from .helpers import make_user, make_video_page
 
     decisions.cache().clear()
     published.forget()
-    clip = make_test_video(tmp_path / "clip.mp4", duration=3, width=320, height=180)
-    video = make_video(clip, title="Cached")
-    with override_settings(TRANSCODING_LADDER=[Rung(90, 150)]):
-        job = enqueue_transcode(video)
-    job.refresh_from_db()
-    assert job.status == "ready", job.error
+    # Transcoded for real once per run, then copies (tests/media_cache.py).
+    video = transcoded_video(tmp_path / "clip.mp4", title="Cached", clip=dict(duration=3, width=320, height=180),
+                             settings=dict(TRANSCODING_LADDER=[Rung(90, 150)]))
     members = Group.objects.create(name="Members")
     first_page = make_video_page(video, title="First")
     second_page = make_video_page(video, title="Second")

@@ -27,11 +27,10 @@ from media_access.models import ViewerGrant
 from media_access.nginx import render_nginx_config
 from media_access.tokens import VideoToken, secure_link_token, video_prefix
 from transcoding.profiles import Rung
-from transcoding.tasks import enqueue_transcode
-from transcoding.testmedia import make_test_video
 
 from .browser import CHROMIUM, CHROMIUM_ARGS
-from .helpers import make_user, make_video, make_video_page, stack_session
+from .helpers import make_user, make_video_page, stack_session
+from .media_cache import transcoded_video
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -44,13 +43,11 @@ BOB = "B" * 10 + "ob_viewer-012345678901"
 
 
 def transcoded_page(tmp_path, *, duration=4, segment_seconds=2):
-    clip = make_test_video(tmp_path / "bound.mp4", duration=duration, width=320, height=180)
-    video = make_video(clip, title="Bound")
-    with override_settings(TRANSCODING_LADDER=LADDER, TRANSCODING_SEGMENT_SECONDS=segment_seconds,
-                           TRANSCODING_KEYFRAME_SECONDS=min(2, segment_seconds)):
-        job = enqueue_transcode(video)
-    job.refresh_from_db()
-    assert job.status == "ready", job.error
+    # Transcoded for real once per run, then copies (tests/media_cache.py).
+    video = transcoded_video(tmp_path / "bound.mp4", title="Bound",
+                             clip=dict(duration=duration, width=320, height=180),
+                             settings=dict(TRANSCODING_LADDER=LADDER, TRANSCODING_SEGMENT_SECONDS=segment_seconds,
+                                           TRANSCODING_KEYFRAME_SECONDS=min(2, segment_seconds)))
     page = make_video_page(video, title="Bound page")
     members, _ = Group.objects.get_or_create(name="Members")
     ViewerGrant.objects.create(page=page, group=members)
