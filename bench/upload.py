@@ -17,8 +17,10 @@ frames of noise stream-copied into Matroska (no encoding), so it probes as a
    into place; no Python), i.e. nginx receiving the bytes to disk.
 
 Both use the same client (raw HTTP/1.1 with ``socket.sendfile``, so the
-client costs next to nothing) and alternate over BENCH_ROUNDS (2) rounds; the
-best of each counts. The tus time is end to end, completion included; the
+client costs next to nothing) and alternate over BENCH_ROUNDS (3) rounds,
+each upload after an untimed ``sync`` (the previous upload's dirty pages
+written out, so neither path pays for the other's writeback); the best of
+each counts. The tus time is end to end, completion included; the
 completion's own cost (the last PATCH's time beyond a plain chunk's) is
 printed separately. While the tus uploads run, every gunicorn worker's VmRSS
 is sampled every 50 ms; the growth is the largest rise of any worker over
@@ -46,7 +48,7 @@ os.environ.pop("DATABASE_URL", None)
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
 SIZE_GB = float(os.environ.get("BENCH_UPLOAD_GB", "2"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 FRAME_BYTES = 3840 * 2160 * 3 // 2  # one yuv420p 4K frame
 CSRF = "benchcsrfbenchcsrfbenchcsrf12345"  # a 32-character CSRF secret, sent as cookie and header
 PUT_PATH = "/bench-put/upload.mkv"
@@ -268,6 +270,9 @@ def main():
               f"{ROUNDS} alternated rounds", flush=True)
         for number in range(ROUNDS):
             for path in ("tus", "put") if number % 2 == 0 else ("put", "tus"):
+                # The previous upload's 2 GiB of dirty pages go to disk first, untimed:
+                # otherwise whichever path runs next pays for the other's writeback.
+                os.sync()
                 cpu_before = (cpu_seconds(pids), cpu_seconds(nginx_pids))
                 system_before, faults_before = cpu_seconds(pids, system_only=True), minor_faults(pids)
                 if path == "tus":
@@ -289,7 +294,8 @@ def main():
                     gunicorn_faults.append(minor_faults(pids) - faults_before)
                     detail = f" (system {gunicorn_system[-1]:.2f} s, {gunicorn_faults[-1]} page faults)"
                 print(f"round {number + 1} {path:3s} {seconds:6.2f} s  {size / seconds / 1e6:7.1f} MB/s  "
-                      f"CPU gunicorn {cpu[path][-1][0]:5.2f} s{detail}, nginx {cpu[path][-1][1]:5.2f} s", flush=True)
+                      f"CPU gunicorn {cpu[path][-1][0]:5.2f} s{detail}, nginx {cpu[path][-1][1]:5.2f} s  "
+                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
         sampler.stopping.set()
         sampler.join()
     finally:
