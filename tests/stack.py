@@ -71,6 +71,20 @@ class Stack:
     def start(self, timeout=60):
         self.root.mkdir(parents=True, exist_ok=True)
         conf = self.root / "nginx" / "nginx.conf"
+        # gunicorn (and the workers) boot while manage.py renders nginx's
+        # config: two Django start-ups at once instead of one after the other
+        # (~2 s less per stack). Only nginx needs the rendered file.
+        self._spawn("gunicorn", [str(VENV_BIN / "gunicorn"), "--config", "deploy/gunicorn.conf.py"])
+        if self.with_worker:
+            self._spawn("worker", [
+                str(VENV_BIN / "python"), "manage.py", "db_worker",
+                "--queue-name", "*", "--interval", "0.2", "--no-startup-delay",
+            ])
+            # Transcode jobs have their own task backend and worker (Procfile "transcoder").
+            self._spawn("transcoder", [
+                str(VENV_BIN / "python"), "manage.py", "transcoding_worker",
+                "--interval", "0.2", "--no-startup-delay",
+            ])
         self.manage(
             "render_nginx_config",
             "--listen", f"127.0.0.1:{self.port}",
@@ -82,21 +96,10 @@ class Stack:
             *self.render_args,
         )
         self.nginx_conf = conf
-        self._spawn("gunicorn", [str(VENV_BIN / "gunicorn"), "--config", "deploy/gunicorn.conf.py"])
         self._spawn("nginx", [
             _nginx_binary(), "-p", str(self.root / "nginx"), "-e", "stderr",
             "-c", str(conf), "-g", "daemon off;",
         ])
-        if self.with_worker:
-            self._spawn("worker", [
-                str(VENV_BIN / "python"), "manage.py", "db_worker",
-                "--queue-name", "*", "--interval", "0.2", "--no-startup-delay",
-            ])
-            # Transcode jobs have their own task backend and worker (Procfile "transcoder").
-            self._spawn("transcoder", [
-                str(VENV_BIN / "python"), "manage.py", "transcoding_worker",
-                "--interval", "0.2", "--no-startup-delay",
-            ])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for name, proc in self.processes.items():
