@@ -14,16 +14,16 @@ import time
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
-from django.test import Client, override_settings
+from django.test import Client
 
 from media_access.models import ViewerGrant
 from transcoding.profiles import Rung
-from transcoding.tasks import enqueue_transcode
 from transcoding.testmedia import make_test_video
 
 from .browser import chromium_page
 from .conftest import _start_stack
 from .helpers import make_user, make_video, make_video_page
+from .media_cache import transcoded_video
 from .stack import REPO
 
 pytestmark = [
@@ -39,13 +39,11 @@ SMALL_BUFFER = "window.PrivateVideoPlayerConfig = {hls: {maxBufferLength: 4, max
 
 
 def transcoded_page(tmp_path, *, duration=8, segment_seconds=6):
-    clip = make_test_video(tmp_path / "player clip.mp4", duration=duration, width=320, height=180)
-    video = make_video(clip, title="Player clip")
-    with override_settings(TRANSCODING_LADDER=LADDER, TRANSCODING_SEGMENT_SECONDS=segment_seconds,
-                           TRANSCODING_KEYFRAME_SECONDS=min(2, segment_seconds)):
-        job = enqueue_transcode(video)
-    job.refresh_from_db()
-    assert job.status == "ready", job.error
+    # Transcoded for real once per run, then copies (tests/media_cache.py).
+    video = transcoded_video(tmp_path / "player clip.mp4", title="Player clip",
+                             clip=dict(duration=duration, width=320, height=180),
+                             settings=dict(TRANSCODING_LADDER=LADDER, TRANSCODING_SEGMENT_SECONDS=segment_seconds,
+                                           TRANSCODING_KEYFRAME_SECONDS=min(2, segment_seconds)))
     page = make_video_page(video, title="Player page")
     members = Group.objects.create(name="Members")
     ViewerGrant.objects.create(page=page, group=members)
