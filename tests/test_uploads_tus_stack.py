@@ -5,11 +5,13 @@ the offset the server reports; the stored original hashes equal to the
 source and the bytes sent twice are at most one chunk. Plus nginx's own
 rules on the tus location: the bounded body limit and the upload gate."""
 
+import base64
 import hashlib
 import os
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -200,3 +202,46 @@ def test_nginx_bounds_the_chunk_and_gates_the_tus_urls(stack):
 def tus_headers_unprivileged(stack, user):
     session = stack_session(user)
     return {"Cookie": "; ".join(f"{c.name}={c.value}" for c in session.cookies), "X-CSRFToken": "x" * 32}
+
+
+def test_spliced_chunks_are_checked_against_their_checksum(stack):
+    """Through gunicorn the body is spliced to disk and its checksum computed
+    from the file afterwards: a wrong one keeps nothing of the request (460),
+    a right one keeps all of it; a request cut short keeps what arrived."""
+    owner = make_user("tus-checksum", superuser=True)
+    headers = {**tus_headers(stack, owner), "Tus-Resumable": "1.0.0"}
+    body = os.urandom(5 * MiB + 17)
+    response = requests.post(stack.url(reverse("private_video:tus_create")),
+                             headers={**headers, "Upload-Length": str(3 * len(body))}, timeout=10)
+    assert response.status_code == 201, response.text
+    location = stack.url(response.headers["Location"])
+    upload_id = response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+    patch_headers = {**headers, "Content-Type": "application/offset+octet-stream"}
+
+    def checksum(data):
+        return "sha256 " + base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+    wrong = requests.patch(location, data=body, timeout=30, headers={
+        **patch_headers, "Upload-Offset": "0", "Upload-Checksum": checksum(body[:-1])})
+    assert wrong.status_code == 460 and wrong.headers["Upload-Offset"] == "0"
+    assert staging.size(upload_id) == 0
+    right = requests.patch(location, data=body, timeout=30, headers={
+        **patch_headers, "Upload-Offset": "0", "Upload-Checksum": checksum(body)})
+    assert right.status_code == 204 and right.headers["Upload-Offset"] == str(len(body))
+
+    # Half a chunk, then the connection is cut: the half stays, and is what HEAD reports.
+    path = response.headers["Location"]
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as sock:
+        sock.sendall((
+            f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/offset+octet-stream\r\n"
+            f"Upload-Offset: {len(body)}\r\nTus-Resumable: 1.0.0\r\nCookie: {headers['Cookie']}\r\n"
+            f"X-CSRFToken: {headers['X-CSRFToken']}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body[: 3 * MiB])
+        time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while staging.size(upload_id) != len(body) + 3 * MiB and time.monotonic() < deadline:
+        time.sleep(0.1)
+    head = requests.head(location, headers=headers, timeout=10)
+    assert head.headers["Upload-Offset"] == str(len(body) + 3 * MiB)
+    assert staging.path_for(upload_id).read_bytes() == body + body[: 3 * MiB]
+    assert requests.delete(location, headers=headers, timeout=10).status_code == 204
