@@ -207,24 +207,23 @@ def gunicorn_body(request, count):
     reader = getattr(body, "reader", None)
     unreader = getattr(reader, "unreader", None)
     stream = getattr(request, "_stream", None)
-    if not (
-        type(body) is Body and type(reader) is LengthReader and type(unreader) is SocketUnreader
-        and unreader.sock is sock and isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM
-        and type(stream) is LimitedStream and getattr(stream, "_pos", None) == 0 and stream.limit == count
-        and not getattr(request, "_read_started", True)
-        and isinstance(body.buf, io.BytesIO) and isinstance(unreader.buf, io.BytesIO)
-    ):
-        return None
-    # Exactly the body's bytes are left: what Body holds plus what its reader may still read.
-    if len(body.buf.getbuffer()) + reader.length != count:
-        return None
     try:
+        if not (
+            type(body) is Body and type(reader) is LengthReader and type(unreader) is SocketUnreader
+            and unreader.sock is sock and isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM
+            and type(stream) is LimitedStream and stream._pos == 0 and stream.limit == count
+            and not request._read_started
+            and type(body.buf) is io.BytesIO and type(unreader.buf) is io.BytesIO
+            # Exactly the body's bytes are left: what Body holds plus what its reader may still read.
+            and len(body.buf.getvalue()) + reader.length == count
+        ):
+            return None
         # A blocking socket (a gevent socket's descriptor is non-blocking: its
         # worker must not block in the kernel).
         if sock.gettimeout() is not None or not os.get_blocking(sock.fileno()):
             return None
-    except OSError:
-        return None
+    except (AttributeError, OSError):
+        return None  # other internals than these (another gunicorn or Django version), or a closed socket
     return _GunicornBody(request, sock, body, reader, unreader, stream)
 
 
