@@ -88,6 +88,69 @@ def stack(tmp_path_factory, stack_database_url, static_root):
     stack.stop()
 
 
+# Stacks with one setting changed, shared by every module that needs that
+# setting (each was a module's own, started and stopped once per module).
+# Tests on them change no stack state; a test that does (kills a worker,
+# fills a disk) starts its own.
+
+SMALL_UPLOAD_LIMIT = "1M"
+SHORT_TOKEN_LIFETIME = 8
+
+
+@pytest.fixture(scope="session")
+def small_limit_stack(tmp_path_factory, stack_database_url, static_root):
+    """A stack whose upload limit is SMALL_UPLOAD_LIMIT (Django's and nginx's)."""
+    stack = _start_stack(tmp_path_factory, stack_database_url, static_root,
+                         extra_env={"PRIVATE_VIDEO_MAX_UPLOAD_SIZE": SMALL_UPLOAD_LIMIT})
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def short_token_stack(tmp_path_factory, stack_database_url, static_root):
+    """A stack whose signed URLs live SHORT_TOKEN_LIFETIME seconds."""
+    stack = _start_stack(tmp_path_factory, stack_database_url, static_root,
+                         extra_env={"MEDIA_ACCESS_TOKEN_LIFETIME": str(SHORT_TOKEN_LIFETIME)})
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory):
+    """A throwaway self-signed certificate for 127.0.0.1: (cert, key) paths."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def tls_stack(tmp_path_factory, stack_database_url, static_root, certificate):
+    """The production shape: HTTPS with HTTP/2 on ``port``, plain HTTP
+    redirecting on ``http_port`` (test_nginx_tls, test_attack_probes)."""
+    from .stack import free_port
+
+    cert, key = certificate
+    http_port = free_port()
+    stack = _start_stack(
+        tmp_path_factory, stack_database_url, static_root,
+        extra_env={"DJANGO_BEHIND_TLS_PROXY": "1"},
+        render_args=["--server-name", "127.0.0.1", "--tls-certificate", str(cert),
+                     "--tls-certificate-key", str(key), "--http-listen", f"127.0.0.1:{http_port}"],
+        scheme="https",
+    )
+    stack.http_port = http_port
+    yield stack
+    stack.stop()
+
+
 @pytest.fixture
 def output_dir(request):
     """Where a test leaves artefacts (screenshots on failure)."""

@@ -305,14 +305,7 @@ def test_csrf_exempt_upload_views_refuse_cross_site_posts(stack, world, sample_v
     assert target.title == "Target"
 
 
-@pytest.fixture(scope="module")
-def small_limit_stack(tmp_path_factory, stack_database_url, static_root):
-    from .conftest import _start_stack
-
-    stack = _start_stack(tmp_path_factory, stack_database_url, static_root,
-                         extra_env={"PRIVATE_VIDEO_MAX_UPLOAD_SIZE": "1M"})
-    yield stack
-    stack.stop()
+# small_limit_stack (1M upload limit): tests/conftest.py, shared with other modules.
 
 
 def test_chunked_upload_without_content_length_meets_the_nginx_limit(small_limit_stack, world):
@@ -535,8 +528,7 @@ def test_upload_urls_take_no_body_from_visitors_who_may_not_upload(stack, world,
 
 # --- the CSRF-exempt upload views over HTTPS: the Referer check -------------------------------
 
-from .test_nginx_tls import certificate, tls_stack  # noqa: E402,F401  (module fixtures)
-
+# certificate and tls_stack: tests/conftest.py (session fixtures, shared with test_nginx_tls).
 
 @pytest.mark.parametrize("url", ["/admin/videos/new/", "/admin/videos/chooser/create/"])
 def test_over_https_a_foreign_referer_is_refused_by_the_upload_views(tls_stack, certificate, world,

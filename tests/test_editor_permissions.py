@@ -29,6 +29,7 @@ from transcoding.models import TranscodeJob
 from transcoding.profiles import ladder_signature
 from transcoding.testmedia import make_test_video
 
+from .conftest import SMALL_UPLOAD_LIMIT
 from .helpers import make_user, make_video, stack_session
 
 DUMMY_TASKS = {
@@ -666,17 +667,8 @@ def test_through_nginx_uploads_into_b_are_refused_and_a_works(stack, sample_vide
     assert world.video_a.title == "Alpha via nginx"
 
 
-SMALL_LIMIT = "1M"
-
-
-@pytest.fixture(scope="module")
-def small_limit_stack(tmp_path_factory, stack_database_url, static_root):
-    from .conftest import _start_stack
-
-    stack = _start_stack(tmp_path_factory, stack_database_url, static_root,
-                         extra_env={"PRIVATE_VIDEO_MAX_UPLOAD_SIZE": SMALL_LIMIT})
-    yield stack
-    stack.stop()
+# small_limit_stack (this upload limit): tests/conftest.py, shared with other modules.
+SMALL_LIMIT = SMALL_UPLOAD_LIMIT
 
 
 def raw_post(stack, path, headers, body, wait=10, *, unix_socket=None):

@@ -13,7 +13,7 @@ from media_access.models import ViewerGrant
 from media_access.tokens import VideoToken, secure_link_token, url_prefix, video_prefix
 from transcoding.profiles import Rung
 
-from .conftest import _start_stack
+from .conftest import SHORT_TOKEN_LIFETIME
 from .helpers import make_user, make_video_page, stack_session
 from .media_cache import transcoded_video
 
@@ -208,17 +208,8 @@ def test_anonymous_and_ungranted_viewers_get_no_playlist_and_no_token(stack, gra
     assert stack_session(viewer).get(stack.url(f"/playback/{page.pk}/{video.pk + 999}/")).status_code == 404
 
 
-SHORT_LIFETIME = 8
-
-
-@pytest.fixture
-def short_token_stack(tmp_path_factory, stack_database_url, static_root):
-    stack = _start_stack(
-        tmp_path_factory, stack_database_url, static_root,
-        extra_env={"MEDIA_ACCESS_TOKEN_LIFETIME": str(SHORT_LIFETIME)},
-    )
-    yield stack
-    stack.stop()
+# short_token_stack (tokens live this long): tests/conftest.py, shared with other modules.
+SHORT_LIFETIME = SHORT_TOKEN_LIFETIME
 
 
 def test_revoked_viewer_loses_access_once_the_token_lifetime_has_passed(short_token_stack, granted):

@@ -12,9 +12,7 @@ from django.contrib.auth.models import Group
 
 from media_access.models import ViewerGrant
 
-from .conftest import _start_stack
 from .helpers import make_user, make_video, make_video_page, stack_session
-from .stack import free_port
 
 pytestmark = [
     pytest.mark.integration,
@@ -22,33 +20,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )
-    return cert, key
-
-
-@pytest.fixture(scope="module")
-def tls_stack(tmp_path_factory, stack_database_url, static_root, certificate):
-    cert, key = certificate
-    http_port = free_port()
-    stack = _start_stack(
-        tmp_path_factory, stack_database_url, static_root,
-        extra_env={"DJANGO_BEHIND_TLS_PROXY": "1"},
-        render_args=["--server-name", "127.0.0.1", "--tls-certificate", str(cert),
-                     "--tls-certificate-key", str(key), "--http-listen", f"127.0.0.1:{http_port}"],
-        scheme="https",
-    )
-    stack.http_port = http_port
-    yield stack
-    stack.stop()
+# certificate and tls_stack: tests/conftest.py (session fixtures, shared with test_attack_probes).
 
 
 def test_https_with_http2_and_a_redirect_from_plain_http(tls_stack, certificate):

@@ -21,7 +21,6 @@ from transcoding.profiles import Rung
 from transcoding.testmedia import make_test_video
 
 from .browser import chromium_page
-from .conftest import _start_stack
 from .helpers import make_user, make_video, make_video_page
 from .media_cache import transcoded_video
 from .stack import REPO
@@ -188,13 +187,7 @@ def test_hls_js_plays_switches_quality_seeks_and_shows_storyboard(stack, tmp_pat
     keep_screenshot(output_dir / "player-quality-menu.png", "player-quality-menu.png")
 
 
-@pytest.fixture(scope="module")
-def short_token_stack(tmp_path_factory, stack_database_url, static_root):
-    stack = _start_stack(
-        tmp_path_factory, stack_database_url, static_root, extra_env={"MEDIA_ACCESS_TOKEN_LIFETIME": "8"}
-    )
-    yield stack
-    stack.stop()
+# short_token_stack (8 s tokens): tests/conftest.py, shared with other modules.
 
 
 def _in_thread(function):

@@ -9,7 +9,6 @@ from django.urls import reverse
 
 from private_video.models import Video
 
-from .conftest import _start_stack
 from .helpers import csrf_token, make_user
 
 pytestmark = [
@@ -83,14 +82,7 @@ def test_non_video_is_refused_with_a_message(stack, tmp_path):
     assert Video.objects.count() == 0
 
 
-@pytest.fixture(scope="module")
-def small_limit_stack(tmp_path_factory, stack_database_url, static_root):
-    stack = _start_stack(
-        tmp_path_factory, stack_database_url, static_root,
-        extra_env={"PRIVATE_VIDEO_MAX_UPLOAD_SIZE": "1M"},
-    )
-    yield stack
-    stack.stop()
+# small_limit_stack (1M upload limit): tests/conftest.py, shared with other modules.
 
 
 def test_upload_limit_is_one_setting_for_django_and_nginx(small_limit_stack, tmp_path, sample_video):
