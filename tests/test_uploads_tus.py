@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import os
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -583,3 +584,29 @@ def test_a_file_that_cannot_take_the_bytes_is_a_write_failure_not_a_cut():
             sent.close()
     finally:
         os.close(full)
+
+
+@pytest.fixture
+def full_staging(staging_folder):
+    """The staging folder on a 1 MiB tmpfs: a disk that fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI and the dev container run as root)")
+    staging_folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(staging_folder)], check=True)
+    try:
+        yield staging_folder
+    finally:
+        subprocess.run(["umount", "-l", str(staging_folder)], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_that_keeps_the_bytes_before(editor, library, full_staging):
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, 3 * 1024**2, filename="a.mp4", collection=library[0].pk))
+    first = os.urandom(256 * 1024)
+    assert patch(client, location, 0, first).status_code == 204
+    # 2 MiB more do not fit on the 1 MiB disk.
+    response = patch(client, location, len(first), os.urandom(2 * 1024**2))
+    assert response.status_code == 507 and "no room" in response.json()["error"]
+    assert response["Upload-Offset"] == str(len(first))
+    assert staging.path_for(upload.pk).read_bytes() == first
+    assert head(client, location)["Upload-Offset"] == str(len(first))
