@@ -4,6 +4,7 @@ is ``MEDIA_ACCESS_<NAME>``. Nothing here is read at import time, so a missing
 or invalid setting never breaks an import: ``checks.py`` reports it."""
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 PREFIX = "MEDIA_ACCESS_"
 
@@ -57,5 +58,23 @@ DEFAULTS = {
 }
 
 
+# name -> value, read once per process: every media request reads several,
+# and a missing Django setting costs an AttributeError each time. Emptied on
+# setting_changed (override_settings in tests); settings do not change while
+# a server runs.
+_values = {}
+
+
 def setting(name):
-    return getattr(settings, PREFIX + name, DEFAULTS[name])
+    try:
+        return _values[name]
+    except KeyError:
+        value = _values[name] = getattr(settings, PREFIX + name, DEFAULTS[name])
+        return value
+
+
+def _forget(**kwargs):
+    _values.clear()
+
+
+setting_changed.connect(_forget, dispatch_uid="media_access_conf_forget")

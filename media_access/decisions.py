@@ -43,7 +43,8 @@ An entry is used only while all of these hold:
    user. The policy's ancestors, restrictions and grants are all covered by
    ``p:`` of the page, because the triggers bump every page a restriction
    applies to. Checking an entry is one query on the primary key:
-   ``SELECT key, value ... WHERE key IN (...)``.
+   ``SELECT key, value ... WHERE key IN (...)`` (on PostgreSQL a prepared
+   ``UNION ALL`` of ``key = $n`` probes, see ``_read_postgres``).
 2. Every trigger is present (and enabled, on PostgreSQL). SQLite: every read
    also returns the schema version, and the triggers are counted again when
    it changes (rebuilding a table, as many Django migrations do, drops its
@@ -143,6 +144,7 @@ autocommit, a model's save commits before its signals run; the triggers have
 no such gap.
 """
 
+import logging
 import secrets
 import threading
 import time
@@ -157,6 +159,8 @@ from wagtail import hooks
 
 from .conf import setting
 from .policy import CHECK_HOOK
+
+logger = logging.getLogger(__name__)
 
 TRIGGER_PREFIX = "private_video_access_policy_"
 SCOPE_TABLE = "private_video_access_decisionscope"
@@ -531,11 +535,85 @@ def _read_scopes(using, keys):
                 return {scope: value for scope, value in rows if scope is not None}
             finally:
                 cursor.close()
-        with connection.cursor() as cursor:
-            cursor.execute(_READ_POSTGRES.format(", ".join(["%s"] * len(keys))), keys)
-            return dict(cursor.fetchall())
+        raw = _raw_postgres(connection)
+        if raw is None:
+            with connection.cursor() as cursor:
+                cursor.execute(_READ_POSTGRES.format(", ".join(["%s"] * len(keys))), keys)
+                return dict(cursor.fetchall())
+        return _read_postgres(connection, raw, keys)
     except (DatabaseError, connection.Database.Error):
         return None
+
+
+def _raw_postgres(connection):
+    """The open psycopg 3 connection under Django's, or None (psycopg2, not
+    connected yet, in a broken transaction: Django's cursor then)."""
+    raw = connection.connection
+    if raw is None or connection.needs_rollback or not hasattr(raw, "pgconn"):
+        return None
+    return raw
+
+
+# Whether this process may prepare the read (False once a connection pooler
+# in transaction mode has refused a prepared statement).
+_prepare = {"ok": True}
+_NEVER_AUTOMATICALLY = 2**62
+
+
+def _read_postgres(connection, raw, keys):
+    """The scope read on PostgreSQL with psycopg 3, at the cost of one round trip.
+
+    - The driver's own cursor, as on SQLite, and no health check: with
+      CONN_HEALTH_CHECKS Django sends ``SELECT 1`` before the first query of
+      every request, a second round trip. A dead connection makes this read
+      fail instead, which only means "don't remember"; the policy's queries
+      then go through Django, whose health check reconnects.
+    - One prepared ``UNION ALL`` of primary-key equalities per number of
+      keys: every branch is an index probe in the generic plan, whatever the
+      table's size or statistics (``key IN (...)`` is planned as a sequential
+      scan while the table is small or not yet analyzed, ~0.1 ms per
+      thousand rows on every request), and the plan is made once per
+      connection. Django turns psycopg's preparing off by default (for
+      connection poolers), which also ignores ``prepare=True``; unless the
+      database's OPTIONS set ``prepare_threshold`` themselves, this turns it
+      back on for explicit requests only (a threshold no query reaches; Django's
+      client-side cursors never prepare). A pooler in transaction mode that
+      does not carry prepared statements (PgBouncer before 1.21) refuses one
+      here, after which this process reads unprepared; or set
+      ``"prepare_threshold": None`` in OPTIONS.
+    """
+    Database = connection.Database
+    if raw.prepare_threshold is None and _prepare["ok"]:
+        if "prepare_threshold" in connection.settings_dict.get("OPTIONS", {}):
+            _prepare["ok"] = False
+        else:
+            raw.prepare_threshold = _NEVER_AUTOMATICALLY
+    if _prepare["ok"]:
+        query = _union_query(len(keys))
+        try:
+            with Database.Cursor(raw) as cursor:
+                cursor.execute(query, keys, prepare=True)
+                return dict(cursor.fetchall())
+        except (Database.errors.InvalidSqlStatementName, Database.errors.DuplicatePreparedStatement):
+            _prepare["ok"] = False
+            logger.warning("The database refused a prepared statement (a connection pooler in "
+                           "transaction mode?); remembered decisions are checked unprepared.")
+            if connection.in_atomic_block:
+                return None
+    with Database.ClientCursor(raw) as cursor:
+        cursor.execute(_READ_POSTGRES.format(", ".join(["%s"] * len(keys))), keys)
+        return dict(cursor.fetchall())
+
+
+_union_queries = {}
+
+
+def _union_query(count):
+    query = _union_queries.get(count)
+    if query is None:
+        one = f'SELECT "key", "value" FROM {SCOPE_TABLE} WHERE "key" = %s'
+        query = _union_queries[count] = " UNION ALL ".join([one] * count)
+    return query
 
 
 # --- are the triggers there? -----------------------------------------------------------

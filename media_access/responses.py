@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousFileOperation
+from django.core.signals import setting_changed
 from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.http import http_date
 from django.utils.module_loading import import_string
@@ -110,6 +111,14 @@ class XAccelResponseBuilder:
     then does Range, If-Range, HEAD and sendfile."""
 
     def build(self, request, served):
+        local = _local_headers.get(served)
+        if local is not None:
+            # A file nginx reads from disk: the same headers for every request.
+            response = HttpResponse(b"")
+            for name, value in local:
+                response[name] = value
+            del response["Content-Length"]
+            return response
         response = HttpResponse(b"")
         private_headers(response, served)
         method = "HEAD" if request.method == "HEAD" else "GET"
@@ -125,7 +134,17 @@ class XAccelResponseBuilder:
         # Nothing to buffer here, and nginx must not hold the file in proxy buffers.
         response["X-Accel-Buffering"] = "no"
         del response["Content-Length"]
+        if source.url is None:
+            if len(_local_headers) >= _LOCAL_HEADERS_MAX:
+                _local_headers.clear()
+            _local_headers[served] = tuple(response.items())
         return response
+
+
+# ServedFile -> the headers of its X-Accel answer, for files nginx reads from
+# disk (a presigned S3 URL is made per request). Emptied when a setting changes.
+_local_headers = {}
+_LOCAL_HEADERS_MAX = 10_000
 
 
 class RangeFileResponseBuilder:
@@ -235,6 +254,9 @@ def get_response_builder():
                 f"MEDIA_ACCESS_SERVE_MODE must be one of {sorted(BUILDERS_BY_MODE)}, not {mode!r}."
             )
         path = BUILDERS_BY_MODE[mode]
+    builder_class = _builder_classes.get(path) if isinstance(path, str) else None
+    if builder_class is not None:
+        return builder_class()
     if not isinstance(path, str):
         raise ImproperlyConfigured(f"MEDIA_ACCESS_RESPONSE_BUILDER must be a dotted path, not {path!r}.")
     try:
@@ -245,4 +267,16 @@ def get_response_builder():
         raise ImproperlyConfigured(
             f"MEDIA_ACCESS_RESPONSE_BUILDER {path!r} is not a response builder (it has no build(request, served))."
         )
+    _builder_classes[path] = builder_class
     return builder_class()
+
+
+_builder_classes = {}
+
+
+def _forget(**kwargs):
+    _local_headers.clear()
+    _builder_classes.clear()
+
+
+setting_changed.connect(_forget, dispatch_uid="media_access_responses_forget")

@@ -9,12 +9,12 @@ import time
 import pytest
 from django.contrib.auth.models import Group
 from django.db import OperationalError, connection, connections
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from media_access import decisions
 from media_access.models import DecisionScope, ViewerGrant
 
+from .driver_statements import driver_statements
 from .helpers import make_user, make_video, make_video_page
 
 pytestmark = pytest.mark.postgres
@@ -24,6 +24,14 @@ pytestmark = pytest.mark.postgres
 def postgres_only():
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL only: run under deploy/scripts/with-test-postgres")
+
+
+@pytest.fixture
+def sent():
+    """Every statement the driver sends (the decision read bypasses Django's
+    wrapper, so CaptureQueriesContext would not see it)."""
+    with driver_statements(connection) as statements:
+        yield statements
 
 
 def second_connection():
@@ -73,16 +81,15 @@ def test_writes_to_different_users_and_pages_do_not_wait_for_each_other(sample_v
 
 
 @pytest.mark.django_db
-def test_a_remembered_request_is_one_primary_key_read(client, sample_video):
-    """Steady state: one query per allowed, remembered media request, and the
-    planner answers it from the primary key's index (with a realistic
-    number of scope rows and fresh statistics), not by scanning the table."""
+def test_a_remembered_request_is_one_primary_key_read(client, sample_video, sent):
+    """Steady state: one statement per allowed, remembered media request (no
+    health check before it either), and its plan reads the key's index, not
+    the table: with a realistic number of scope rows and no statistics at all
+    (a fresh table), and in the generic plan a prepared statement keeps."""
     now = int(time.time())
     DecisionScope.objects.bulk_create(
         [DecisionScope(key=f"s:filler{n:06d}", value=n, touched=now) for n in range(20000)]
     )
-    with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {decisions.SCOPE_TABLE}")
     decisions.cache().clear()
     decisions.recheck_triggers()
     viewers = Group.objects.create(name="Viewers")
@@ -95,21 +102,31 @@ def test_a_remembered_request_is_one_primary_key_read(client, sample_video):
     first = client.get(url)
     assert first.status_code == 200 and first.has_header("X-Accel-Redirect")
     for _ in range(3):
-        with CaptureQueriesContext(connection) as context:
-            response = client.get(url)
+        sent.clear()
+        response = client.get(url)
         assert response.status_code == 200 and response["X-Accel-Redirect"] == first["X-Accel-Redirect"]
-        assert len(context.captured_queries) == 1, context.captured_queries
-    sql = context.captured_queries[0]["sql"]
-    assert decisions.SCOPE_TABLE in sql
+        assert len(sent) == 1, sent
+    sql = sent[0]
+    # The generic plan does not depend on the values; one per placeholder (5: schema, p:, v:, s:, u:).
+    params = [f"s:filler{n:06d}" for n in range(sql.count("%s"))]
+    assert len(params) == 5, sql
+    assert decisions.SCOPE_TABLE in sql and "SELECT 1" not in sql
+    numbered = sql
+    for n in range(1, len(params) + 1):
+        numbered = numbered.replace("%s", f"${n}", 1)
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN " + sql)
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE counted_read AS {numbered}")
+        cursor.execute("EXPLAIN EXECUTE counted_read(" + ", ".join(["%s"] * len(params)) + ")", list(params))
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert f"{decisions.SCOPE_TABLE}_pkey" in plan and "Seq Scan" not in plan, plan
+        cursor.execute("DEALLOCATE counted_read")
+    assert "Seq Scan" not in plan and f"Index Scan using {decisions.SCOPE_TABLE}_" in plan, plan
+    assert plan.count("Index Scan") == len(params), plan
     decisions.cache().clear()
 
 
 @pytest.mark.django_db
-def test_triggers_are_counted_per_process_not_per_request(client, sample_video):
+def test_triggers_are_counted_per_process_not_per_request(client, sample_video, sent):
     """No pg_trigger query on a remembered request; after recheck_triggers()
     (what TRIGGER_RECHECK_SECONDS does by itself) the next request counts
     them once."""
@@ -122,18 +139,18 @@ def test_triggers_are_counted_per_process_not_per_request(client, sample_video):
     client.force_login(viewer)
     url = reverse("media_access:watch", args=[page.pk, video.pk, "original"])
     assert client.get(url).status_code == 200
-    with CaptureQueriesContext(connection) as context:
-        assert client.get(url).status_code == 200
-    assert not any("pg_trigger" in query["sql"] for query in context.captured_queries)
+    sent.clear()
+    assert client.get(url).status_code == 200
+    assert len(sent) == 1 and not any("pg_trigger" in sql for sql in sent), sent
     decisions.recheck_triggers()
-    with CaptureQueriesContext(connection) as context:
-        assert client.get(url).status_code == 200
+    sent.clear()
+    assert client.get(url).status_code == 200
     # The table list (which triggers there should be), the count, the scope read.
-    assert len([query for query in context.captured_queries if "pg_trigger" in query["sql"]]) == 1
-    assert len(context.captured_queries) == 3
-    with CaptureQueriesContext(connection) as context:
-        assert client.get(url).status_code == 200
-    assert len(context.captured_queries) == 1
+    assert len([sql for sql in sent if "pg_trigger" in sql]) == 1, sent
+    assert len(sent) == 3, sent
+    sent.clear()
+    assert client.get(url).status_code == 200
+    assert len(sent) == 1, sent
     decisions.cache().clear()
 
 
@@ -158,3 +175,39 @@ def test_a_trigger_disabled_behind_djangos_back_is_reported():
     finally:
         decisions.install_triggers()
     assert e004() == []
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_pooler_that_loses_prepared_statements_costs_speed_not_answers(client, sample_video, sent):
+    """A connection pooler in transaction mode hands the next statement to a
+    server session that never saw the prepared read (here: the server forgets
+    it behind the driver's back). The read is refused once, the process then
+    reads unprepared, and viewers keep their answers: allowed stays allowed
+    (one statement per request again), a viewer taken out of the granted group
+    is refused at once."""
+    decisions.cache().clear()
+    viewers = Group.objects.create(name="Viewers")
+    viewer = make_user("viewer", groups=[viewers])
+    video = make_video(sample_video)
+    page = make_video_page(video)
+    ViewerGrant.objects.create(page=page, group=viewers)
+    client.force_login(viewer)
+    url = reverse("media_access:watch", args=[page.pk, video.pk, "original"])
+    assert client.get(url).status_code == 200
+    assert client.get(url).status_code == 200
+    assert decisions._prepare["ok"]
+    try:
+        with connection.cursor() as cursor:
+            # What a pooler's other server session looks like to the driver.
+            cursor.execute("DO $$ BEGIN EXECUTE 'DEALLOCATE ALL'; END $$")
+        sent.clear()
+        assert client.get(url).status_code == 200
+        assert not decisions._prepare["ok"]
+        sent.clear()
+        assert client.get(url).status_code == 200
+        assert len(sent) == 1 and decisions.SCOPE_TABLE in sent[0], sent
+        viewer.groups.remove(viewers)
+        assert client.get(url).status_code == 403
+    finally:
+        decisions._prepare["ok"] = True
+        decisions.cache().clear()

@@ -20,13 +20,13 @@ import pytest
 from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from media_access import decisions, hls, published
 from media_access.models import PlaybackPosition, Viewing, ViewerGrant
 from private_video.captions import import_caption, set_chapters
 
+from .driver_statements import driver_statements
 from .helpers import make_user
 from .test_captions_delivery import ARABIC_VTT, add_captions, granted_page, transcoded
 
@@ -39,20 +39,9 @@ TRANSACTION_CONTROL = ("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT", "-
 @contextmanager
 def statements():
     """Every statement run meanwhile, transaction control left out."""
-    seen = []
-    if connection.vendor == "sqlite":
-        connection.ensure_connection()
-        connection.connection.set_trace_callback(seen.append)
-        try:
-            yield seen
-        finally:
-            connection.connection.set_trace_callback(None)
-            seen[:] = [sql for sql in seen if not sql.lstrip().upper().startswith(TRANSACTION_CONTROL)]
-    else:
-        with CaptureQueriesContext(connection) as captured:
-            yield seen
-        seen[:] = [q["sql"] for q in captured.captured_queries
-                   if not q["sql"].lstrip().upper().startswith(TRANSACTION_CONTROL)]
+    with driver_statements(connection) as seen:
+        yield seen
+    seen[:] = [sql for sql in seen if not sql.lstrip().upper().startswith(TRANSACTION_CONTROL)]
 
 
 def unsigned(tracks):

@@ -33,6 +33,7 @@ from media_access.models import ViewerGrant
 from media_access.policy import Decision, Outcome
 
 from .conftest import _start_stack
+from .driver_statements import driver_statements
 from .helpers import home_page, make_user, make_video, make_video_page, stack_session
 
 
@@ -820,25 +821,11 @@ def watching(client, sample_video):
 
 
 def statements_of(client, url):
-    """(response, every SQL statement it ran). On SQLite the scope read goes
-    through the driver's own cursor, so the driver's trace counts; on
-    PostgreSQL every statement is a Django query."""
-    from django.test.utils import CaptureQueriesContext
-
-    if connection.vendor == "sqlite":
-        statements = []
-        connection.ensure_connection()
-        connection.connection.set_trace_callback(
-            lambda sql: None if sql.startswith("--") else statements.append(sql)
-        )
-        try:
-            response = client.get(url)
-        finally:
-            connection.connection.set_trace_callback(None)
-        return response, statements
-    with CaptureQueriesContext(connection) as context:
+    """(response, every SQL statement it ran). The scope read goes through
+    the driver's own cursor, so the driver's statements are counted."""
+    with driver_statements(connection) as statements:
         response = client.get(url)
-    return response, [query["sql"] for query in context.captured_queries]
+    return response, statements
 
 
 def assert_answered_from_memory(w):
