@@ -556,6 +556,20 @@ def test_bodies_gunicorn_does_not_hold_as_expected_are_read_through_python(tmp_p
         finally:
             sent.close()
 
+        # Another socket class than the plain one (ssl.SSLSocket is one: its
+        # descriptor carries ciphertext): never spliced.
+        sent = GunicornRequest(body)
+        try:
+            class OtherSocket(socket.socket):
+                pass
+
+            other = OtherSocket(fileno=os.dup(sent.server.fileno()))
+            sent.req.unreader.sock = sent.environ["gunicorn.socket"] = sent.request.META["gunicorn.socket"] = other
+            assert staging.gunicorn_body(sent.request, len(body)) is None
+            other.close()
+        finally:
+            sent.close()
+
         # A non-blocking socket (gevent's kind): never blocked on in the kernel.
         sent = GunicornRequest(body)
         try:
@@ -565,6 +579,22 @@ def test_bodies_gunicorn_does_not_hold_as_expected_are_read_through_python(tmp_p
             sent.close()
     finally:
         os.close(fd)
+
+
+def test_a_file_that_takes_no_spliced_pages_gets_the_rest_by_reads(tmp_path):
+    # splice(2) refuses a file opened for appending (EINVAL), as some file systems do.
+    body = os.urandom(3 * 1024 * 1024 + 5)
+    path = tmp_path / "append.part"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sent = GunicornRequest(body)
+    try:
+        assert staging.gunicorn_body(sent.request, len(body)) is not None
+        assert staging.write_body(sent.request, fd, len(body)) == len(body)
+        assert path.read_bytes() == body
+        assert sent.environ["wsgi.input"].read() == b""
+    finally:
+        os.close(fd)
+        sent.close()
 
 
 def test_a_file_that_cannot_take_the_bytes_is_a_write_failure_not_a_cut():

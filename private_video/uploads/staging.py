@@ -9,6 +9,7 @@ being uploaded.
 straight from the socket with ``splice(2)`` (the bytes never enter Python),
 anywhere else 256 KiB reads at a time."""
 
+import errno
 import io
 import os
 import socket
@@ -210,7 +211,9 @@ def gunicorn_body(request, count):
     try:
         if not (
             type(body) is Body and type(reader) is LengthReader and type(unreader) is SocketUnreader
-            and unreader.sock is sock and isinstance(sock, socket.socket) and sock.type == socket.SOCK_STREAM
+            # A plain socket: not TLS (an SSLSocket's descriptor carries ciphertext), not gevent's.
+            and unreader.sock is sock and type(sock) is socket.socket and sock.type == socket.SOCK_STREAM
+            and sock.family in (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)
             and type(stream) is LimitedStream and stream._pos == 0 and stream.limit == count
             and not request._read_started
             and type(body.buf) is io.BytesIO and type(unreader.buf) is io.BytesIO
@@ -257,6 +260,7 @@ def _splice_body(source, fd):
         except OSError:
             pass  # the default size (64 KiB) works, only in more steps
         step = fcntl.fcntl(pipe_in, fcntl.F_GETPIPE_SZ)
+        spliced = False
         while reader.length:
             try:
                 moved = os.splice(sock_fd, pipe_in, min(step, reader.length), flags=os.SPLICE_F_MOVE)
@@ -270,7 +274,17 @@ def _splice_body(source, fd):
                 try:
                     out = os.splice(pipe_out, fd, moved, flags=os.SPLICE_F_MOVE)
                 except OSError as error:
-                    raise WriteFailed(error) from error
+                    if error.errno != errno.EINVAL or spliced:
+                        raise WriteFailed(error) from error
+                    # A file that takes no spliced pages (opened for appending, an
+                    # unusual file system): empty the pipe by hand, read the rest.
+                    while moved:
+                        data = os.read(pipe_out, moved)
+                        _write_all(fd, data)
+                        moved -= len(data)
+                        written += len(data)
+                    return written + _read_body(source.request, fd, reader.length, None)
+                spliced = True
                 moved -= out
                 written += out
     finally:
