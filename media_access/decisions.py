@@ -540,7 +540,12 @@ def _read_scopes(using, keys):
             with connection.cursor() as cursor:
                 cursor.execute(_READ_POSTGRES.format(", ".join(["%s"] * len(keys))), keys)
                 return dict(cursor.fetchall())
-        return _read_postgres(connection, raw, keys)
+        values = _read_postgres(connection, raw, keys)
+        # The read just proved the connection usable: what Django's health
+        # check (CONN_HEALTH_CHECKS) would send SELECT 1 for before the
+        # policy's first query on a miss.
+        connection.health_check_done = True
+        return values
     except (DatabaseError, connection.Database.Error):
         return None
 
