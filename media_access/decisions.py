@@ -509,7 +509,6 @@ _READ_SQLITE = (
     "SELECT NULL, (SELECT schema_version FROM pragma_schema_version()) "
     f'UNION ALL SELECT "key", "value" FROM {SCOPE_TABLE} WHERE "key" IN ({{}})'
 )
-_READ_POSTGRES = f'SELECT "key", "value" FROM {SCOPE_TABLE} WHERE "key" IN ({{}})'
 
 
 def _read_scopes(using, keys):
@@ -538,7 +537,7 @@ def _read_scopes(using, keys):
         raw = _raw_postgres(connection)
         if raw is None:
             with connection.cursor() as cursor:
-                cursor.execute(_READ_POSTGRES.format(", ".join(["%s"] * len(keys))), keys)
+                cursor.execute(_union_query(len(keys)), keys)
                 return dict(cursor.fetchall())
         values = _read_postgres(connection, raw, keys)
         # The read just proved the connection usable: what Django's health
@@ -586,6 +585,10 @@ def _read_postgres(connection, raw, keys):
       does not carry prepared statements (PgBouncer before 1.21) refuses one
       here, after which this process reads unprepared; or set
       ``"prepare_threshold": None`` in OPTIONS.
+    - Prepared only in autocommit: inside a transaction (ATOMIC_REQUESTS, a
+      view in ``transaction.atomic``) a refused EXECUTE would abort it, and the
+      policy's queries after it with it. There the same query goes unprepared,
+      with the values inlined, so the planner still probes the index.
     """
     Database = connection.Database
     if raw.prepare_threshold is None and _prepare["ok"]:
@@ -593,8 +596,8 @@ def _read_postgres(connection, raw, keys):
             _prepare["ok"] = False
         else:
             raw.prepare_threshold = _NEVER_AUTOMATICALLY
-    if _prepare["ok"]:
-        query = _union_query(len(keys))
+    query = _union_query(len(keys))
+    if _prepare["ok"] and raw.autocommit:
         try:
             with Database.Cursor(raw) as cursor:
                 cursor.execute(query, keys, prepare=True)
@@ -603,10 +606,8 @@ def _read_postgres(connection, raw, keys):
             _prepare["ok"] = False
             logger.warning("The database refused a prepared statement (a connection pooler in "
                            "transaction mode?); remembered decisions are checked unprepared.")
-            if connection.in_atomic_block:
-                return None
     with Database.ClientCursor(raw) as cursor:
-        cursor.execute(_READ_POSTGRES.format(", ".join(["%s"] * len(keys))), keys)
+        cursor.execute(query, keys)
         return dict(cursor.fetchall())
 
 
