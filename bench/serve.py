@@ -251,7 +251,7 @@ def main_postgres():
     from wagtail.models import Site
 
     from bench.load.common import make_churn_page, make_churn_users, make_viewer_sessions, start_churn, stop_churn
-    from bench.serve_client import Connection, bench_stack, wrk_checked
+    from bench.serve_client import Connection, bench_stack, cpu_seconds_by_name, wrk_checked
 
     sessions = make_viewer_sessions(SESSIONS, group)
     make_churn_users()
@@ -279,9 +279,14 @@ def main_postgres():
               f"2 logins/s + a publish every 10 s beside; {PG_ROUNDS} alternated rounds of {PG_ROUND_SECONDS:g} s")
 
         def run(name, seconds, offset=0):
-            return wrk_checked(port, paths[name], headers={"Range": "bytes=0-1"}, connections=CONNECTIONS,
-                               seconds=seconds, script="sessions.lua",
-                               env={"BENCH_COOKIES": str(cookies), "BENCH_OFFSET": str(offset)})
+            before = cpu_seconds_by_name()
+            figures = wrk_checked(port, paths[name], headers={"Range": "bytes=0-1"}, connections=CONNECTIONS,
+                                  seconds=seconds, script="sessions.lua",
+                                  env={"BENCH_COOKIES": str(cookies), "BENCH_OFFSET": str(offset)})
+            after = cpu_seconds_by_name()
+            # CPU per request of each part (churn's logins and publishes included, alike for both paths).
+            figures["cpu_us"] = {part: (after[part] - before[part]) / figures["requests"] * 1e6 for part in after}
+            return figures
 
         # Warm-up: the steady state is every viewer known to every worker (each
         # worker remembers its own decisions; a viewer's first request on a
@@ -308,6 +313,9 @@ def main_postgres():
         listed = ", ".join("%.0f" % r["rps"] for r in values)
         p99s = ", ".join("%.1f" % (r["p99_us"] / 1000) for r in values)
         print(f"{name:7s} requests/s {listed}; p99 {p99s} ms")
+    for name, values in rounds.items():
+        cpu = {part: statistics.median(r["cpu_us"][part] for r in values) for part in values[0]["cpu_us"]}
+        print(f"{name:7s} CPU per request (medians, µs): " + ", ".join(f"{part} {us:.0f}" for part, us in cpu.items()))
     rps = {name: statistics.median(r["rps"] for r in values) for name, values in rounds.items()}
     p99 = max(r["p99_us"] for r in rounds["xaccel"]) / 1000
     ratio = rps["xaccel"] / rps["bare"]

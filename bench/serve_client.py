@@ -246,6 +246,27 @@ def worker_pids(master_pid):
     return pids
 
 
+def cpu_seconds_by_name(names=("gunicorn", "nginx", "postgres")):
+    """CPU seconds (user + system, all threads) used so far by the live
+    processes named ``names``, summed per name: before and after a run, what
+    each part of the stack spent on it."""
+    totals = dict.fromkeys(names, 0.0)
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        name = next((n for n in names if comm.startswith(n)), None)
+        if name is not None:
+            fields = rest.split()
+            totals[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
 def rss_mb(pid):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

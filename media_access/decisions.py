@@ -561,13 +561,14 @@ def _raw_postgres(connection):
 # Whether this process may prepare the read (False once a connection pooler
 # in transaction mode has refused a prepared statement).
 _prepare = {"ok": True}
-_NEVER_AUTOMATICALLY = 2**62
+# On each psycopg connection: the numbers of keys whose read it has prepared.
+_PREPARED = "_private_video_scope_reads"
 
 
 def _read_postgres(connection, raw, keys):
     """The scope read on PostgreSQL with psycopg 3, at the cost of one round trip.
 
-    - The driver's own cursor, as on SQLite, and no health check: with
+    - Below Django, as on SQLite, and no health check: with
       CONN_HEALTH_CHECKS Django sends ``SELECT 1`` before the first query of
       every request, a second round trip. A dead connection makes this read
       fail instead, which only means "don't remember"; the policy's queries
@@ -577,38 +578,59 @@ def _read_postgres(connection, raw, keys):
       table's size or statistics (``key IN (...)`` is planned as a sequential
       scan while the table is small or not yet analyzed, ~0.1 ms per
       thousand rows on every request), and the plan is made once per
-      connection. Django turns psycopg's preparing off by default (for
-      connection poolers), which also ignores ``prepare=True``; unless the
-      database's OPTIONS set ``prepare_threshold`` themselves, this turns it
-      back on for explicit requests only (a threshold no query reaches; Django's
-      client-side cursors never prepare). A pooler in transaction mode that
-      does not carry prepared statements (PgBouncer before 1.21) refuses one
-      here, after which this process reads unprepared; or set
-      ``"prepare_threshold": None`` in OPTIONS.
+      connection. It runs on libpq itself (``_exec_scope_read``): psycopg's
+      cursor costs about as much CPU as the round trip, on every media
+      request. A pooler in transaction mode that does not carry prepared
+      statements (PgBouncer before 1.21) refuses one here, after which this
+      process reads unprepared; ``"prepare_threshold": None`` in the
+      database's OPTIONS (psycopg's own switch) means never prepare.
     - Prepared only in autocommit: inside a transaction (ATOMIC_REQUESTS, a
       view in ``transaction.atomic``) a refused EXECUTE would abort it, and the
       policy's queries after it with it. There the same query goes unprepared,
       with the values inlined, so the planner still probes the index.
     """
     Database = connection.Database
-    if raw.prepare_threshold is None and _prepare["ok"]:
-        if "prepare_threshold" in connection.settings_dict.get("OPTIONS", {}):
+    if _prepare["ok"] and raw.autocommit:
+        options = connection.settings_dict.get("OPTIONS", {})
+        if "prepare_threshold" in options and options["prepare_threshold"] is None:
             _prepare["ok"] = False
         else:
-            raw.prepare_threshold = _NEVER_AUTOMATICALLY
-    query = _union_query(len(keys))
-    if _prepare["ok"] and raw.autocommit:
-        try:
-            with Database.Cursor(raw) as cursor:
-                cursor.execute(query, keys, prepare=True)
-                return dict(cursor.fetchall())
-        except (Database.errors.InvalidSqlStatementName, Database.errors.DuplicatePreparedStatement):
-            _prepare["ok"] = False
-            logger.warning("The database refused a prepared statement (a connection pooler in "
-                           "transaction mode?); remembered decisions are checked unprepared.")
+            try:
+                return _exec_scope_read(raw, keys)
+            except (Database.errors.InvalidSqlStatementName, Database.errors.DuplicatePreparedStatement):
+                _prepare["ok"] = False
+                logger.warning("The database refused a prepared statement (a connection pooler in "
+                               "transaction mode?); remembered decisions are checked unprepared.")
     with Database.ClientCursor(raw) as cursor:
-        cursor.execute(query, keys)
+        cursor.execute(_union_query(len(keys)), keys)
         return dict(cursor.fetchall())
+
+
+def _exec_scope_read(raw, keys):
+    """{key: value} from one EXECUTE of this connection's prepared read for
+    len(keys) keys, prepared first if it is new. Through psycopg's libpq
+    binding (``pgconn``), which releases the GIL while it waits; errors are
+    raised as psycopg's exceptions."""
+    from psycopg import errors, pq
+
+    count = len(keys)
+    name = b"private_video_scope_read_%d" % count
+    pgconn = raw.pgconn
+    prepared = raw.__dict__.get(_PREPARED)
+    if prepared is None:
+        prepared = raw.__dict__[_PREPARED] = set()
+    if count not in prepared:
+        numbered = _union_query(count)
+        for n in range(1, count + 1):
+            numbered = numbered.replace("%s", f"${n}", 1)
+        result = pgconn.prepare(name, numbered.encode(), None)
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise errors.error_from_result(result, encoding="utf-8")
+        prepared.add(count)
+    result = pgconn.exec_prepared(name, [key.encode() for key in keys])
+    if result.status != pq.ExecStatus.TUPLES_OK:
+        raise errors.error_from_result(result, encoding="utf-8")
+    return {result.get_value(row, 0).decode(): int(result.get_value(row, 1)) for row in range(result.ntuples)}
 
 
 _union_queries = {}

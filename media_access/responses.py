@@ -113,11 +113,11 @@ class XAccelResponseBuilder:
     def build(self, request, served):
         local = _local_headers.get(served)
         if local is not None:
-            # A file nginx reads from disk: the same headers for every request.
+            # A file nginx reads from disk: the same headers for every
+            # request, already checked and encoded by HttpResponse when they
+            # were kept (the copy skips doing that again, on every request).
             response = HttpResponse(b"")
-            for name, value in local:
-                response[name] = value
-            del response["Content-Length"]
+            response.headers._store = local.copy()
             return response
         response = HttpResponse(b"")
         private_headers(response, served)
@@ -137,7 +137,7 @@ class XAccelResponseBuilder:
         if source.url is None:
             if len(_local_headers) >= _LOCAL_HEADERS_MAX:
                 _local_headers.clear()
-            _local_headers[served] = tuple(response.items())
+            _local_headers[served] = response.headers._store.copy()
         return response
 
 

@@ -12,7 +12,8 @@ sent: nothing is served.
 
 from django.dispatch import Signal
 
-video_served = Signal()
+# use_caching: the receivers per sender are looked up once, not on every media request.
+video_served = Signal(use_caching=True)
 
 
 def send_video_served(request, page, video, rendition, decision):

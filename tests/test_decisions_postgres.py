@@ -194,8 +194,14 @@ def test_a_pooler_that_loses_prepared_statements_costs_speed_not_answers(client,
     client.force_login(viewer)
     url = reverse("media_access:watch", args=[page.pk, video.pk, "original"])
     assert client.get(url).status_code == 200
+    sent.clear()
     assert client.get(url).status_code == 200
-    assert decisions._prepare["ok"]
+    assert decisions._prepare["ok"] and len(sent) == 1, sent
+    with connection.cursor() as cursor:
+        # In autocommit the read is the server's prepared statement, made once per connection.
+        cursor.execute("SELECT name, statement FROM pg_prepared_statements")
+        prepared = dict(cursor.fetchall())
+    assert decisions.SCOPE_TABLE in prepared["private_video_scope_read_5"], prepared
     try:
         with connection.cursor() as cursor:
             # What a pooler's other server session looks like to the driver.

@@ -83,7 +83,10 @@ def private(response):
     happened to read the session: a 404 for an id that exists must look like
     one for an id that does not."""
     response["Cache-Control"] = "private, no-store"
-    patch_vary_headers(response, ("Cookie",))
+    if response.has_header("Vary"):
+        patch_vary_headers(response, ("Cookie",))
+    else:
+        response["Vary"] = "Cookie"
     return response
 
 
