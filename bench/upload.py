@@ -8,7 +8,7 @@ frames of noise stream-copied into Matroska (no encoding), so it probes as a
 3840x2160 video at the end like any upload.
 
 1. the tus path: POST /admin/videos/uploads/tus/ (creation, Upload-Length
-   and metadata), then PATCH chunks of PRIVATE_VIDEO_UPLOAD_CHUNK_SIZE
+   and metadata), then PATCH chunks of PRIVATE_VIDEO_TUS_CHUNK_SIZE
    through nginx's tus location (proxy_request_buffering off: gunicorn
    writes each chunk to the staging file as it arrives); the last PATCH
    completes the upload (probe, move into storage, Video row);
@@ -17,7 +17,7 @@ frames of noise stream-copied into Matroska (no encoding), so it probes as a
    into place; no Python), i.e. nginx receiving the bytes to disk.
 
 Both use the same client (raw HTTP/1.1 with ``socket.sendfile``, so the
-client costs next to nothing) and alternate over BENCH_ROUNDS (3) rounds,
+client costs next to nothing) and alternate over BENCH_ROUNDS (5) rounds,
 each upload after an untimed ``sync`` (the previous upload's dirty pages
 written out, so neither path pays for the other's writeback); the best of
 each counts. The tus time is end to end, completion included; the
@@ -48,7 +48,7 @@ os.environ.pop("DATABASE_URL", None)
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "3"))
 SIZE_GB = float(os.environ.get("BENCH_UPLOAD_GB", "2"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 FRAME_BYTES = 3840 * 2160 * 3 // 2  # one yuv420p 4K frame
 CSRF = "benchcsrfbenchcsrfbenchcsrf12345"  # a 32-character CSRF secret, sent as cookie and header
 PUT_PATH = "/bench-put/upload.mkv"
@@ -243,7 +243,7 @@ def main():
     source = make_source(DATA_DIR / f"source-{frames}f.mkv", frames)
     small = make_source(DATA_DIR / "warmup-2f.mkv", 2)
     size = source.stat().st_size
-    chunk = int(setting("UPLOAD_CHUNK_SIZE"))
+    chunk = int(setting("TUS_CHUNK_SIZE"))
     session = make_user_session()
     auth = {"Cookie": f"sessionid={session}; csrftoken={CSRF}", "X-CSRFToken": CSRF}
 

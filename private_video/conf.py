@@ -15,8 +15,12 @@ DEFAULTS = {
     "MODEL": "private_video.Video",
     # Largest upload, in bytes; nginx's limit on the upload URLs is rendered from it.
     "MAX_UPLOAD_SIZE": 8 * _GiB,
-    # Resumable uploads: bytes per tus PATCH / S3 part (nginx's body limit on the tus URL is rendered from it).
+    # S3 multipart uploads: bytes per part the browser sends straight to the bucket.
     "UPLOAD_CHUNK_SIZE": 64 * 1024**2,
+    # Local (tus) uploads: bytes per PATCH (nginx's body limit on the tus URL is rendered from it).
+    # Larger than an S3 part: a PATCH is streamed to disk as it arrives (a cut one keeps what
+    # arrived), so its size only sets how many requests a file costs.
+    "TUS_CHUNK_SIZE": 256 * 1024**2,
     # Seconds an unfinished resumable upload is kept after its last byte; then expire_uploads deletes it.
     "UPLOAD_EXPIRY": 86400,
     # The private folder tus uploads are staged in (None: "upload-staging" beside the private storage root).

@@ -47,7 +47,7 @@ S3_PART = 5 * 1024 * 1024
 def upload_stack(tmp_path_factory, stack_database_url, static_root):
     stack = _start_stack(
         tmp_path_factory, stack_database_url, static_root,
-        extra_env={"PRIVATE_VIDEO_UPLOAD_CHUNK_SIZE": str(CHUNK)}, with_worker=True,
+        extra_env={"PRIVATE_VIDEO_TUS_CHUNK_SIZE": str(CHUNK)}, with_worker=True,
     )
     yield stack
     stack.stop()

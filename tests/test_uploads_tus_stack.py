@@ -166,7 +166,7 @@ def test_nginx_bounds_the_chunk_and_gates_the_tus_urls(stack):
 
     # A body bigger than one chunk is refused by nginx from its Content-Length,
     # before a byte reaches Django.
-    limit = setting("UPLOAD_CHUNK_SIZE")
+    limit = setting("TUS_CHUNK_SIZE")
     with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as sock:
         path = response.headers["Location"]
         request = (

@@ -274,6 +274,7 @@ globals().update(
             # private_video
             "PRIVATE_VIDEO_MAX_UPLOAD_SIZE": parse_size,
             "PRIVATE_VIDEO_UPLOAD_CHUNK_SIZE": parse_size,
+            "PRIVATE_VIDEO_TUS_CHUNK_SIZE": parse_size,
             # transcoding
             "TRANSCODING_AUTO_ENQUEUE": parse_bool,
             "TRANSCODING_MAX_FFMPEG_PROCESSES": int,

@@ -132,8 +132,8 @@ def app_locations():
 
 
 def tus_body_limit():
-    """nginx's body limit on the tus URLs: one chunk (PRIVATE_VIDEO_UPLOAD_CHUNK_SIZE) and 1 MiB of slack."""
-    return private_video_setting("UPLOAD_CHUNK_SIZE") + 1024 * 1024
+    """nginx's body limit on the tus URLs: one chunk (PRIVATE_VIDEO_TUS_CHUNK_SIZE) and 1 MiB of slack."""
+    return private_video_setting("TUS_CHUNK_SIZE") + 1024 * 1024
 
 
 def _nginx_path(path):

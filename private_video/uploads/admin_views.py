@@ -68,6 +68,7 @@ def upload_page_context():
         "upload_placeholder_part": PLACEHOLDER_PART,
         "upload_backend": upload_backend(),
         "upload_chunk_size": setting("UPLOAD_CHUNK_SIZE"),
+        "tus_chunk_size": setting("TUS_CHUNK_SIZE"),
         "upload_urls": {
             "tus": url("tus_create"),
             "status": url("upload_status", PLACEHOLDER_ID),

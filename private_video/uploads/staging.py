@@ -14,6 +14,7 @@ import io
 import os
 import socket
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -124,6 +125,32 @@ READ_SIZE = 256 * 1024
 PIPE_SIZE = 1024 * 1024
 
 
+# Called while a body is being received (at most once a second): tells the
+# server this worker is busy, not stuck. deploy/gunicorn.conf.py sets it to
+# the worker's notify(): a sync worker is otherwise killed after gunicorn's
+# ``timeout`` whatever it is doing, and a PATCH takes as long as the client's
+# uplink needs for a chunk (256 MiB at 10 Mbit/s: 3.6 minutes).
+_heartbeat = {"call": None}
+HEARTBEAT_SECONDS = 1.0
+
+
+def set_heartbeat(call):
+    """``call()`` while a request body is received; None: nothing."""
+    _heartbeat["call"] = call
+
+
+def _beat(last):
+    """Calls the heartbeat when a second has passed since ``last``; returns the time of the last call."""
+    call = _heartbeat["call"]
+    if call is None:
+        return last
+    now = time.monotonic()
+    if now - last >= HEARTBEAT_SECONDS:
+        call()
+        return now
+    return last
+
+
 class WriteFailed(Exception):
     """The staged file could not take the bytes (disk full, I/O error); what
     was written before stays."""
@@ -163,8 +190,10 @@ def _read_body(request, fd, count, hasher):
     from django.http.request import UnreadablePostError
 
     written = 0
+    beaten = time.monotonic()
     try:
         while written < count:
+            beaten = _beat(beaten)
             data = request.read(min(READ_SIZE, count - written))
             if not data:
                 break  # the client went away: keep what arrived
@@ -261,7 +290,9 @@ def _splice_body(source, fd):
             pass  # the default size (64 KiB) works, only in more steps
         step = fcntl.fcntl(pipe_in, fcntl.F_GETPIPE_SZ)
         spliced = False
+        beaten = time.monotonic()
         while reader.length:
+            beaten = _beat(beaten)
             try:
                 moved = os.splice(sock_fd, pipe_in, min(step, reader.length), flags=os.SPLICE_F_MOVE)
             except OSError:

@@ -3,7 +3,7 @@
 // With Uppy (built by make into private_video/uploader/vendor/) every file goes
 // up resumably, several at once, each with its own progress, speed, time left
 // and a pause button. The form's data-upload-backend says how:
-// - "tus": chunks of data-chunk-size bytes to our tus endpoint; a dropped
+// - "tus": chunks of data-tus-chunk-size bytes to our tus endpoint; a dropped
 //   connection is retried (retryDelays) from the server's offset;
 // - "s3": S3 multipart, parts PUT straight to the bucket through part URLs
 //   Django presigns (Django creates, lists, completes and aborts the upload).
@@ -159,6 +159,7 @@
   function resumableUploader(backend) {
     const { Uppy: Core, Tus, AwsS3 } = window.Uppy;
     const chunkSize = Number(data.chunkSize) || 64 * 1024 * 1024;
+    const tusChunkSize = Number(data.tusChunkSize) || 256 * 1024 * 1024;
     // Retries after a network drop, then it gives up and says so (a paused or
     // failed file resumes when it is chosen again).
     const retryDelays = [0, 1000, 3000, 5000, 10000, 20000, 30000, 60000];
@@ -284,7 +285,7 @@
     if (backend === "tus") {
       uppy.use(Tus, {
         endpoint: data.tusUrl,
-        chunkSize,
+        chunkSize: tusChunkSize,
         limit: 3,
         retryDelays,
         removeFingerprintOnSuccess: true,
