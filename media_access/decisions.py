@@ -587,10 +587,15 @@ def _read_postgres(connection, raw, keys):
     - Prepared only in autocommit: inside a transaction (ATOMIC_REQUESTS, a
       view in ``transaction.atomic``) a refused EXECUTE would abort it, and the
       policy's queries after it with it. There the same query goes unprepared,
-      with the values inlined, so the planner still probes the index.
+      with the values inlined, so the planner still probes the index, and in
+      a savepoint sent in the same round trip, so that any failed read
+      (lock_timeout, statement_timeout, a cancel) leaves the transaction
+      usable (``_read_in_transaction``).
     """
     Database = connection.Database
-    if _prepare["ok"] and raw.autocommit:
+    if not raw.autocommit:
+        return _exec_scope_read(raw, keys)
+    if _prepare["ok"]:
         options = connection.settings_dict.get("OPTIONS", {})
         if "prepare_threshold" in options and options["prepare_threshold"] is None:
             _prepare["ok"] = False
@@ -610,9 +615,12 @@ def _exec_scope_read(raw, keys):
     """{key: value} from one EXECUTE of this connection's prepared read for
     len(keys) keys, prepared first if it is new. Through psycopg's libpq
     binding (``pgconn``), which releases the GIL while it waits; errors are
-    raised as psycopg's exceptions."""
+    raised as psycopg's exceptions. Outside autocommit: the unprepared,
+    savepointed read of ``_read_in_transaction``."""
     from psycopg import errors, pq
 
+    if not raw.autocommit:
+        return _read_in_transaction(raw, keys)
     count = len(keys)
     name = b"private_video_scope_read_%d" % count
     pgconn = raw.pgconn
@@ -631,6 +639,51 @@ def _exec_scope_read(raw, keys):
     if result.status != pq.ExecStatus.TUPLES_OK:
         raise errors.error_from_result(result, encoding="utf-8")
     return {result.get_value(row, 0).decode(): int(result.get_value(row, 1)) for row in range(result.ntuples)}
+
+
+_SAVEPOINT = "private_video_scope_read"
+
+
+def _read_in_transaction(raw, keys):
+    """The read outside autocommit (ATOMIC_REQUESTS, a view in
+    ``transaction.atomic``): unprepared, the values inlined, and, inside an
+    open transaction, in a savepoint sent in the same round trip (the simple
+    query protocol takes several statements). A failed read (a lock_timeout,
+    a statement_timeout, a cancel) is rolled back to the savepoint, so it
+    still only means "don't remember": without it the transaction would be
+    aborted, and the policy's queries after it with it (a 500). Before the
+    transaction has begun the read is a statement of its own."""
+    from psycopg import ClientCursor, errors, pq
+
+    pgconn = raw.pgconn
+    status = pgconn.transaction_status
+    with ClientCursor(raw) as cursor:
+        query = cursor.mogrify(_union_query(len(keys)), keys)
+    savepoint = status == pq.TransactionStatus.INTRANS
+    if savepoint:
+        query = f"SAVEPOINT {_SAVEPOINT}; {query}; RELEASE SAVEPOINT {_SAVEPOINT}"
+    elif status != pq.TransactionStatus.IDLE:
+        raise errors.OperationalError(f"the scope read is not sent in transaction status {status!r}")
+    results = []
+    pgconn.nonblocking = 0  # psycopg's own waiting is not used here: send and read to the end.
+    try:
+        pgconn.send_query(query.encode())
+        while (result := pgconn.get_result()) is not None:
+            results.append(result)
+    finally:
+        if pgconn.status == pq.ConnStatus.OK:
+            pgconn.nonblocking = 1
+    rows = None
+    for result in results:
+        if result.status == pq.ExecStatus.TUPLES_OK:
+            rows = result
+        elif result.status != pq.ExecStatus.COMMAND_OK:
+            if savepoint and pgconn.transaction_status == pq.TransactionStatus.INERROR:
+                pgconn.exec_(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}".encode())
+            raise errors.error_from_result(result, encoding="utf-8")
+    if rows is None:
+        raise errors.OperationalError("the scope read returned no rows")
+    return {rows.get_value(row, 0).decode(): int(rows.get_value(row, 1)) for row in range(rows.ntuples)}
 
 
 _union_queries = {}
