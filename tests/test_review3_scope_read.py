@@ -132,3 +132,24 @@ def test_odd_session_cookies_are_not_a_500(granted, cookie):
             assert client.get(path).status_code == expected
         finally:
             connection.settings_dict["ATOMIC_REQUESTS"] = False
+
+
+@pytest.mark.django_db
+def test_a_failed_read_inside_an_open_transaction_is_not_a_500(granted):
+    """Inside an open transaction (a view in transaction.atomic after other
+    queries; here the test's own): the read fails (its table renamed away
+    meanwhile, standing for any statement error) and the policy still runs
+    on a usable transaction."""
+    client, viewer, viewers, path = granted
+    assert connection.in_atomic_block
+    assert client.get(path).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {SCOPE} RENAME TO review3_away")
+    try:
+        client.raise_request_exception = False
+        assert client.get(path).status_code == 200
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE review3_away RENAME TO {SCOPE}")
