@@ -26,7 +26,8 @@ def post_worker_init(worker):
     """While a tus chunk is received, the worker tells the arbiter it is busy,
     not stuck, once a second (private_video.uploads.staging.set_heartbeat):
     a sync worker is otherwise killed after ``timeout`` seconds of one request.
-    A client that sends nothing is still cut off, by nginx's client_body_timeout."""
+    Only while the body arrives at staging.HEARTBEAT_MIN_RATE or more: a client
+    that trickles or sends nothing is stopped after ``timeout`` as before."""
     from private_video.uploads import staging
 
     staging.set_heartbeat(worker.notify)

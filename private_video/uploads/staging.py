@@ -130,8 +130,17 @@ PIPE_SIZE = 1024 * 1024
 # the worker's notify(): a sync worker is otherwise killed after gunicorn's
 # ``timeout`` whatever it is doing, and a PATCH takes as long as the client's
 # uplink needs for a chunk (256 MiB at 10 Mbit/s: 3.6 minutes).
+#
+# Only while the body really arrives: at least HEARTBEAT_MIN_RATE bytes a
+# second on average since the last call. nginx's client_body_timeout is the
+# time between two reads, so a client trickling a byte every few seconds is
+# never cut off by it; without a floor it would hold the worker (and the
+# upload's lock) for as long as a 256 MiB chunk takes at that rate. Slower
+# than the floor, a chunk is what it was before the heartbeat: the worker is
+# stopped after ``timeout`` seconds, what arrived is kept, tus resumes from it.
 _heartbeat = {"call": None}
 HEARTBEAT_SECONDS = 1.0
+HEARTBEAT_MIN_RATE = 64 * 1024
 
 
 def set_heartbeat(call):
@@ -139,16 +148,25 @@ def set_heartbeat(call):
     _heartbeat["call"] = call
 
 
-def _beat(last):
-    """Calls the heartbeat when a second has passed since ``last``; returns the time of the last call."""
-    call = _heartbeat["call"]
-    if call is None:
-        return last
-    now = time.monotonic()
-    if now - last >= HEARTBEAT_SECONDS:
-        call()
-        return now
-    return last
+class _Heartbeat:
+    """Calls the heartbeat when a second has passed since the last call and
+    the body has arrived at HEARTBEAT_MIN_RATE meanwhile."""
+
+    __slots__ = ("call", "last", "mark")
+
+    def __init__(self, received=0):
+        self.call = _heartbeat["call"]
+        self.last = time.monotonic()
+        self.mark = received
+
+    def __call__(self, received):
+        if self.call is None:
+            return
+        now = time.monotonic()
+        elapsed = now - self.last
+        if elapsed >= HEARTBEAT_SECONDS and received - self.mark >= HEARTBEAT_MIN_RATE * elapsed:
+            self.call()
+            self.last, self.mark = now, received
 
 
 class WriteFailed(Exception):
@@ -190,10 +208,10 @@ def _read_body(request, fd, count, hasher):
     from django.http.request import UnreadablePostError
 
     written = 0
-    beaten = time.monotonic()
+    beat = _Heartbeat()
     try:
         while written < count:
-            beaten = _beat(beaten)
+            beat(written)
             data = request.read(min(READ_SIZE, count - written))
             if not data:
                 break  # the client went away: keep what arrived
@@ -290,9 +308,9 @@ def _splice_body(source, fd):
             pass  # the default size (64 KiB) works, only in more steps
         step = fcntl.fcntl(pipe_in, fcntl.F_GETPIPE_SZ)
         spliced = False
-        beaten = time.monotonic()
+        beat = _Heartbeat(written)
         while reader.length:
-            beaten = _beat(beaten)
+            beat(written)
             try:
                 moved = os.splice(sock_fd, pipe_in, min(step, reader.length), flags=os.SPLICE_F_MOVE)
             except OSError:
