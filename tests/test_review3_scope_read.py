@@ -153,3 +153,52 @@ def test_a_failed_read_inside_an_open_transaction_is_not_a_500(granted):
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f"ALTER TABLE review3_away RENAME TO {SCOPE}")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_prepare_threshold_none_means_never_prepared(granted):
+    """Held: ``"prepare_threshold": None`` in OPTIONS (psycopg's switch, for a
+    pooler without prepared statements): the server session never holds the
+    read, and revocations still apply."""
+    client, viewer, viewers, path = granted
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    options["prepare_threshold"] = None
+    try:
+        connection.close()
+        for _ in range(3):
+            request_boundary()
+            assert client.get(path).status_code == 200
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'private_video%%'")
+            assert cursor.fetchone()[0] == 0
+        revoke(viewer)
+        request_boundary()
+        assert client.get(path).status_code == 403
+    finally:
+        options.pop("prepare_threshold", None)
+        connection.close()
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("reset", ["DEALLOCATE ALL", "DISCARD ALL"])
+def test_prepared_statements_dropped_behind_the_drivers_back(granted, reset):
+    """Held (answers): the server session loses the prepared read (a pool's
+    reset, an admin): the next read falls back unprepared, the connection
+    stays usable in autocommit, a revocation applies. Cost: the whole process
+    reads unprepared from then on (_prepare["ok"] is process-wide)."""
+    client, viewer, viewers, path = granted
+    for _ in range(2):
+        request_boundary()
+        assert client.get(path).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute(reset)
+    request_boundary()
+    assert client.get(path).status_code == 200
+    assert connection.connection.autocommit
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+    revoke(viewer)
+    request_boundary()
+    assert client.get(path).status_code == 403
+    assert not decisions._prepare["ok"]
