@@ -665,6 +665,7 @@ def _read_in_transaction(raw, keys):
     elif status != pq.TransactionStatus.IDLE:
         raise errors.OperationalError(f"the scope read is not sent in transaction status {status!r}")
     results = []
+    nonblocking = pgconn.nonblocking
     pgconn.nonblocking = 0  # psycopg's own waiting is not used here: send and read to the end.
     try:
         pgconn.send_query(query.encode())
@@ -672,7 +673,7 @@ def _read_in_transaction(raw, keys):
             results.append(result)
     finally:
         if pgconn.status == pq.ConnStatus.OK:
-            pgconn.nonblocking = 1
+            pgconn.nonblocking = nonblocking
     rows = None
     for result in results:
         if result.status == pq.ExecStatus.TUPLES_OK:
