@@ -88,6 +88,23 @@ def make_video_page(video, *, title="Watch", parent=None, live=True, **fields):
     return page
 
 
+def granted_viewer(sample_video, client, *, video_title="Sample", page_title="Watch"):
+    """A published page showing a new video, granted to a "Viewers" group, and a
+    member of it signed in on ``client``: (viewer, group, page, video, the watch URL)."""
+    from django.contrib.auth.models import Group
+    from django.urls import reverse
+
+    from media_access.models import ViewerGrant
+
+    viewers = Group.objects.create(name="Viewers")
+    viewer = make_user("viewer", groups=[viewers])
+    video = make_video(sample_video, title=video_title)
+    page = make_video_page(video, title=page_title)
+    ViewerGrant.objects.create(page=page, group=viewers)
+    client.force_login(viewer)
+    return viewer, viewers, page, video, reverse("media_access:watch", args=[page.pk, video.pk, "original"])
+
+
 def stack_session(user):
     """A requests session signed in as ``user`` against a test stack (same DB and SECRET_KEY)."""
     import requests

@@ -9,13 +9,12 @@ import time
 import pytest
 from django.contrib.auth.models import Group
 from django.db import OperationalError, connection, connections
-from django.urls import reverse
 
 from media_access import decisions
-from media_access.models import DecisionScope, ViewerGrant
+from media_access.models import DecisionScope
 
 from .driver_statements import driver_statements
-from .helpers import make_user, make_video, make_video_page
+from .helpers import granted_viewer, make_user, make_video, make_video_page
 
 pytestmark = pytest.mark.postgres
 
@@ -92,13 +91,8 @@ def test_a_remembered_request_is_one_primary_key_read(client, sample_video, sent
     )
     decisions.cache().clear()
     decisions.recheck_triggers()
-    viewers = Group.objects.create(name="Viewers")
-    viewer = make_user("viewer", groups=[viewers])
-    video = make_video(sample_video, title="Counted")
-    page = make_video_page(video, title="Counted page")
-    ViewerGrant.objects.create(page=page, group=viewers)
-    client.force_login(viewer)
-    url = reverse("media_access:watch", args=[page.pk, video.pk, "original"])
+    viewer, viewers, page, video, url = granted_viewer(
+        sample_video, client, video_title="Counted", page_title="Counted page")
     first = client.get(url)
     assert first.status_code == 200 and first.has_header("X-Accel-Redirect")
     for _ in range(3):
@@ -131,13 +125,7 @@ def test_triggers_are_counted_per_process_not_per_request(client, sample_video, 
     (what TRIGGER_RECHECK_SECONDS does by itself) the next request counts
     them once."""
     decisions.cache().clear()
-    viewers = Group.objects.create(name="Viewers")
-    viewer = make_user("viewer", groups=[viewers])
-    video = make_video(sample_video)
-    page = make_video_page(video)
-    ViewerGrant.objects.create(page=page, group=viewers)
-    client.force_login(viewer)
-    url = reverse("media_access:watch", args=[page.pk, video.pk, "original"])
+    viewer, viewers, page, video, url = granted_viewer(sample_video, client)
     assert client.get(url).status_code == 200
     sent.clear()
     assert client.get(url).status_code == 200
@@ -186,13 +174,7 @@ def test_a_pooler_that_loses_prepared_statements_costs_speed_not_answers(client,
     (one statement per request again), a viewer taken out of the granted group
     is refused at once."""
     decisions.cache().clear()
-    viewers = Group.objects.create(name="Viewers")
-    viewer = make_user("viewer", groups=[viewers])
-    video = make_video(sample_video)
-    page = make_video_page(video)
-    ViewerGrant.objects.create(page=page, group=viewers)
-    client.force_login(viewer)
-    url = reverse("media_access:watch", args=[page.pk, video.pk, "original"])
+    viewer, viewers, page, video, url = granted_viewer(sample_video, client)
     assert client.get(url).status_code == 200
     sent.clear()
     assert client.get(url).status_code == 200

@@ -8,16 +8,14 @@ The memo tests run on SQLite and PostgreSQL; the others only on PostgreSQL
 from urllib.parse import quote
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.db import connection, connections
 from django.urls import reverse
 
 from media_access import decisions, responses
 from media_access.conf import setting
-from media_access.models import ViewerGrant
 
-from .helpers import make_user, make_video, make_video_page
+from .helpers import granted_viewer, make_user, make_video, make_video_page
 
 pytestmark = pytest.mark.postgres
 
@@ -114,13 +112,8 @@ def postgres_only():
 def granted(client, sample_video):
     postgres_only()
     decisions.cache().clear()
-    viewers = Group.objects.create(name="Viewers")
-    viewer = make_user("viewer", groups=[viewers])
-    video = make_video(sample_video)
-    page = make_video_page(video)
-    ViewerGrant.objects.create(page=page, group=viewers)
-    client.force_login(viewer)
-    yield client, viewer, viewers, url(page, video)
+    viewer, viewers, page, video, path = granted_viewer(sample_video, client)
+    yield client, viewer, viewers, path
     decisions.cache().clear()
     decisions._prepare["ok"] = True
 

@@ -1,8 +1,10 @@
 """Review 3, hostile: the PostgreSQL scope read on libpq (decisions._read_postgres,
 _exec_scope_read). Run under deploy/scripts/with-test-postgres."""
 
+from contextlib import contextmanager
+
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from media_access import decisions
 
@@ -11,6 +13,26 @@ from .test_review2_decisions_memo import granted, other_session, request_boundar
 pytestmark = pytest.mark.postgres
 
 SCOPE = decisions.SCOPE_TABLE
+
+
+@contextmanager
+def scope_table_locked():
+    """Another session holds the scope table (as a migration would) and this
+    connection waits 300 ms for a lock: the scope read fails with lock_timeout."""
+    other = other_session()
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {SCOPE} IN ACCESS EXCLUSIVE MODE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '300ms'")
+        request_boundary()
+        yield
+    finally:
+        other.rollback()
+        other.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -23,44 +45,21 @@ def test_a_failed_read_inside_atomic_requests_is_not_a_500(granted):
     client, viewer, viewers, path = granted
     assert client.get(path).status_code == 200
     connection.settings_dict["ATOMIC_REQUESTS"] = True
-    other = other_session()
     try:
-        other.set_autocommit(False)
-        with other.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {SCOPE} IN ACCESS EXCLUSIVE MODE")
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '300ms'")
-        request_boundary()
-        client.raise_request_exception = False
-        response = client.get(path)
-        assert response.status_code == 200
+        with scope_table_locked():
+            client.raise_request_exception = False
+            assert client.get(path).status_code == 200
     finally:
-        other.rollback()
-        other.close()
         connection.settings_dict["ATOMIC_REQUESTS"] = False
-        with connection.cursor() as cursor:
-            cursor.execute("RESET lock_timeout")
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_the_same_failure_in_autocommit_runs_the_policy(granted):
     client, viewer, viewers, path = granted
     assert client.get(path).status_code == 200
-    other = other_session()
-    try:
-        other.set_autocommit(False)
-        with other.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {SCOPE} IN ACCESS EXCLUSIVE MODE")
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '300ms'")
-        request_boundary()
+    with scope_table_locked():
         client.raise_request_exception = False
         assert client.get(path).status_code == 200
-    finally:
-        other.rollback()
-        other.close()
-        with connection.cursor() as cursor:
-            cursor.execute("RESET lock_timeout")
 
 
 def revoke(viewer):
