@@ -336,7 +336,7 @@ def test_only_collections_the_user_may_add_to(editor, library, staging_folder):
     assert Upload.objects.count() == 1
 
 
-def test_losing_the_right_before_completion_refuses_the_video(editor, library, sample_video):
+def test_losing_the_right_refuses_the_next_chunk_and_the_video(editor, library, sample_video):
     films, _other, editors = library
     data = Path(sample_video).read_bytes()
     client = signed_in(editor)
@@ -346,6 +346,35 @@ def test_losing_the_right_before_completion_refuses_the_video(editor, library, s
     from wagtail.models import GroupCollectionPermission
 
     GroupCollectionPermission.objects.filter(group=editors, permission__codename="add_video").delete()
+    # The next chunk (here the last) is refused before a byte of it is stored.
+    response = patch(client, location, 1000, data[1000:])
+    assert response.status_code == 403
+    assert "no longer add videos" in response.json()["error"]
+    assert staged_size(upload) == 1000
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.RECEIVING and upload.video_id is None
+    assert head(client, location)["Upload-Offset"] == "1000"
+    assert Video.objects.count() == 0
+
+
+def test_losing_the_right_while_the_last_chunk_arrives_refuses_the_video(editor, library, sample_video, monkeypatch):
+    """Completion checks the right again: one taken away after the last
+    PATCH was let in (its bytes still arriving) still makes no Video."""
+    from private_video.uploads import tus
+    from wagtail.models import GroupCollectionPermission
+
+    films, _other, editors = library
+    data = Path(sample_video).read_bytes()
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, len(data), filename="a.mp4", collection=films.pk))
+    assert patch(client, location, 0, data[:1000]).status_code == 204
+    real_write = tus._write
+
+    def revoke_then_write(*args, **kwargs):
+        GroupCollectionPermission.objects.filter(group=editors, permission__codename="add_video").delete()
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(tus, "_write", revoke_then_write)
     response = patch(client, location, 1000, data[1000:])
     assert response.status_code == 422
     assert "no longer add videos" in response.json()["error"]

@@ -10,8 +10,8 @@ checksum extensions.
 
 Behind the Wagtail admin login, with Django's CSRF check on POST, PATCH and
 DELETE (tus clients send ``X-CSRFToken``). The user must be allowed to add
-videos to the collection named in the metadata, when the upload starts and
-again when it completes; an upload is reachable here by its owner only
+videos to the collection named in the metadata, when the upload starts,
+for every chunk, and again when it completes; an upload is reachable here by its owner only
 (anyone else gets the 404 of an unknown id). Bytes go to the private staging
 folder straight from gunicorn's socket (``splice``; elsewhere 256 KiB reads),
 never a whole request in memory; the offset is what
@@ -282,6 +282,13 @@ def _patch(request, upload):
     if upload.state != State.RECEIVING:
         # Complete (or being completed): nothing more to take.
         return _error(409, _("This upload has all its bytes."), Upload_Offset=upload.length, **_finished_headers(upload))
+    # The right to add to the collection is checked for every chunk, before
+    # any byte is read (as for every S3 part URL): a user who lost it stores
+    # nothing more. The upload stays, to be cancelled, expire, or resume if
+    # the right comes back; completion checks it again.
+    if not may_add_to(request.user, upload.collection):
+        return _error(403, _("You may no longer add videos to the collection “%(name)s”.") % {
+            "name": upload.collection.name})
 
     try:
         with staging.lock(upload.pk) as fd:
