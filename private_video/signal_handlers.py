@@ -26,6 +26,23 @@ def delete_caption_file_on_commit(sender, instance, **kwargs):
         transaction.on_commit(lambda: delete_with_empty_folder(storage, name))
 
 
+def discard_upload_bytes_on_commit(sender, instance, **kwargs):
+    """An upload row deleted any other way than by expiry or cancel (its
+    collection deleted, by hand): its staged file or S3 multipart upload goes
+    too, once the delete has committed, instead of staying on disk or in the
+    bucket with nothing left to find it by. robust: an unreachable S3 logs,
+    and does not fail the delete that already happened."""
+    if getattr(instance, "bytes_discarded", False):
+        return
+    import copy
+
+    from .uploads.completion import discard_bytes
+
+    # A copy: Django sets the deleted instance's pk to None after the signal.
+    upload = copy.copy(instance)
+    transaction.on_commit(lambda: discard_bytes(upload), robust=True)
+
+
 def delete_with_empty_folder(storage, name):
     """Delete a caption or poster file and, on a local disk, its version folder once empty."""
     import os
@@ -49,3 +66,8 @@ def register_signal_handlers():
     from .tracks import Caption
 
     post_delete.connect(delete_caption_file_on_commit, sender=Caption, dispatch_uid="private_video_delete_caption")
+    from .uploads.models import Upload
+
+    post_delete.connect(
+        discard_upload_bytes_on_commit, sender=Upload, dispatch_uid="private_video_discard_upload_bytes"
+    )

@@ -53,6 +53,25 @@ def describe_collection_videos(collection):
         }
 
 
+@hooks.register("describe_collection_contents")
+def describe_collection_uploads(collection):
+    """Uploads still arriving or being checked keep their collection: Wagtail
+    refuses to delete a collection that has contents, and these would
+    otherwise go with it mid-way."""
+    from .uploads.models import Upload
+
+    count = Upload.objects.filter(
+        collection=collection, state__in=[Upload.State.RECEIVING, Upload.State.PROCESSING]
+    ).count()
+    if count:
+        return {
+            "count": count,
+            "count_text": ngettext("%(count)s upload in progress", "%(count)s uploads in progress", count)
+            % {"count": count},
+            "url": reverse("private_video:uploads"),
+        }
+
+
 # Copying a page, or the admin API restoring a revision, chooses its videos again.
 hooks.register("before_copy_page", page_actions.before_copy_page)
 hooks.register("construct_admin_api", page_actions.guard_admin_api)

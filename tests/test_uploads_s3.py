@@ -265,6 +265,23 @@ def test_an_expired_upload_is_aborted_by_expire_uploads(moto_stack, moto_s3_serv
     browser.call("DELETE", "s3_abort", kept.pk)
 
 
+def test_an_upload_deleted_with_its_owner_is_aborted(moto_stack, moto_s3_server, two_part_video):
+    """A row deleted outside expiry and cancel (here its owner removed in a
+    shell, with the stack's STORAGE=s3 settings) aborts its multipart upload
+    once the delete commits: no part is left in the bucket."""
+    env = moto_s3_server
+    browser = Browser(moto_stack, make_user("s3-deleted-owner", superuser=True))
+    created = browser.create(len(two_part_video))
+    upload = Upload.objects.get(pk=created.json()["uploadId"])
+    browser.put_part(upload.pk, 1, two_part_video[:PART])
+    assert len(multipart_uploads(env, upload.s3_key)) == 1
+
+    moto_stack.manage("shell", "-c", "from django.contrib.auth import get_user_model; "
+                      "get_user_model().objects.filter(username='s3-deleted-owner').delete()")
+    assert not Upload.objects.filter(pk=upload.pk).exists()
+    assert multipart_uploads(env, upload.s3_key) == [] and not object_exists(env, upload.s3_key)
+
+
 def test_part_sizes_fit_s3s_bounds():
     """5 MiB at least, 10,000 parts at most, the last part holds the rest."""
     from private_video.uploads.s3_multipart import MAX_PARTS, part_count, part_length, part_size

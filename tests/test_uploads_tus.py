@@ -346,11 +346,12 @@ def test_losing_the_right_refuses_the_next_chunk_and_the_video(editor, library, 
     from wagtail.models import GroupCollectionPermission
 
     GroupCollectionPermission.objects.filter(group=editors, permission__codename="add_video").delete()
-    # The next chunk (here the last) is refused before a byte of it is stored.
-    response = patch(client, location, 1000, data[1000:])
-    assert response.status_code == 403
-    assert "no longer add videos" in response.json()["error"]
-    assert staged_size(upload) == 1000
+    # The next chunk, a middle one or the last, is refused before a byte of it is stored.
+    for chunk in (data[1000:2000], data[1000:]):
+        response = patch(client, location, 1000, chunk)
+        assert response.status_code == 403
+        assert "no longer add videos" in response.json()["error"]
+        assert staged_size(upload) == 1000
     upload.refresh_from_db()
     assert upload.state == Upload.State.RECEIVING and upload.video_id is None
     assert head(client, location)["Upload-Offset"] == "1000"
@@ -669,3 +670,56 @@ def test_a_full_disk_is_a_clear_error_that_keeps_the_bytes_before(editor, librar
     assert response["Upload-Offset"] == str(len(first))
     assert staging.path_for(upload.pk).read_bytes() == first
     assert head(client, location)["Upload-Offset"] == str(len(first))
+
+
+def test_a_collection_with_uploads_in_progress_is_not_deleted_in_the_admin(editor, library):
+    films, _other, _editors = library
+    location, upload = created_upload(create(signed_in(editor), 5000, filename="a.mp4", collection=films.pk))
+    admin = signed_in(make_user("collection-admin", superuser=True))
+    url = reverse("wagtailadmin_collections:delete", args=[films.pk])
+    page = admin.get(url)
+    assert page.status_code == 200
+    assert "1 upload in progress" in page.content.decode()
+    assert admin.post(url).status_code == 403
+    assert Collection.objects.filter(pk=films.pk).exists() and staged_size(upload) == 0
+    # Once the upload is cancelled the collection is empty again, and goes.
+    assert signed_in(editor).delete(location, headers=TUS).status_code == 204
+    assert admin.post(url).status_code == 302
+    assert not Collection.objects.filter(pk=films.pk).exists()
+
+
+@pytest.mark.parametrize("deleted", ["collection", "owner"])
+def test_an_upload_deleted_with_its_collection_or_owner_takes_its_bytes(
+    editor, library, deleted, django_capture_on_commit_callbacks
+):
+    """Outside the admin (a shell, a user removed): the rows cascade, and the
+    staged bytes go with them once the delete commits, not left on disk."""
+    films, _other, _editors = library
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, 5000, filename="a.mp4", collection=films.pk))
+    assert patch(client, location, 0, b"x" * 1000).status_code == 204
+    kept_location, kept = created_upload(
+        create(signed_in(make_user("other-editor", groups=[library[2]])), 5000, filename="b.mp4")
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        (films if deleted == "collection" else editor).delete()
+        # Not before the commit: a rolled-back delete must lose nothing.
+        assert staged_size(upload) == 1000
+    assert not Upload.objects.filter(pk=upload.pk).exists()
+    assert staged_size(upload) is None
+    if deleted == "owner":
+        assert staged_size(kept) == 0 and Upload.objects.filter(pk=kept.pk).exists()
+
+
+def test_expiry_discards_the_bytes_once(editor, library, monkeypatch, django_capture_on_commit_callbacks):
+    from private_video.uploads import completion
+
+    client = signed_in(editor)
+    _location, upload = created_upload(create(client, 5000, filename="a.mp4"))
+    Upload.objects.filter(pk=upload.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    calls = []
+    real = completion.discard_bytes
+    monkeypatch.setattr(completion, "discard_bytes", lambda u: (calls.append(u.pk), real(u)))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert expire_uploads() == 1
+    assert calls == [upload.pk] and staged_size(upload) is None

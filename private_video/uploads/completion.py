@@ -229,7 +229,7 @@ def cancel_upload(upload):
     multipart upload is aborted), the row stays CANCELLED until it expires."""
     if upload.state in (State.COMPLETE, State.CANCELLED, State.PROCESSING):
         return upload  # nothing to stop, or the probe is running: it ends on its own
-    _discard_bytes(upload)
+    discard_bytes(upload)
     Upload.objects.filter(pk=upload.pk, state__in=[State.RECEIVING, State.FAILED]).update(
         state=State.CANCELLED, expires_at=expiry_from_now(), updated_at=timezone.now()
     )
@@ -237,7 +237,10 @@ def cancel_upload(upload):
     return upload
 
 
-def _discard_bytes(upload):
+def discard_bytes(upload):
+    """Delete what an unfinished upload holds outside the database: its staged
+    file (tus), or its S3 multipart upload (aborted). Nothing for a finished
+    one: its bytes are its Video's."""
     if upload.backend == Upload.Backend.S3:
         if upload.state not in (State.RECEIVING, State.PROCESSING):
             return  # completed: the object is the video's; failed: already deleted
@@ -270,9 +273,11 @@ def _expire_one(upload, now):
     if not Upload.objects.filter(pk=upload.pk, expires_at__lt=now).exists():
         return 0  # written to since the query
     try:
-        _discard_bytes(upload)
+        discard_bytes(upload)
     except Exception:  # noqa: BLE001 - an unreachable store: try again next run
         logger.exception("upload %s: its bytes could not be deleted; will retry", upload.pk)
         return 0
-    Upload.objects.filter(pk=upload.pk).delete()
+    # Already done: the row's post_delete handler need not do it again.
+    upload.bytes_discarded = True
+    upload.delete()
     return 1
