@@ -124,6 +124,16 @@ def other_session():
     return other
 
 
+def revoke_from_another_session(viewer):
+    """Take the viewer out of every group, committed by another session."""
+    other = other_session()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("DELETE FROM auth_user_groups WHERE user_id = %s", [viewer.pk])
+    finally:
+        other.close()
+
+
 def request_boundary():
     """What gunicorn's request_started does between requests (the test client skips it)."""
     connection.close_at = None  # a persistent connection (CONN_MAX_AGE > 0)
@@ -137,12 +147,7 @@ def test_a_revocation_from_another_session_applies_to_the_next_request(granted):
     for _ in range(3):
         assert client.get(path).status_code == 200
     assert decisions._prepare["ok"]
-    other = other_session()
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("DELETE FROM auth_user_groups WHERE user_id = %s", [viewer.pk])
-    finally:
-        other.close()
+    revoke_from_another_session(viewer)
     request_boundary()
     assert client.get(path).status_code == 403
 

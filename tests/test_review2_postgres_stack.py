@@ -25,12 +25,18 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def kept_connection_worker(tmp_path_factory, stack_database_url, static_root):
+def start_kept_connection_worker(tmp_path_factory, stack_database_url, static_root, **extra_env):
+    """One gunicorn worker keeping its PostgreSQL connection(s) between
+    requests (DATABASE_CONN_MAX_AGE); skips the test on SQLite."""
     if not stack_database_url.startswith("postgres"):
         pytest.skip("PostgreSQL only: run under deploy/scripts/with-test-postgres")
-    stack = _start_stack(tmp_path_factory, stack_database_url, static_root, extra_env={
-        "WEB_CONCURRENCY": "1", "DATABASE_CONN_MAX_AGE": "600"})
+    return _start_stack(tmp_path_factory, stack_database_url, static_root, extra_env={
+        "WEB_CONCURRENCY": "1", "DATABASE_CONN_MAX_AGE": "600", **extra_env})
+
+
+@pytest.fixture(scope="module")
+def kept_connection_worker(tmp_path_factory, stack_database_url, static_root):
+    stack = start_kept_connection_worker(tmp_path_factory, stack_database_url, static_root)
     yield stack
     stack.stop()
 

@@ -9,10 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .conftest import _start_stack
 from .helpers import stack_session
 from .test_review2_postgres_stack import (  # noqa: F401
-    assert_refused, fetch, kill_the_workers_connections, revoke_group, world,
+    assert_refused, fetch, kill_the_workers_connections, revoke_group, start_kept_connection_worker, world,
 )
 
 pytestmark = [
@@ -24,11 +23,8 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def gthread_worker(tmp_path_factory, stack_database_url, static_root):
-    if not stack_database_url.startswith("postgres"):
-        pytest.skip("PostgreSQL only: run under deploy/scripts/with-test-postgres")
-    stack = _start_stack(tmp_path_factory, stack_database_url, static_root, extra_env={
-        "WEB_CONCURRENCY": "1", "DATABASE_CONN_MAX_AGE": "600",
-        "GUNICORN_CMD_ARGS": "--worker-class gthread --threads 4"})
+    stack = start_kept_connection_worker(tmp_path_factory, stack_database_url, static_root,
+                                         GUNICORN_CMD_ARGS="--worker-class gthread --threads 4")
     yield stack
     stack.stop()
 

@@ -8,7 +8,9 @@ from django.db import connection
 
 from media_access import decisions
 
-from .test_review2_decisions_memo import granted, other_session, request_boundary  # noqa: F401
+from .test_review2_decisions_memo import (  # noqa: F401
+    granted, other_session, request_boundary, revoke_from_another_session,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -62,15 +64,6 @@ def test_the_same_failure_in_autocommit_runs_the_policy(granted):
         assert client.get(path).status_code == 200
 
 
-def revoke(viewer):
-    other = other_session()
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("DELETE FROM auth_user_groups WHERE user_id = %s", [viewer.pk])
-    finally:
-        other.close()
-
-
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_atomic_requests_remembers_and_still_sees_a_revocation(granted):
     """Held: under ATOMIC_REQUESTS the (savepointed) read remembers, and a
@@ -81,7 +74,7 @@ def test_atomic_requests_remembers_and_still_sees_a_revocation(granted):
         for _ in range(3):
             request_boundary()
             assert client.get(path).status_code == 200
-        revoke(viewer)
+        revoke_from_another_session(viewer)
         request_boundary()
         assert client.get(path).status_code == 403
     finally:
@@ -105,7 +98,7 @@ def test_a_hostile_statement_under_the_reads_name_is_not_trusted(granted):
         client.raise_request_exception = False
         assert client.get(path).status_code == 200
         assert client.get(path).status_code == 200
-        revoke(viewer)
+        revoke_from_another_session(viewer)
         request_boundary()
         assert client.get(path).status_code == 403
     finally:
@@ -170,7 +163,7 @@ def test_prepare_threshold_none_means_never_prepared(granted):
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'private_video%%'")
             assert cursor.fetchone()[0] == 0
-        revoke(viewer)
+        revoke_from_another_session(viewer)
         request_boundary()
         assert client.get(path).status_code == 403
     finally:
@@ -197,7 +190,7 @@ def test_prepared_statements_dropped_behind_the_drivers_back(granted, reset):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchone() == (1,)
-    revoke(viewer)
+    revoke_from_another_session(viewer)
     request_boundary()
     assert client.get(path).status_code == 403
     assert not decisions._prepare["ok"]

@@ -28,7 +28,7 @@ from ..storage import configured_private_storage
 from ..validation import max_upload_size, validate_video_upload
 from . import staging
 from .models import Upload
-from .permissions import may_add_to
+from .permissions import lost_right_message, may_add_to
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +160,7 @@ def complete_upload(upload, source):
         raise UploadRefused(_("This upload is %(state)s.") % {"state": upload.get_state_display()})
 
     if not may_add_to(upload.user, upload.collection):
-        _fail(upload, source, _("You may no longer add videos to the collection “%(name)s”.") % {
-            "name": upload.collection.name
-        })
+        _fail(upload, source, lost_right_message(upload))
     try:
         try:
             size = source.size()

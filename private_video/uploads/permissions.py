@@ -2,6 +2,7 @@
 permissions (private_video.permissions), checked per object."""
 
 from django.db.models import Q
+from django.utils.translation import gettext as _
 from wagtail.models import Collection
 from wagtail.permissions import policy_registry
 
@@ -22,6 +23,12 @@ def may_add_to(user, collection):
     """Whether ``user`` may add videos to ``collection`` (checked when an
     upload starts and again when it completes)."""
     return collection is not None and collections_user_may_add_to(user).filter(pk=collection.pk).exists()
+
+
+def lost_right_message(upload):
+    """Why an upload takes no more bytes, or makes no Video: its user may no
+    longer add to its collection (a chunk, a part URL, completion)."""
+    return _("You may no longer add videos to the collection “%(name)s”.") % {"name": upload.collection.name}
 
 
 def default_collection(user):

@@ -46,7 +46,7 @@ from ..layout import original_name
 from ..storage import configured_private_storage
 from ..validation import max_upload_size
 from .models import Upload
-from .permissions import default_collection, may_add_to, uploads_visible_to
+from .permissions import default_collection, lost_right_message, may_add_to, uploads_visible_to
 
 State = Upload.State
 
@@ -321,8 +321,7 @@ def sign_part(request, storage, upload_id, part):
             "part": part, "count": count}, 400)
     _receiving(upload)
     if not may_add_to(request.user, upload.collection):
-        return _error(_("You may no longer add videos to the collection “%(name)s”.") % {
-            "name": upload.collection.name}, 403)
+        return _error(lost_right_message(upload), 403)
     lifetime = int(setting("S3_UPLOAD_URL_LIFETIME"))
     size = part_length(upload.length, part)
     url = _client(storage).generate_presigned_url(

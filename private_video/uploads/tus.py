@@ -42,7 +42,7 @@ from ..validation import max_upload_size
 from . import staging
 from .completion import UploadRefused, complete_upload, cancel_upload, expiry_from_now
 from .models import Upload
-from .permissions import default_collection, may_add_to
+from .permissions import default_collection, lost_right_message, may_add_to
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,expiration,termination,checksum"
@@ -287,8 +287,7 @@ def _patch(request, upload):
     # nothing more. The upload stays, to be cancelled, expire, or resume if
     # the right comes back; completion checks it again.
     if not may_add_to(request.user, upload.collection):
-        return _error(403, _("You may no longer add videos to the collection “%(name)s”.") % {
-            "name": upload.collection.name})
+        return _error(403, lost_right_message(upload))
 
     try:
         with staging.lock(upload.pk) as fd:
