@@ -21,7 +21,7 @@ SYSTEM_DEPS := nginx:nginx-light ffmpeg:ffmpeg ffprobe:ffmpeg node:nodejs npm:np
 TEST_SYSTEM_DEPS := chromium:chromium /usr/share/fonts/truetype/liberation:fonts-liberation \
 	redis-server:redis-server openssl:openssl curl:curl
 
-.PHONY: run test test-postgres setup system-deps test-system-deps prepare frontend wheel lint-imports bench-deps bench-serve bench-load bench-upload bench-transcode bench-hls clean
+.PHONY: run test test-stack-layer test-other-layer test-postgres setup system-deps test-system-deps prepare frontend wheel lint-imports bench-deps bench-serve bench-load bench-upload bench-transcode bench-hls clean
 
 run: setup prepare
 	@echo "Starting nginx, gunicorn and the task worker on http://$(HOST):$(PORT)/ (Ctrl-C stops them)"
@@ -30,8 +30,28 @@ run: setup prepare
 # --ds: an exported DJANGO_SETTINGS_MODULE would otherwise win over pyproject.toml.
 # --durations=20: the slowest tests, printed at the end of every run.
 # lint-imports first: a layer imported the wrong way fails the run before any test.
+# The whole suite is two pytest processes side by side (docs/testing.md, "How long
+# it takes"): the shared-stack tests, which spend much of their time waiting on
+# servers, a browser or a clock, and the rest (Django-level tests and the tests
+# marked standalone, which start their own site). Each has its own data folder and
+# test database and prints its own report when it ends. With PYTEST_ARGS, one
+# process runs what they select.
+PYTEST := $(BIN)/pytest --ds=cms.settings.test --durations=20
+STACK_TESTS := (integration or browser) and not standalone
+
 test: setup test-system-deps lint-imports
-	$(BIN)/pytest --ds=cms.settings.test --durations=20 $(PYTEST_ARGS)
+ifeq ($(strip $(PYTEST_ARGS)),)
+	@echo "Running the shared-stack tests and the other tests side by side; each prints its report when it ends."
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-stack-layer test-other-layer
+else
+	$(PYTEST) $(PYTEST_ARGS)
+endif
+
+test-stack-layer:
+	$(PYTEST) -m "$(STACK_TESTS)"
+
+test-other-layer:
+	$(PYTEST) -m "not ($(STACK_TESTS))"
 
 # The stack-level tests again, on a throwaway PostgreSQL server (CI runs both), and the
 # tests marked postgres (the remembered-decision unit tests; ~1 min).

@@ -34,7 +34,7 @@ from transcoding.testmedia import make_test_video
 from .browser import chromium_page
 from .stack import REPO, VENV_BIN, _nginx_binary, free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.standalone]
 
 INSTALL_DOC = REPO / "docs" / "install.md"
 PASSWORD = "correct horse battery staple"

@@ -20,7 +20,7 @@ import requests
 
 from .stack import REPO, free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.standalone]
 
 # Variables the test process sets for itself that `make run` must not inherit.
 _TEST_ONLY_ENV = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CMS_DATA_DIR", "STATIC_ROOT",
