@@ -28,13 +28,17 @@ from ..storage import configured_private_storage
 from ..validation import max_upload_size, validate_video_upload
 from . import staging
 from .models import Upload
-from .permissions import lost_right_message, may_add_to
+from .permissions import lost_right_message, may_add_to, upload_user_may_still_add
 
 logger = logging.getLogger(__name__)
 
 State = Upload.State
 # Seconds a presigned URL for probing a completed S3 object lives.
 _PROBE_URL_LIFETIME = 300
+
+
+class _RightLost(Exception):
+    """The uploader lost the right to add to the collection while the file was checked or stored."""
 
 
 class UploadRefused(Exception):
@@ -153,7 +157,12 @@ def complete_upload(upload, source):
     claimed = Upload.objects.filter(pk=upload.pk, state=State.RECEIVING).update(
         state=State.PROCESSING, updated_at=timezone.now()
     )
-    upload.refresh_from_db()
+    try:
+        upload.refresh_from_db()
+    except Upload.DoesNotExist:
+        # Deleted since it was read (with its collection or owner): its
+        # bytes go with the row once that delete commits.
+        raise UploadRefused(_("This upload no longer exists; start it again.")) from None
     if not claimed:
         if upload.state == State.COMPLETE and upload.video is not None:
             return upload.video
@@ -198,6 +207,11 @@ def complete_upload(upload, source):
     try:
         stored = source.store(storage, name)
         with transaction.atomic():
+            # Again, in the transaction that makes the Video: the probe and
+            # the store (an S3 copy of gigabytes) take time, and a right
+            # taken away meanwhile must still mean no Video.
+            if not upload_user_may_still_add(upload):
+                raise _RightLost
             video = Video(
                 title=(upload.title or title_from_filename(upload.filename))[:255],
                 collection=upload.collection,
@@ -213,6 +227,9 @@ def complete_upload(upload, source):
                 state=State.COMPLETE, video=video, error="", offset=size,
                 expires_at=expiry_from_now(), updated_at=timezone.now(),
             )
+    except _RightLost:
+        storage.delete(stored)
+        _fail(upload, source, lost_right_message(upload))
     except Exception:
         logger.exception("upload %s: storing the finished file failed", upload.pk)
         if stored:

@@ -25,6 +25,18 @@ def may_add_to(user, collection):
     return collection is not None and collections_user_may_add_to(user).filter(pk=collection.pk).exists()
 
 
+def upload_user_may_still_add(upload):
+    """``may_add_to`` for an upload's own user and collection, both read
+    again: Wagtail's permission policy keeps what it found on the user object
+    it was given, so a second check on the same object would answer from
+    before a change."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(pk=upload.user_id).first()
+    collection = Collection.objects.filter(pk=upload.collection_id).first()
+    return user is not None and may_add_to(user, collection)
+
+
 def lost_right_message(upload):
     """Why an upload takes no more bytes, or makes no Video: its user may no
     longer add to its collection (a chunk, a part URL, completion)."""

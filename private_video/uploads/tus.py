@@ -27,6 +27,7 @@ import logging
 import os
 import re
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
@@ -208,15 +209,20 @@ def tus_upload(request, upload_id):
     refusal = _version_mismatch(request)
     if refusal:
         return refusal
-    if request.method == "DELETE":
-        cancel_upload(upload)
-        return _tus_response(204)
-    gone = _gone(upload)
-    if gone:
-        return gone
-    if request.method == "HEAD":
-        return _head(upload)
-    return _patch(request, upload)
+    try:
+        if request.method == "DELETE":
+            cancel_upload(upload)
+            return _tus_response(204)
+        gone = _gone(upload)
+        if gone:
+            return gone
+        if request.method == "HEAD":
+            return _head(upload)
+        return _patch(request, upload)
+    except ObjectDoesNotExist:
+        # The upload, or its collection, was deleted during the request
+        # (its bytes go with the row).
+        return _error(410, _("This upload no longer exists; start it again."))
 
 
 def _gone(upload):
