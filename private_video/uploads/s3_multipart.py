@@ -32,6 +32,7 @@ import json
 import math
 from datetime import timedelta
 
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import filesizeformat
@@ -207,6 +208,9 @@ def _json_view(view):
             return view(request, storage, *args, **kwargs)
         except _Refusal as refusal:
             return _error(refusal.message, refusal.status)
+        except ObjectDoesNotExist:
+            # The upload, or its collection, was deleted during the request.
+            return _error(_("This upload no longer exists; start it again."), 410)
         except _client_errors() as exc:
             if _error_code(exc) == "NoSuchUpload":
                 return _error(_("The store no longer has this upload; start it again."), 410)
@@ -299,7 +303,20 @@ def create(request, storage):
         Bucket=storage.bucket_name, Key=upload.s3_key, ContentType="application/octet-stream", **params
     )
     upload.s3_upload_id = answer["UploadId"]
-    upload.save()
+    try:
+        upload.save()
+    except Exception:
+        # No row (the collection or the user deleted meanwhile): nothing
+        # would ever find this multipart upload again.
+        try:
+            _client(storage).abort_multipart_upload(
+                Bucket=storage.bucket_name, Key=upload.s3_key, UploadId=upload.s3_upload_id
+            )
+        except _client_errors():
+            import logging
+
+            logging.getLogger(__name__).exception("could not abort the unsaved multipart upload %s", upload.s3_key)
+        raise
     return JsonResponse({
         "uploadId": str(upload.pk),
         "key": upload.s3_key,
@@ -411,6 +428,10 @@ def complete(request, storage, upload_id):
     if upload.state == State.COMPLETE and upload.video is not None:
         return JsonResponse({"video": _video_json(upload.video)})
     _receiving(upload)
+    # Before the parts are assembled: refused here, they stay, as a refused
+    # tus chunk keeps the bytes before it (completion checks again).
+    if not may_add_to(request.user, upload.collection):
+        return _error(lost_right_message(upload), 403)
     if not _assembled(storage, upload):
         parts = _checked_parts(request, storage, upload)
         _client(storage).complete_multipart_upload(
