@@ -372,6 +372,11 @@ def test_hostile_requests(moto_stack, moto_s3_server, two_part_video):
     group.collection_permissions.all().delete()
     revoked = limited.sign(allowed.json()["uploadId"], 1)
     assert revoked.status_code == 403 and "url" not in revoked.json()
+    # Nor a completion: refused before anything is assembled, the upload kept.
+    no_right = limited.call("POST", "s3_complete", allowed.json()["uploadId"], json={})
+    assert no_right.status_code == 403 and "no longer add videos" in no_right.json()["error"]
+    kept = Upload.objects.get(pk=allowed.json()["uploadId"])
+    assert kept.state == "receiving" and len(multipart_uploads(env, kept.s3_key)) == 1
     limited.call("DELETE", "s3_abort", allowed.json()["uploadId"])
 
     # No CSRF header, or not signed in: nothing starts.
