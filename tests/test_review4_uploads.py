@@ -139,7 +139,7 @@ def test_s3_completion_after_the_right_is_lost_keeps_the_parts(editor, library, 
     assert Video.objects.count() == 0
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_s3_upload_whose_row_cannot_be_saved_leaves_no_multipart_upload(editor, library, bucket, monkeypatch):
     """The collection deleted between the right check and the row's insert:
     the multipart upload S3 just started is aborted, not left for nobody to find."""
