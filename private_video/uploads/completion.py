@@ -42,11 +42,13 @@ class _RightLost(Exception):
 
 
 class UploadRefused(Exception):
-    """The finished upload is not accepted; ``message`` is for the uploader."""
+    """The finished upload is not accepted; ``message`` is for the uploader,
+    ``status`` the HTTP status when it is not the view's usual refusal."""
 
-    def __init__(self, message):
+    def __init__(self, message, status=None):
         super().__init__(message)
         self.message = str(message)
+        self.status = status
 
 
 def expiry_from_now():
@@ -134,8 +136,17 @@ def _source_for(upload, source):
     return _LocalSource(upload, source)
 
 
+def _delete_quietly(delete, what, upload):
+    """Delete bytes a refused upload leaves; a store that cannot be reached
+    just now must not leave the upload stuck *processing*: log it, go on."""
+    try:
+        delete()
+    except Exception:  # noqa: BLE001 - logged with the name to delete by hand
+        logger.exception("upload %s: could not delete %s", upload.pk, what)
+
+
 def _fail(upload, source, message):
-    source.discard()
+    _delete_quietly(source.discard, "its received bytes", upload)
     Upload.objects.filter(pk=upload.pk).update(
         state=State.FAILED, error=message, expires_at=expiry_from_now(), updated_at=timezone.now()
     )
@@ -162,7 +173,7 @@ def complete_upload(upload, source):
     except Upload.DoesNotExist:
         # Deleted since it was read (with its collection or owner): its
         # bytes go with the row once that delete commits.
-        raise UploadRefused(_("This upload no longer exists; start it again.")) from None
+        raise UploadRefused(_("This upload no longer exists; start it again."), status=410) from None
     if not claimed:
         if upload.state == State.COMPLETE and upload.video is not None:
             return upload.video
@@ -228,14 +239,17 @@ def complete_upload(upload, source):
                 expires_at=expiry_from_now(), updated_at=timezone.now(),
             )
     except _RightLost:
-        storage.delete(stored)
+        _delete_quietly(lambda: storage.delete(stored), f"the stored copy {stored!r}", upload)
         _fail(upload, source, lost_right_message(upload))
     except Exception:
         logger.exception("upload %s: storing the finished file failed", upload.pk)
         if stored:
-            storage.delete(stored)
+            _delete_quietly(lambda: storage.delete(stored), f"the stored copy {stored!r}", upload)
         _fail(upload, source, _("The video could not be stored; please upload it again."))
-    upload.refresh_from_db()
+    try:
+        upload.refresh_from_db()
+    except Upload.DoesNotExist:
+        pass  # deleted since (its owner removed): the Video is made all the same
     return video
 
 

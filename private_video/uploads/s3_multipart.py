@@ -372,6 +372,10 @@ def list_parts(request, storage, upload_id):
     their total as the upload's progress."""
     upload = _own_upload(request, upload_id)
     _receiving(upload)
+    # Listing keeps the upload alive (below): without the right to add to
+    # its collection it would keep refused parts from ever expiring.
+    if not may_add_to(request.user, upload.collection):
+        return _error(lost_right_message(upload), 403)
     parts = _list_parts(storage, upload)
     received = sum(size for _etag, size in parts.values())
     _touch(upload, offset=min(received, upload.length))
@@ -442,7 +446,7 @@ def complete(request, storage, upload_id):
     try:
         video = complete_upload(upload, ("s3", original_name(upload.video_key)))
     except UploadRefused as refused:
-        return _error(refused.message, 400)
+        return _error(refused.message, refused.status or 400)
     return JsonResponse({"video": _video_json(video)})
 
 

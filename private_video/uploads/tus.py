@@ -354,7 +354,7 @@ def _write(request, upload, fd, offset, body_length, checksum):
     try:
         video = complete_upload(upload, staging.path_for(upload.pk))
     except UploadRefused as refused:
-        return _error(422, refused.message, Upload_Offset=new_offset)
+        return _error(refused.status or 422, refused.message, Upload_Offset=new_offset)
     return _tus_response(204, Upload_Offset=new_offset, Upload_Video=video.pk)
 
 
