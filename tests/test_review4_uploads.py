@@ -91,7 +91,7 @@ def test_an_upload_deleted_while_its_last_chunk_arrives_is_refused_cleanly(edito
     monkeypatch.setattr(tus, "_write", delete_then_write)
     files_before = private_files()
     response = patch(client, location, 0, data)
-    assert response.status_code == 422, response.content
+    assert response.status_code == 410, response.content
     assert response.json()["error"] == "This upload no longer exists; start it again."
     assert Video.objects.count() == 0 and private_files() == files_before
 
@@ -156,3 +156,77 @@ def test_s3_upload_whose_row_cannot_be_saved_leaves_no_multipart_upload(editor, 
     assert created.status_code == 500
     assert Upload.objects.count() == 0
     assert multipart_uploads(bucket) == []
+
+
+@pytest.mark.django_db
+def test_s3_parts_are_not_listed_without_the_right(editor, library, bucket):
+    """Listing parts keeps an upload from expiring: refused without the right,
+    or refused parts could be kept in the bucket (and the collection from
+    being deleted) for ever by polling."""
+    films, _other, editors = library
+    client = signed_in(editor)
+    created = s3_call(client, "s3_create", length=1000, filename="a.mp4", collection=films.pk)
+    upload = Upload.objects.get(pk=created.json()["uploadId"])
+    listed = client.get(reverse("private_video:s3_list_parts", args=[upload.pk]))
+    assert listed.status_code == 200, listed.content
+    expires_before = Upload.objects.get(pk=upload.pk).expires_at
+
+    take_add_right(editors)
+    refused = client.get(reverse("private_video:s3_list_parts", args=[upload.pk]))
+    assert refused.status_code == 403 and "no longer add videos" in refused.json()["error"]
+    assert "parts" not in refused.json()
+    assert Upload.objects.get(pk=upload.pk).expires_at == expires_before
+
+
+@pytest.mark.django_db
+def test_s3_completion_of_an_upload_deleted_meanwhile_is_a_410(editor, library, bucket, monkeypatch):
+    films, _other, _editors = library
+    client = signed_in(editor)
+    created = s3_call(client, "s3_create", length=1000, filename="a.mp4", collection=films.pk)
+    upload = Upload.objects.get(pk=created.json()["uploadId"])
+    s3 = bucket.connection.meta.client
+    s3.upload_part(Bucket=BUCKET, Key=upload.s3_key, UploadId=upload.s3_upload_id, PartNumber=1, Body=b"x" * 1000)
+    real_source = completion._source_for
+
+    def delete_then_read(upload, source):
+        Upload.objects.filter(pk=upload.pk).delete()  # its owner removed, say
+        return real_source(upload, source)
+
+    monkeypatch.setattr(completion, "_source_for", delete_then_read)
+    answer = s3_call(client, "s3_complete", upload.pk)
+    assert answer.status_code == 410, answer.content
+    assert answer.json()["error"] == "This upload no longer exists; start it again."
+    assert Video.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_store_that_cannot_delete_the_refused_copy_still_fails_the_upload(
+    editor, library, sample_video, monkeypatch, caplog
+):
+    """The right lost while the file was checked, and the store failing to
+    delete the copy it just made: the upload still ends *failed* with the
+    reason (not stuck *processing*, where nobody may retry or cancel it), and
+    the copy's name is logged for whoever cleans up."""
+    from private_video.storage import configured_private_storage
+
+    films, _other, editors = library
+    data = Path(sample_video).read_bytes()
+    client = signed_in(editor)
+    location, upload = created_upload(create(client, len(data), filename="a.mp4", collection=films.pk))
+    real_probe = completion.validate_video_upload
+
+    def revoke_then_probe(*args, **kwargs):
+        take_add_right(editors)
+        return real_probe(*args, **kwargs)
+
+    def unreachable(self, name):
+        raise OSError("the store is not answering")
+
+    monkeypatch.setattr(completion, "validate_video_upload", revoke_then_probe)
+    monkeypatch.setattr(type(configured_private_storage()), "delete", unreachable)
+    response = patch(client, location, 0, data)
+    assert response.status_code == 422, response.content
+    assert "no longer add videos" in response.json()["error"]
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.FAILED and Video.objects.count() == 0
+    assert "could not delete the stored copy 'videos/" in caplog.text
