@@ -271,6 +271,6 @@ def test_progress_moves_from_0_to_100_with_an_eta(media_dir, monkeypatch):
     progress = [p for p, _, _ in seen]
     assert progress[0] == 0
     assert progress == sorted(progress), progress
-    assert len({p for p in progress if 12 < p < 94}) >= 2, "the ladder reports as it goes"
+    assert len({p for p in progress if 12 < p < 94}) >= 2, ("the ladder reports as it goes", repr(seen))
     assert any(eta is not None and stage == "ladder" for _, eta, stage in seen)
     assert job.progress == 100 and job.eta_seconds == 0
