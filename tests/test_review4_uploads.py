@@ -25,16 +25,9 @@ def take_add_right(editors):
     GroupCollectionPermission.objects.filter(group=editors, permission__codename="add_video").delete()
 
 
-@pytest.fixture(autouse=True)
-def staging_folder(settings, tmp_path):
-    settings.PRIVATE_VIDEO_UPLOAD_STAGING_DIR = str(tmp_path / "staging")
-    return tmp_path / "staging"
-
-
-@pytest.mark.django_db
-def test_a_right_lost_while_the_file_is_probed_makes_no_video(editor, library, sample_video, monkeypatch):
-    """The probe (and on S3 a copy of gigabytes) runs after completion's first
-    check: the right is checked again in the transaction that makes the Video."""
+def upload_losing_its_right_in_the_probe(editor, library, sample_video, monkeypatch):
+    """A whole video as one tus upload whose add right is taken away while
+    completion probes it: (client, location, upload, bytes)."""
     films, _other, editors = library
     data = Path(sample_video).read_bytes()
     client = signed_in(editor)
@@ -46,6 +39,20 @@ def test_a_right_lost_while_the_file_is_probed_makes_no_video(editor, library, s
         return real_probe(*args, **kwargs)
 
     monkeypatch.setattr(completion, "validate_video_upload", revoke_then_probe)
+    return client, location, upload, data
+
+
+@pytest.fixture(autouse=True)
+def staging_folder(settings, tmp_path):
+    settings.PRIVATE_VIDEO_UPLOAD_STAGING_DIR = str(tmp_path / "staging")
+    return tmp_path / "staging"
+
+
+@pytest.mark.django_db
+def test_a_right_lost_while_the_file_is_probed_makes_no_video(editor, library, sample_video, monkeypatch):
+    """The probe (and on S3 a copy of gigabytes) runs after completion's first
+    check: the right is checked again in the transaction that makes the Video."""
+    client, location, upload, data = upload_losing_its_right_in_the_probe(editor, library, sample_video, monkeypatch)
     files_before = private_files()
     response = patch(client, location, 0, data)
     assert response.status_code == 422, response.content
@@ -209,20 +216,10 @@ def test_a_store_that_cannot_delete_the_refused_copy_still_fails_the_upload(
     the copy's name is logged for whoever cleans up."""
     from private_video.storage import configured_private_storage
 
-    films, _other, editors = library
-    data = Path(sample_video).read_bytes()
-    client = signed_in(editor)
-    location, upload = created_upload(create(client, len(data), filename="a.mp4", collection=films.pk))
-    real_probe = completion.validate_video_upload
-
-    def revoke_then_probe(*args, **kwargs):
-        take_add_right(editors)
-        return real_probe(*args, **kwargs)
-
+    client, location, upload, data = upload_losing_its_right_in_the_probe(editor, library, sample_video, monkeypatch)
     def unreachable(self, name):
         raise OSError("the store is not answering")
 
-    monkeypatch.setattr(completion, "validate_video_upload", revoke_then_probe)
     monkeypatch.setattr(type(configured_private_storage()), "delete", unreachable)
     response = patch(client, location, 0, data)
     assert response.status_code == 422, response.content

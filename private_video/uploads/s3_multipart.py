@@ -191,6 +191,13 @@ def _receiving(upload):
         raise _Refusal(_("This upload has expired; start it again."), 410)
 
 
+def _still_may_add(request, upload):
+    """403 once the user may no longer add to the upload's collection: no
+    part URL, no part list (it keeps the upload alive), no assembly."""
+    if not may_add_to(request.user, upload.collection):
+        raise _Refusal(lost_right_message(upload), 403)
+
+
 def _touch(upload, **fields):
     """Keep a live upload from expiring (the browser is still sending it)."""
     expires = timezone.now() + timedelta(seconds=setting("UPLOAD_EXPIRY"))
@@ -337,8 +344,7 @@ def sign_part(request, storage, upload_id, part):
         return _error(_("Part %(part)s does not exist: this upload has parts 1 to %(count)s.") % {
             "part": part, "count": count}, 400)
     _receiving(upload)
-    if not may_add_to(request.user, upload.collection):
-        return _error(lost_right_message(upload), 403)
+    _still_may_add(request, upload)
     lifetime = int(setting("S3_UPLOAD_URL_LIFETIME"))
     size = part_length(upload.length, part)
     url = _client(storage).generate_presigned_url(
@@ -372,10 +378,7 @@ def list_parts(request, storage, upload_id):
     their total as the upload's progress."""
     upload = _own_upload(request, upload_id)
     _receiving(upload)
-    # Listing keeps the upload alive (below): without the right to add to
-    # its collection it would keep refused parts from ever expiring.
-    if not may_add_to(request.user, upload.collection):
-        return _error(lost_right_message(upload), 403)
+    _still_may_add(request, upload)
     parts = _list_parts(storage, upload)
     received = sum(size for _etag, size in parts.values())
     _touch(upload, offset=min(received, upload.length))
@@ -434,8 +437,7 @@ def complete(request, storage, upload_id):
     _receiving(upload)
     # Before the parts are assembled: refused here, they stay, as a refused
     # tus chunk keeps the bytes before it (completion checks again).
-    if not may_add_to(request.user, upload.collection):
-        return _error(lost_right_message(upload), 403)
+    _still_may_add(request, upload)
     if not _assembled(storage, upload):
         parts = _checked_parts(request, storage, upload)
         _client(storage).complete_multipart_upload(
