@@ -271,6 +271,11 @@ def test_progress_moves_from_0_to_100_with_an_eta(media_dir, monkeypatch):
     progress = [p for p, _, _ in seen]
     assert progress[0] == 0
     assert progress == sorted(progress), progress
-    assert len({p for p in progress if 12 < p < 94}) >= 2, ("the ladder reports as it goes", repr(seen))
+    # The ladder reports as it goes, from early on: ffmpeg says nothing until
+    # every output has its first frame, so an output that waits for the end
+    # (a storyboard sprite) silenced it for the whole encode, and a long
+    # video's ladder was killed as stalled.
+    ladder = [p for p, _, stage in seen if stage == "ladder" and 12 < p < 94]
+    assert len(set(ladder)) >= 3 and ladder[0] < 12 + (94 - 12) / 2, repr(seen)
     assert any(eta is not None and stage == "ladder" for _, eta, stage in seen)
     assert job.progress == 100 and job.eta_seconds == 0

@@ -27,7 +27,7 @@ from private_video.probe import ProbeError, keyframe_gap, probe, probe_video
 from private_video.storage import private_storage
 
 from . import backends
-from .backends import POSTER_NAME, STORYBOARD_NAME, StoryboardPlan, get_backend
+from .backends import POSTER_NAME, STORYBOARD_FRAMES, STORYBOARD_NAME, StoryboardPlan, get_backend
 from .conf import setting, temp_dir
 from .models import Rendition, TranscodeJob
 from .profiles import (
@@ -477,7 +477,7 @@ def transcode_ladder(job, reporter, workdir):
                                          audio_media=_default_audio_media(out, audio)), None, None)
         outputs.append(_mp4_output(out, mp4_rung.label, info, (mp4_rung.width, mp4_rung.height)))
         outputs.append(_poster(backend, source, info, out))
-        outputs += _storyboard_outputs(out, storyboard, info)
+        outputs += _storyboard_outputs(backend, out, storyboard, info)
         publish(job, video, outputs, complete=True, on_upload=reporter.heartbeat)
     _mark_playable(job)
 
@@ -772,8 +772,11 @@ def _vtt_time(seconds):
     return f"{int(hours):02d}:{int(minutes):02d}:{secs:06.3f}"
 
 
-def _storyboard_outputs(folder, plan, info):
+def _storyboard_outputs(backend, folder, plan, info):
     sprite = folder / STORYBOARD_NAME
+    frames = folder / STORYBOARD_FRAMES
+    if (folder / (STORYBOARD_FRAMES % 1)).exists():
+        _run(backend.storyboard_command(frames, sprite, plan), None, None)
     if not sprite.exists():
         # Documented skip, not a failure: the video plays without scrub
         # previews (the player shows times only). The storyboard filter

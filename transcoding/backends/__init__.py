@@ -26,6 +26,11 @@ def mp4_name(label):
 
 POSTER_NAME = "poster.jpg"
 STORYBOARD_NAME = "storyboard.jpg"
+# The ladder writes one image per storyboard tile (an image sequence, never
+# the sprite itself: ffmpeg reports no progress at all until every output
+# has written its first frame, and a sprite's first frame is the whole
+# video). ``storyboard_command`` then tiles them into STORYBOARD_NAME.
+STORYBOARD_FRAMES = "storyboard-%05d.jpg"
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,15 @@ class TranscoderBackend:
 
     def ladder_command(self, source, info, planned, outdir, *, storyboard=None, preset=None, audio=()):
         """Every planned rung (video only), each of ``audio`` once as an
-        audio-only rendition, and the storyboard, from one decode. Pictures
-        come out progressive SDR BT.709 whatever the source."""
+        audio-only rendition, and the storyboard's tiles (STORYBOARD_FRAMES,
+        one image per ``storyboard.interval`` from 0 s), from one decode.
+        Pictures come out progressive SDR BT.709 whatever the source. Every
+        output gets a frame early on, so ffmpeg reports progress as it goes."""
+        raise NotImplementedError
+
+    def storyboard_command(self, frames, output, storyboard):
+        """Tile the images ``frames`` (a STORYBOARD_FRAMES pattern the ladder
+        wrote) into one sprite, ``storyboard.columns`` wide, row by row."""
         raise NotImplementedError
 
     def progressive_command(self, rung_media, output, *, audio_media=None):

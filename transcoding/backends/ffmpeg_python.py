@@ -17,7 +17,7 @@ from ..profiles import (
     source_video_stream,
 )
 from . import (
-    STORYBOARD_NAME,
+    STORYBOARD_FRAMES,
     TranscoderBackend,
     hls_playlist_name,
     mp4_name,
@@ -177,19 +177,27 @@ class FFmpegPythonBackend(TranscoderBackend):
             ))
         outputs += self._audio_outputs(source_input, audio, outdir)
         if storyboard:
-            sprite = (
+            tiles = (
                 branches.stream(len(planned))
                 # start_time and eof_action: a clip shorter than one interval
                 # (even a single frame) still gives its first tile.
                 .filter("fps", fps=f"1/{storyboard.interval:g}", start_time=0, eof_action="pass")
                 .filter("scale", storyboard.tile_width, storyboard.tile_height)
                 .filter("setsar", "1")
-                .filter("tile", f"{storyboard.columns}x{storyboard.rows}")
             )
-            outputs.append(
-                ffmpeg.output(sprite, str(outdir / STORYBOARD_NAME), **{"frames:v": 1, "q:v": 4, "update": 1})
-            )
+            outputs.append(ffmpeg.output(tiles, str(outdir / STORYBOARD_FRAMES), f="image2", **{"q:v": 4}))
         return _compile(outputs)
+
+    def storyboard_command(self, frames, output, storyboard):
+        # Our own JPEGs from the ladder, read by the image sequence demuxer
+        # only; nothing of the upload's reaches this command.
+        tiles = ffmpeg.input(
+            str(frames), f="image2", pattern_type="sequence", framerate=1,
+            format_whitelist="image2", protocol_whitelist="file",
+        )
+        sprite = tiles["v:0"].filter("tile", f"{storyboard.columns}x{storyboard.rows}")
+        stream = ffmpeg.output(sprite, str(output), **{"frames:v": 1, "q:v": 4, "update": 1})
+        return _compile([stream])
 
     def progressive_command(self, rung_media, output, *, audio_media=None):
         # Both inputs are the ladder's own fMP4 files: the MP4 demuxer only.
