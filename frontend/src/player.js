@@ -918,13 +918,22 @@
       // and redraw only when it changes (no flicker on every durationchange).
       if (!duration || duration === this.markersDuration) return;
       this.markersDuration = duration;
-      this.markers.replaceChildren();
-      for (const chapter of this.chapterList()) {
-        if (chapter.start <= 0 || chapter.start >= duration) continue;
-        const marker = el("span", "video-player__chapter-marker", { "data-start": String(chapter.start), title: chapter.title });
-        marker.style.left = (chapter.start / duration) * 100 + "%";
-        this.markers.append(marker);
+      // A new duration (hls.js refines it as segments load) moves the
+      // markers; they are made again only when the chapters change, so
+      // nothing is swapped out under the pointer, a reader or a test.
+      const chapters = this.chapterList().filter((chapter) => chapter.start > 0);
+      const key = JSON.stringify(chapters.map((chapter) => [chapter.start, chapter.title]));
+      if (key !== this.markersKey) {
+        this.markersKey = key;
+        this.markers.replaceChildren(...chapters.map((chapter) => el(
+          "span", "video-player__chapter-marker", { "data-start": String(chapter.start), title: chapter.title },
+        )));
       }
+      chapters.forEach((chapter, index) => {
+        const marker = this.markers.children[index];
+        marker.hidden = chapter.start >= duration;
+        marker.style.left = (chapter.start / duration) * 100 + "%";
+      });
     }
 
     updateChaptersMenu() {
