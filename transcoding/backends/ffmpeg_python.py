@@ -185,7 +185,11 @@ class FFmpegPythonBackend(TranscoderBackend):
                 .filter("scale", storyboard.tile_width, storyboard.tile_height)
                 .filter("setsar", "1")
             )
-            outputs.append(ffmpeg.output(tiles, str(outdir / STORYBOARD_FRAMES), f="image2", **{"q:v": 4}))
+            # At most the planned tiles: timestamps that jump far past the
+            # probed duration must not fill the work folder with images.
+            outputs.append(ffmpeg.output(
+                tiles, str(outdir / STORYBOARD_FRAMES), f="image2", **{"frames:v": storyboard.count, "q:v": 4}
+            ))
         return _compile(outputs)
 
     def storyboard_command(self, frames, output, storyboard):
