@@ -25,6 +25,7 @@ from django.urls import reverse
 from media_access.models import ViewerGrant
 from private_video.layout import renditions_prefix
 from private_video.storage import private_storage
+from private_video.uploads.staging import path_for
 from transcoding.models import Rendition, TranscodeJob
 from transcoding.profiles import Rung
 from transcoding.tasks import enqueue_transcode
@@ -188,10 +189,11 @@ def test_killed_gunicorn_worker_is_respawned_and_cut_requests_are_clean_502s(sta
     created = requests.post(stack.url(reverse("private_video:tus_create")), timeout=10,
                             headers={**upload_headers, "Upload-Length": str(4 * 1024 * 1024)})
     assert created.status_code == 201, created.text
-    patched = []
+    patched, chunk_killed = [], threading.Event()
 
     def slow_chunk():
-        piece, pieces = b"\0" * 65536, 64
+        # 4 MiB over ~13 s: the worker that takes it reads it for seconds.
+        piece, pieces = b"\0" * 32768, 128
         head = (f"PATCH {created.headers['Location']} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
                 f"Tus-Resumable: 1.0.0\r\nCookie: {upload_headers['Cookie']}\r\n"
@@ -201,6 +203,8 @@ def test_killed_gunicorn_worker_is_respawned_and_cut_requests_are_clean_502s(sta
             with socket.create_connection(("127.0.0.1", stack.port), timeout=30) as sock:
                 sock.sendall(head.encode())
                 for _ in range(pieces):
+                    if chunk_killed.is_set():
+                        break  # the rest would only be read and dropped by nginx
                     sock.sendall(piece)
                     time.sleep(0.1)
                 patched.append(sock.recv(65536))
@@ -214,18 +218,40 @@ def test_killed_gunicorn_worker_is_respawned_and_cut_requests_are_clean_502s(sta
     for thread in threads:
         thread.start()
     killed = []
+    # The worker reading the chunk is the one holding its staging file open.
+    staging_name = path_for(created.headers["Location"].rstrip("/").rsplit("/", 1)[-1]).name
+
+    def reading_the_chunk():
+        for pid in gunicorn_workers(stack):
+            try:
+                if any(os.readlink(f"/proc/{pid}/fd/{fd}").endswith(staging_name)
+                       for fd in os.listdir(f"/proc/{pid}/fd")):
+                    return pid
+            except OSError:  # the worker is gone or a descriptor closed meanwhile
+                continue
+        return None
+
     try:
         time.sleep(0.5)
-        # Kill workers until the one reading the slow chunk has died.
-        for _ in range(8):
-            victim = gunicorn_workers(stack)[0]
+        # One worker killed while the viewers' requests come and go, then
+        # the one reading the slow chunk. Under load a respawned worker may
+        # take seconds to boot and accept the chunk: wait for it, bounded.
+        victim = gunicorn_workers(stack)[0]
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+        deadline = time.monotonic() + 30
+        while not patched and time.monotonic() < deadline:
+            victim = reading_the_chunk()
+            if victim is None:
+                time.sleep(0.05)
+                continue
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
-            time.sleep(0.6)
-            # Until the slow chunk's worker is among the dead (the lowest pid
-            # goes first and respawned workers get higher ones: two kills at most).
-            if patched:
-                break
+            chunk_killed.set()
+            break
+        deadline = time.monotonic() + 30
+        while not patched and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
         time.sleep(0.3)
         stop.set()
