@@ -31,13 +31,13 @@ run: setup prepare
 # --durations=20: the slowest tests, printed at the end of every run.
 # lint-imports first: a layer imported the wrong way fails the run before any test.
 # The whole suite is two pytest processes side by side (docs/testing.md, "How long
-# it takes"): the shared-stack tests, which spend much of their time waiting on
-# servers, a browser or a clock, and the rest (Django-level tests and the tests
-# marked standalone, which start their own site). Each has its own data folder and
-# test database and prints its own report when it ends. With PYTEST_ARGS, one
+# it takes"): the tests on the shared stacks, which spend much of their time waiting
+# on servers or a browser, and the rest (Django-level tests, the tests marked
+# standalone, which start their own site, and the few whose own stack waits on a
+# clock); tests/conftest.py's --layer draws the line. Each has its own data folder
+# and test database and prints its own report when it ends. With PYTEST_ARGS, one
 # process runs what they select.
 PYTEST := $(BIN)/pytest --ds=cms.settings.test --durations=20
-STACK_TESTS := (integration or browser) and not standalone
 
 test: setup test-system-deps lint-imports
 ifeq ($(strip $(PYTEST_ARGS)),)
@@ -48,10 +48,10 @@ else
 endif
 
 test-stack-layer:
-	$(PYTEST) -m "$(STACK_TESTS)"
+	$(PYTEST) --layer=stack
 
 test-other-layer:
-	$(PYTEST) -m "not ($(STACK_TESTS))"
+	$(PYTEST) --layer=other
 
 # The stack-level tests again, on a throwaway PostgreSQL server (CI runs both), and the
 # tests marked postgres (the remembered-decision unit tests; ~1 min).

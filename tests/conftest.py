@@ -13,6 +13,39 @@ from .stack import REPO, Stack
 OUTPUT_DIR = REPO / "test-output"
 
 
+# make test runs the suite as two pytest processes side by side (docs/testing.md,
+# "How long it takes"): --layer=stack runs the tests on the shared stacks
+# (marked integration or browser), --layer=other everything else: the
+# Django-level tests, the standalone ones (they start their own site), and
+# the stack tests whose stack is their own and whose time goes on a clock
+# (tokens that must run out, RQ workers killed and replaced), so that the
+# two processes take about as long.
+CLOCK_BOUND_STACKS = {"short_token_stack", "rq_stack"}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--layer", choices=("stack", "other"), help="run only this half of the suite (make test)")
+
+
+def in_stack_layer(item):
+    on_a_stack = item.get_closest_marker("integration") or item.get_closest_marker("browser")
+    return bool(on_a_stack) and not item.get_closest_marker("standalone") and not (
+        CLOCK_BOUND_STACKS & set(item.fixturenames)
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    layer = config.getoption("layer")
+    if not layer:
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if in_stack_layer(item) == (layer == "stack") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture
 def admin_client(client):
     """A client signed in as a superuser ("boss"), who is ``client.user``
