@@ -1,11 +1,14 @@
 """The pipeline with real ffmpeg on tiny lavfi clips: ladder shape, codecs,
 keyframe alignment, playlists, fast path, progress."""
 
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from django.test import override_settings
+from PIL import Image
 
 from tests.helpers import make_video
 from transcoding import pipeline
@@ -251,6 +254,30 @@ def test_non_standard_upload_publishes_lowest_rung_first(media_dir, monkeypatch,
     stream = video_stream(published[0]["hls-90p-media"])
     assert (stream["pix_fmt"], stream["profile"], stream["height"]) == ("yuv420p", "High", 90)
     assert job.source_info["web_playable"] is False
+
+
+def test_each_storyboard_tile_shows_the_picture_at_its_time(media_dir):
+    # Red, green, blue, two seconds each: one tile per STORYBOARD_INTERVAL (2 s).
+    source = media_dir / "rgb.mp4"
+    colours = ["red", "lime", "blue"]
+    inputs = [arg for colour in colours for arg in ("-f", "lavfi", "-i", f"color={colour}:s=320x180:r=30:d=2")]
+    joined = "".join(f"[{index}:v]" for index in range(len(colours))) + f"concat=n={len(colours)}:v=1[v]"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex", joined, "-map", "[v]",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(source)], check=True, timeout=60)
+    video = make_video(source, title="Tiles")
+    job = transcode(video)
+    assert job.status == "ready", (job.error, job.stderr_tail)
+    found = renditions(video)
+    vtt = local(found["storyboard-vtt"]).read_text()
+    cues = re.findall(r"storyboard#xywh=(\d+),(\d+),(\d+),(\d+)", vtt)
+    assert len(cues) == len(colours), vtt
+    sprite = Image.open(local(found["storyboard"])).convert("RGB")
+    wanted = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    for (x, y, w, h), colour in zip(cues, wanted):
+        x, y, w, h = (int(v) for v in (x, y, w, h))
+        seen = sprite.crop((x + w // 4, y + h // 4, x + 3 * w // 4, y + 3 * h // 4)).resize((1, 1), Image.Resampling.BOX)
+        pixel = seen.getpixel((0, 0))
+        assert all(abs(a - b) < 40 for a, b in zip(pixel, colour)), (x, pixel, colour)
 
 
 def test_progress_moves_from_0_to_100_with_an_eta(media_dir, monkeypatch):
