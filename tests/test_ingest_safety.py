@@ -9,6 +9,7 @@ every ffprobe and ffmpeg command the worker runs carries the demuxer and
 protocol whitelists and runs under kernel resource limits.
 """
 
+import os
 import re
 import socket
 import tempfile
@@ -404,6 +405,23 @@ def test_cpu_time_limit_stops_ffmpeg_readably(tmp_path):
         with pytest.raises(FFmpegError, match="CPU time"):
             run_ffmpeg([*FF, "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-t", "600",
                         "-c:v", "libx264", "-preset", "veryslow", "-f", "null", "-"], timeout=60)
+
+
+def test_a_silent_idle_ffmpeg_is_killed_as_stalled_and_a_long_one_as_timed_out(tmp_path):
+    # Waiting for input that never comes (a network read that hangs): no
+    # progress, so it is killed after the stall timeout, not the 6 h limit.
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(FFmpegError, match="made no progress for 1 s"):
+        run_ffmpeg([*FF, "-progress", "pipe:1", "-f", "rawvideo", "-s", "16x16", "-pix_fmt", "gray",
+                    "-i", str(fifo), "-f", "null", "-"], stall_timeout=1, timeout=60)
+    assert time.monotonic() - started < 30
+    # Busy and reporting, but past the wall-clock limit.
+    with pytest.raises(FFmpegError, match="took longer than 1 s"):
+        run_ffmpeg([*FF, "-progress", "pipe:1", "-stats_period", "0.2", "-f", "lavfi",
+                    "-i", "testsrc2=size=1280x720:rate=25", "-t", "600",
+                    "-c:v", "libx264", "-preset", "veryslow", "-f", "null", "-"], timeout=1)
 
 
 def test_ffprobe_runs_under_limits_too(sample_video):
