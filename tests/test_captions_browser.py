@@ -14,13 +14,14 @@ copies them into docs/screenshots/."""
 import io
 import os
 import shutil
-import subprocess
 import time
 import types
 
 import pytest
 from django.test import override_settings
 from PIL import Image, ImageChops
+
+from transcoding.testmedia import make_colour_video
 
 from .browser import chromium_page
 from .stack import REPO
@@ -52,18 +53,7 @@ CHAPTERS = [(0.0, "Rouge"), (4.5, "Vert"), (8.5, "Bleu")]
 
 def make_colour_clip(path):
     """Red, then green, then blue (PART seconds each), 320x180, with a tone."""
-    inputs = []
-    for name, _ in COLOURS:
-        inputs += ["-f", "lavfi", "-i", f"color=c={name}:s=320x180:r=25:d={PART}"]
-    inputs += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={PART * len(COLOURS)}"]
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *inputs,
-         "-filter_complex", "[0:v][1:v][2:v]concat=n=3:v=1:a=0[v]", "-map", "[v]", "-map", "3:a",
-         "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "50", "-c:a", "aac",
-         "-movflags", "+faststart", str(path)],
-        check=True, timeout=120,
-    )
-    return path
+    return make_colour_video(path, [name for name, _ in COLOURS], seconds_each=PART, tone=True)
 
 
 def restore_initial_data():

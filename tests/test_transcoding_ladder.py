@@ -3,7 +3,6 @@ keyframe alignment, playlists, fast path, progress."""
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from transcoding.tasks import enqueue_transcode
 from transcoding.testmedia import (
     ffprobe_json,
     keyframe_times,
+    make_colour_video,
     make_test_video,
     mean_luma,
     set_display_rotation,
@@ -258,12 +258,8 @@ def test_non_standard_upload_publishes_lowest_rung_first(media_dir, monkeypatch,
 
 def test_each_storyboard_tile_shows_the_picture_at_its_time(media_dir):
     # Red, green, blue, two seconds each: one tile per STORYBOARD_INTERVAL (2 s).
-    source = media_dir / "rgb.mp4"
     colours = ["red", "lime", "blue"]
-    inputs = [arg for colour in colours for arg in ("-f", "lavfi", "-i", f"color={colour}:s=320x180:r=30:d=2")]
-    joined = "".join(f"[{index}:v]" for index in range(len(colours))) + f"concat=n={len(colours)}:v=1[v]"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", *inputs, "-filter_complex", joined, "-map", "[v]",
-                    "-c:v", "libx264", "-pix_fmt", "yuv420p", str(source)], check=True, timeout=60)
+    source = make_colour_video(media_dir / "rgb.mp4", colours, seconds_each=2)
     video = make_video(source, title="Tiles")
     job = transcode(video)
     assert job.status == "ready", (job.error, job.stderr_tail)

@@ -46,6 +46,24 @@ def make_test_video(
     return path
 
 
+def make_colour_video(path, colours, *, seconds_each, tone=False):
+    """One solid colour after another (ffmpeg colour names), ``seconds_each``
+    seconds each, 320x180 at 25 fps, with a 440 Hz tone if ``tone``."""
+    inputs = []
+    for name in colours:
+        inputs += ["-f", "lavfi", "-i", f"color=c={name}:s=320x180:r=25:d={seconds_each}"]
+    audio = []
+    if tone:
+        inputs += ["-f", "lavfi", "-i",
+                   f"sine=frequency=440:sample_rate=48000:duration={seconds_each * len(colours)}"]
+        audio = ["-map", f"{len(colours)}:a", "-c:a", "aac"]
+    joined = "".join(f"[{index}:v]" for index in range(len(colours))) + f"concat=n={len(colours)}:v=1:a=0[v]"
+    _ffmpeg(*inputs, "-filter_complex", joined, "-map", "[v]", *audio,
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "50",
+            "-movflags", "+faststart", str(path))
+    return Path(path)
+
+
 def ffprobe_json(path, *args):
     """ffprobe's JSON for ``path`` (streams and format unless args say otherwise)."""
     cmd = ["ffprobe", "-v", "error", "-of", "json", *(args or ("-show_streams", "-show_format")), str(path)]
