@@ -117,7 +117,7 @@ def run_pipeline(source, title, **settings_overrides):
     from django.core.files import File
     from django.test import override_settings
 
-    from cms.models import Video
+    from private_video.models import Video
     from private_video.probe import probe_video
     from transcoding.tasks import enqueue_transcode
 
@@ -137,7 +137,7 @@ def run_pipeline(source, title, **settings_overrides):
 def _new_video(source, title):
     from django.core.files import File
 
-    from cms.models import Video
+    from private_video.models import Video
     from private_video.probe import probe_video
 
     video = Video(title=title, original_filename=source.name, file_size=source.stat().st_size)
