@@ -191,6 +191,10 @@ def test_parts_go_to_the_bucket_and_the_video_plays(moto_stack, moto_s3_server, 
     # Completing again answers the same video.
     again = browser.call("POST", "s3_complete", upload.pk, json={"parts": parts})
     assert again.status_code == 200 and again.json()["video"]["id"] == video.pk
+    # Aborting it now is refused and deletes nothing: the object is the video's.
+    refused = browser.call("DELETE", "s3_abort", upload.pk)
+    assert refused.status_code == 409 and "delete the video instead" in refused.json()["error"]
+    assert client.get_object(Bucket=bucket, Key=video.file.name)["Body"].read() == two_part_video
 
     # No part went through nginx or gunicorn: they saw only the small JSON calls.
     for name in ("nginx", "gunicorn"):

@@ -159,6 +159,15 @@ def test_chunks_resume_from_head_and_the_last_one_makes_the_video(editor, librar
     # A client that reloads and asks again learns the upload is done.
     again = head(client, location)
     assert again["Upload-Offset"] == str(len(data)) and again["Upload-Video"] == str(video.pk)
+    # Terminating a finished upload is refused, not a 204 that changed nothing:
+    # its bytes are the video's now.
+    refused = client.delete(location, headers=TUS)
+    assert refused.status_code == 409 and "delete the video instead" in refused.json()["error"]
+    assert refused["Upload-Video"] == str(video.pk)
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.COMPLETE and Video.objects.filter(pk=video.pk).exists()
+    with video.file.open("rb") as stored:
+        assert hashlib.sha256(stored.read()).digest() == hashlib.sha256(data).digest()
 
 
 def test_a_staging_folder_made_by_hand_is_made_private(editor, library, staging_folder):
@@ -301,6 +310,16 @@ def test_a_completed_upload_that_is_not_a_video_fails_cleanly(editor, library):
     status = client.get(reverse("private_video:upload_status", args=[upload.pk])).json()
     assert status["state"] == "failed" and status["error"] == upload.error and status["video"] is None
     assert head(client, location).status_code == 410
+    # A failed upload can still be cancelled (it leaves the in-progress list's
+    # failed state for cancelled); one being probed cannot.
+    assert client.delete(location, headers=TUS).status_code == 204
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.CANCELLED
+    Upload.objects.filter(pk=upload.pk).update(state=Upload.State.PROCESSING)
+    refused = client.delete(location, headers=TUS)
+    assert refused.status_code == 409 and "being checked" in refused.json()["error"]
+    upload.refresh_from_db()
+    assert upload.state == Upload.State.PROCESSING
 
 
 def test_csrf_is_checked_on_post_patch_and_delete(editor, library):

@@ -253,6 +253,18 @@ def complete_upload(upload, source):
     return video
 
 
+def cancel_refusal(upload):
+    """Why ``upload`` can no longer be cancelled (a finished upload is its
+    Video's; one being probed ends on its own), or None. The tus DELETE and
+    the S3 abort answer 409 with it instead of a 2xx that changed nothing."""
+    if upload.state == State.COMPLETE:
+        return _("This upload is already a video; delete the video instead.")
+    if upload.state == State.PROCESSING:
+        return _("This upload is being checked and can no longer be cancelled; "
+                 "if it becomes a video, delete the video instead.")
+    return None
+
+
 def cancel_upload(upload):
     """Stop an unfinished upload: its bytes go (the staged file, or the S3
     multipart upload is aborted), the row stays CANCELLED until it expires."""

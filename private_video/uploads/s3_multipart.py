@@ -477,11 +477,12 @@ def _assembled(storage, upload):
 def abort_view(request, storage, upload_id):
     """Abort: no part is left in the bucket; the upload is CANCELLED. The
     owner, or whoever may see the upload in the admin's list."""
-    from .completion import cancel_upload
+    from .completion import cancel_refusal, cancel_upload
 
     upload = get_object_or_404(uploads_visible_to(request.user), pk=upload_id, backend=Upload.Backend.S3)
-    if upload.state == State.COMPLETE:
-        return _error(_("This upload is already a video; delete the video instead."), 409)
+    refusal = cancel_refusal(upload)
+    if refusal:
+        return _error(refusal, 409)
     cancel_upload(upload)
     return JsonResponse({"state": upload.state})
 

@@ -41,7 +41,7 @@ from wagtail.models import Collection
 
 from ..validation import max_upload_size
 from . import staging
-from .completion import UploadRefused, complete_upload, cancel_upload, expiry_from_now
+from .completion import UploadRefused, cancel_refusal, cancel_upload, complete_upload, expiry_from_now
 from .models import Upload
 from .permissions import default_collection, lost_right_message, may_add_to
 
@@ -211,6 +211,9 @@ def tus_upload(request, upload_id):
         return refusal
     try:
         if request.method == "DELETE":
+            refusal = cancel_refusal(upload)
+            if refusal:
+                return _error(409, refusal, **_finished_headers(upload))
             cancel_upload(upload)
             return _tus_response(204)
         gone = _gone(upload)
