@@ -178,13 +178,28 @@ if STORAGE == "s3":
     _s3_acl = os.environ.get("AWS_DEFAULT_ACL") or None
     if _s3_acl not in (None, "private", "bucket-owner-full-control"):
         raise ImproperlyConfigured("AWS_DEFAULT_ACL may only be 'private' or 'bucket-owner-full-control'.")
+    from botocore.config import Config as _BotoConfig
+
+    _s3_addressing = os.environ.get("AWS_S3_ADDRESSING_STYLE") or None
     STORAGES["private"] = {
         "BACKEND": "private_video.storage.PrivateS3Storage",
         "OPTIONS": {
             "bucket_name": os.environ["AWS_STORAGE_BUCKET_NAME"],
             "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
             "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
-            "addressing_style": os.environ.get("AWS_S3_ADDRESSING_STYLE") or None,
+            "addressing_style": _s3_addressing,
+            # botocore's defaults (60 s to connect, 60 s per read, 5 attempts)
+            # let an unreachable bucket hold a web worker for minutes, past
+            # gunicorn's timeout; these bound each call to about a minute.
+            # (client_config replaces django-storages' own Config, so it
+            # carries the addressing style and signature version too.)
+            "client_config": _BotoConfig(
+                s3={"addressing_style": _s3_addressing},
+                signature_version="s3v4",
+                connect_timeout=float(os.environ.get("AWS_S3_CONNECT_TIMEOUT", "5")),
+                read_timeout=float(os.environ.get("AWS_S3_READ_TIMEOUT", "20")),
+                retries={"mode": "standard", "total_max_attempts": int(os.environ.get("AWS_S3_MAX_ATTEMPTS", "3"))},
+            ),
             "location": os.environ.get("AWS_LOCATION", ""),
             "default_acl": _s3_acl,
             "querystring_auth": True,
