@@ -312,7 +312,18 @@ def main():
           f"tus_mb_s={size / best['tus'] / 1e6:.0f} put_mb_s={size / best['put'] / 1e6:.0f} "
           f"completion_s={min(completion):.2f} tus_gunicorn_cpu_s={min(c[0] for c in cpu['tus']):.2f} "
           f"tus_gunicorn_faults={min(gunicorn_faults)} tus_nginx_cpu_s={min(c[1] for c in cpu['tus']):.2f} put_nginx_cpu_s={min(c[1] for c in cpu['put']):.2f} "
-          f"upload_bytes={size} chunk_mib={chunk // 1024**2} workers={WORKERS}")
+          f"upload_bytes={size} chunk_mib={chunk // 1024**2} workers={WORKERS} "
+          f"wmem_default={wmem_default()}")
+
+
+def wmem_default():
+    """net.core.wmem_default: the send buffer nginx's Unix socket to gunicorn
+    gets (nginx sets none), which bounds how far nginx can run ahead of the
+    worker (docs/benchmarks.md). Printed so runs are comparable; never changed."""
+    try:
+        return int(Path("/proc/sys/net/core/wmem_default").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 if __name__ == "__main__":
