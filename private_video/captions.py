@@ -107,7 +107,14 @@ def _timing(line, fmt, lineno):
     for minutes, secs in ((start_groups[-3], start_groups[-2]), (end_groups[-3], end_groups[-2])):
         if int(minutes) > 59 or int(secs) > 59:
             raise CaptionError(_("Line %(line)s: minutes and seconds go up to 59.") % {"line": lineno})
-    start, end = fmt.timestamp_to_ms(start_groups), fmt.timestamp_to_ms(end_groups)
+    try:
+        start, end = fmt.timestamp_to_ms(start_groups), fmt.timestamp_to_ms(end_groups)
+    except ValueError:
+        # pysubs2's WebVTT pattern lets an hours field be empty (":00:01.000"),
+        # which its own conversion then cannot read.
+        raise CaptionError(
+            _("Line %(line)s: this timing cannot be read (each time needs its digits).") % {"line": lineno}
+        ) from None
     if end <= start:
         raise CaptionError(
             _("Line %(line)s: the cue ends (%(end)s) before it starts (%(start)s).")
@@ -372,6 +379,11 @@ def parse_time(value):
     return hours * 3600 + minutes * 60 + seconds
 
 
+# Whatever the form: the rows' formset and pasted lines alike (every viewer
+# gets them all in chapters.vtt and the playback data).
+MAX_CHAPTERS = 500
+
+
 def parse_chapter_lines(text):
     """[(start seconds, title)] from pasted "00:00 Title" / "1:02:03 Title"
     lines (blank lines skipped); ValidationError naming the first bad line."""
@@ -395,6 +407,11 @@ def parse_chapter_lines(text):
 
 
 def _check_chapters(video, chapters):
+    chapters = list(chapters)
+    if len(chapters) > MAX_CHAPTERS:
+        raise CaptionError(
+            _("A video can have up to %(max)s chapters, not %(count)s.") % {"max": MAX_CHAPTERS, "count": len(chapters)}
+        )
     cleaned, seen = [], set()
     for start, title in chapters:
         try:

@@ -146,7 +146,10 @@ class VideoForm(WagtailAdminModelForm):
             video.original_filename = os.path.basename(uploaded.name)[:255]
             video.file_size = uploaded.size
             video.apply_probe(self.probe_info)
-            if self.for_user is not None and not video.uploaded_by_user_id:
+            # The uploader owns a new video; replacing an existing video's file
+            # changes no ownership (as with Wagtail's documents): an owner gets
+            # rights the collection's permissions may not give.
+            if self.for_user is not None and video._state.adding and not video.uploaded_by_user_id:
                 video.uploaded_by_user = self.for_user
         video = super().save(commit=commit)
         old = self.replaced_file_name

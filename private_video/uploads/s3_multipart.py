@@ -238,6 +238,8 @@ def _length(value):
     if isinstance(value, int) and not isinstance(value, bool):
         length = value
     elif isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        if len(value.strip()) > 19:  # past any real size (and int() refuses 4300+ digits)
+            raise _Refusal(_("This file is larger than one S3 object can be."), 413)
         length = int(value.strip())
     else:
         raise _Refusal(_("The file size is missing or not a whole number of bytes."))

@@ -368,6 +368,7 @@ def _write(request, upload, fd, offset, body_length, checksum):
 @require_http_methods(["GET"])
 def upload_status(request, upload_id):
     """``{state, offset, length, error, video}`` for an upload the user may see."""
+    from ..permissions import videos_user_may
     from .permissions import uploads_visible_to
 
     upload = get_object_or_404(uploads_visible_to(request.user).select_related("video"), pk=upload_id)
@@ -375,7 +376,9 @@ def upload_status(request, upload_id):
     if upload.backend == Upload.Backend.TUS and upload.state == State.RECEIVING:
         offset = staging.size(upload.pk) or 0
     video = None
-    if upload.video is not None:
+    # The video is described only to whoever may still change it: it may
+    # have moved to a collection the user has no rights on since.
+    if upload.video is not None and videos_user_may(request.user, "change").filter(pk=upload.video_id).exists():
         video = {"id": upload.video.pk, "title": upload.video.title, "edit_url": upload.video.get_admin_edit_url()}
     response = JsonResponse({
         "id": str(upload.pk),

@@ -68,7 +68,7 @@ class BaseVideoChooseView(chooser_views.BaseChooseView):
         # Wagtail hands url_filter_parameters to .filter() as they come: a
         # junk collection id matches nothing rather than raising.
         collection_id = self.request.GET.get("collection_id")
-        if collection_id is not None and not collection_id.isdigit():
+        if collection_id is not None and not _is_id(collection_id):
             return objects.none()
         return super().filter_object_list(objects)
 
@@ -92,15 +92,24 @@ class VideoChooseResultsView(
 
 class VideoChosenView(chooser_views.ChosenView):
     def get_object(self, pk):
+        if not _is_id(pk):
+            raise Http404
         try:
             return videos_user_may(self.request.user, "choose").get(pk=pk)
         except (Video.DoesNotExist, ValueError):
             raise Http404 from None
 
 
+def _is_id(value):
+    """A primary key the database can hold (a bigint): digits only, at most 18
+    of them. Anything else matches nothing rather than raising in the ORM."""
+    value = str(value)
+    return value.isascii() and value.isdigit() and len(value) <= 18
+
+
 class VideoChosenMultipleView(chooser_views.ChosenMultipleView):
     def get_objects(self, pks):
-        pks = [pk for pk in pks if str(pk).isdigit()]
+        pks = [pk for pk in pks if _is_id(pk)]
         return videos_user_may(self.request.user, "choose").filter(pk__in=pks)
 
 

@@ -24,6 +24,7 @@ from ..captions import (
     clear_poster,
     delete_caption,
     import_caption,
+    MAX_CHAPTERS,
     parse_chapter_lines,
     parse_time,
     set_chapters,
@@ -190,7 +191,7 @@ class ChapterForm(forms.Form):
         return data
 
 
-ChapterFormSet = formset_factory(ChapterForm, extra=3, can_delete=True, max_num=500, validate_max=True)
+ChapterFormSet = formset_factory(ChapterForm, extra=3, can_delete=True, max_num=MAX_CHAPTERS, validate_max=True)
 
 
 class PasteChaptersForm(forms.Form):
