@@ -53,17 +53,20 @@ def resolve_file(video, name, *, attachment=False):
     )
 
 
-# Originals a browser's <video> element plays as they are.
-_BROWSER_PLAYABLE = {"video/mp4", "video/webm"}
-
-
 def best_playback_name(video):
-    """The file the simple player loads: the original when browsers play its
-    container, else the tallest ready progressive MP4 rendition. (The HLS
-    player of a later issue chooses among renditions itself.)"""
-    if video.file and content_type_for(video.file.name) in _BROWSER_PLAYABLE:
-        return ORIGINAL
+    """The progressive file the player loads (its fallback beside HLS): the
+    tallest ready MP4 rendition, or the original while there is none (before
+    transcoding has made one, or when it cannot). Never the original once a
+    rendition can stand in for it: a viewer without the right to download
+    gets the original's bytes only while it is the one thing to play
+    (``original_is_played``)."""
     mp4s = [r for r in ready_renditions(video) if r.kind == Kind.MP4]
     if mp4s:
         return max(mp4s, key=lambda r: (r.height or 0, r.size or 0)).name
     return ORIGINAL
+
+
+def original_is_played(video):
+    """Whether the player plays the original itself (no MP4 rendition is
+    ready): then watching it needs no download right."""
+    return best_playback_name(video) == ORIGINAL

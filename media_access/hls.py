@@ -29,7 +29,6 @@ from django.urls import reverse
 
 from . import published
 from .content_types import content_type_for
-from .files import _BROWSER_PLAYABLE as BROWSER_PLAYABLE
 from .files import ORIGINAL, Kind, ready_renditions, resolve_file
 from .tokens import VideoToken, video_prefix
 
@@ -163,11 +162,8 @@ def playback_fallback(video, renditions):
     """(name, content type) of the progressive file the player falls back to,
     content type None when there is no such file: ``files.best_playback_name``
     and ``files.resolve_file`` answered from ``renditions``, without queries."""
-    if video.file and content_type_for(video.file.name) in BROWSER_PLAYABLE:
-        name = ORIGINAL
-    else:
-        mp4s = [r for r in renditions.values() if r.kind == Kind.MP4]
-        name = max(mp4s, key=lambda r: (r.height or 0, r.size or 0)).name if mp4s else ORIGINAL
+    mp4s = [r for r in renditions.values() if r.kind == Kind.MP4]
+    name = max(mp4s, key=lambda r: (r.height or 0, r.size or 0)).name if mp4s else ORIGINAL
     if name == ORIGINAL:
         served = resolve_file(video, ORIGINAL)
         return name, (served.content_type if served is not None else None)

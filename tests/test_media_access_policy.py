@@ -349,14 +349,16 @@ def test_editor_publishes_a_grant_and_the_page_history_says_who(client, page, vi
     assert decide(make_user("outsider"), page, video).outcome is Outcome.FORBIDDEN
 
 
-def test_player_prefers_a_browser_playable_file(client, page, video, tmp_path):
+def test_player_plays_the_original_only_until_a_rendition_is_ready(client, page, video, tmp_path):
+    """An MP4 original too: once a rendition can stand in for it, the original
+    is for those who may download it (media_access.views.serve)."""
     from django.core.files.base import ContentFile
 
-    from media_access.files import best_playback_name
+    from media_access.files import best_playback_name, original_is_played
     from transcoding.models import Rendition
 
-    assert best_playback_name(video) == "original"
-    video.file.name = video.file.name.replace(".mp4", ".mkv")
+    assert video.file.name.endswith(".mp4")
+    assert best_playback_name(video) == "original" and original_is_played(video)
     Kind = Rendition.Kind
     for name, kind, height in (
         ("mp4-360p", Kind.MP4, 360), ("mp4-720p", Kind.MP4, 720), ("hls-master", Kind.HLS_MASTER, None),
@@ -364,4 +366,4 @@ def test_player_prefers_a_browser_playable_file(client, page, video, tmp_path):
         rendition = Rendition(video=video, name=name, kind=kind, content_type="video/mp4", height=height, size=10)
         rendition.file.save(f"{name}.mp4", ContentFile(b"x" * 10), save=False)
         rendition.save()
-    assert best_playback_name(video) == "mp4-720p"
+    assert best_playback_name(video) == "mp4-720p" and not original_is_played(video)

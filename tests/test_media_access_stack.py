@@ -305,6 +305,44 @@ def test_download_needs_its_own_permission(stack, world):
     )
 
 
+def test_the_original_is_a_download_once_a_rendition_can_stand_in_for_it(stack, world):
+    """Inline or not, the original's bytes need the download right, except
+    while the player plays the original itself (no MP4 rendition ready)."""
+    from django.core.files.base import ContentFile
+
+    from transcoding.models import Rendition
+
+    alice = stack_session(world.alice)  # her grant does not allow downloads
+    original = stack.url(watch_path(world.page, world.video))
+    first = alice.get(original, headers={"Range": "bytes=0-1023"})
+    assert first.status_code == 206 and first.content == world.data[:1024]  # the only thing to play
+    assert alice.get(original, headers={"Range": "bytes=1024-2047"}).status_code == 206  # remembered
+
+    rendition_bytes = b"\x00\x00\x00\x18ftypmp42" + b"r" * 4000
+    rendition = Rendition(video=world.video, name="mp4-360p", kind=Rendition.Kind.MP4,
+                          content_type="video/mp4", height=360, size=len(rendition_bytes))
+    rendition.file.save("mp4-360p.mp4", ContentFile(rendition_bytes), save=False)
+    rendition.save()
+
+    # The very next request, on the decision the worker remembered: refused.
+    refused = alice.get(original, headers={"Range": "bytes=0-1023"})
+    assert refused.status_code == 403
+    assert_denial_leaks_nothing(refused, world.data)
+    playback = alice.get(stack.url(f"/playback/{world.page.pk}/{world.video.pk}/")).json()
+    progressive = [source["src"] for source in playback["sources"] if source["type"] == "video/mp4"]
+    assert progressive == [watch_path(world.page, world.video, "mp4-360p")] and playback["original"] is False
+    played = alice.get(stack.url(progressive[0]))
+    assert played.status_code == 200 and played.content == rendition_bytes
+
+    # Whoever may download still gets it, inline and as a download.
+    ViewerGrant.objects.create(page=world.page, user=world.bob, can_download=True)
+    bob = stack_session(world.bob)
+    inline = bob.get(original)
+    assert inline.status_code == 200 and inline.content == world.data
+    assert inline.headers["Content-Disposition"].startswith("inline")
+    assert bob.get(original + "download/").content == world.data
+
+
 def test_one_log_record_per_playback_session(stack, world):
     session = stack_session(world.alice)
     url = stack.url(watch_path(world.page, world.video))

@@ -97,7 +97,8 @@ def test_upload_transcode_and_play_from_the_bucket(s3_stack, s3_server, sample_v
     viewer = make_user("s3-viewer", groups=[viewers])
     outsider = make_user("s3-outsider")
     page = make_video_page(video, title="Bucket page")
-    ViewerGrant.objects.create(page=page, group=viewers)
+    # The original is a download once renditions are ready: these viewers may.
+    ViewerGrant.objects.create(page=page, group=viewers, can_download=True)
     base = stack.url(f"/watch/{page.pk}/{video.pk}/")
     watcher = stack_session(viewer)
     disposition = "inline; filename=\"Bucket clip.mp4\"; filename*=UTF-8''Bucket%20clip.mp4"

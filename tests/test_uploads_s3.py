@@ -208,7 +208,8 @@ def test_parts_go_to_the_bucket_and_the_video_plays(moto_stack, moto_s3_server, 
     viewers = Group.objects.create(name="S3 upload viewers")
     viewer = make_user("s3-multipart-viewer", groups=[viewers])
     page = make_video_page(video, title="Uploaded to the bucket")
-    ViewerGrant.objects.create(page=page, group=viewers)
+    # Transcoded: the original is a download, which these viewers may make.
+    ViewerGrant.objects.create(page=page, group=viewers, can_download=True)
     watcher = stack_session(viewer)
     playback = watcher.get(stack.url(f"/playback/{page.pk}/{video.pk}/"), timeout=10)
     assert playback.status_code == 200, playback.text[:300]

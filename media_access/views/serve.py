@@ -26,7 +26,7 @@ from private_video import get_video_model
 
 from .. import decisions
 from ..access_log import record_playback
-from ..files import resolve_file
+from ..files import ORIGINAL, original_is_played, resolve_file
 from ..policy import Outcome, can_watch
 from ..responses import get_response_builder
 from ..signals import send_video_served
@@ -106,13 +106,19 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
     if page is None or video is None:
         return not_found()
 
-    decision = can_watch(request, page, video, download=attachment)
+    # The original's bytes are a download whatever the Content-Disposition:
+    # inline too they need the download right, unless the player plays the
+    # original itself (no rendition can stand in for it yet).
+    original = rendition == ORIGINAL
+    decision = can_watch(request, page, video, download=attachment or original)
     if decision.outcome is Outcome.NOT_FOUND:
         return not_found()
     if decision.outcome is Outcome.LOGIN_REQUIRED:
         record_playback(request, page, video, rendition, decision)
         return login_redirect(request.get_full_path())
-    if decision.outcome is Outcome.FORBIDDEN or (attachment and not decision.can_download):
+    if decision.outcome is Outcome.FORBIDDEN or not decision.can_download and (
+        attachment or (original and not original_is_played(video))
+    ):
         record_playback(request, page, video, rendition, decision)
         return forbidden()
 
