@@ -271,16 +271,25 @@ def test_player_renders_a_video_element_for_viewers(client, page, video):
 
 
 def test_player_tells_visitors_why_they_cannot_watch(client, page, video):
+    video.title = "Q3 reorganisation plan"
+    video.save()
     members = Group.objects.create(name="Members")
     ViewerGrant.objects.create(page=page, group=members)
     html = client.get(page.url).content.decode()
     assert "<video" not in html
     assert "Sign in</a> to watch it." in html
     assert f'href="/login/?next={page.url}"' in html
+    # Nothing of the video itself: not its title, not its shape.
+    assert "Q3 reorganisation plan" not in html and "aspect-ratio" not in html
     client.force_login(make_user("outsider"))
     html = client.get(page.url).content.decode()
     assert "<video" not in html
     assert "You do not have access to this video." in html
+    assert "Q3 reorganisation plan" not in html
+    member = make_user("member", groups=[members])
+    client.force_login(member)
+    html = client.get(page.url).content.decode()
+    assert '<p class="video-player__title">Q3 reorganisation plan</p>' in html
 
 
 def test_playback_report_lists_sessions(client, page, video):
