@@ -143,7 +143,15 @@ class MediaInfo:
     audio_channels: int | None = None
     has_audio: bool = False
     has_video: bool = False
+    # ffprobe's index of the picture the pipeline uses (main_video_stream).
+    video_index: int | None = None
     raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def video_selector(self):
+        """The stream specifier of that picture for ffmpeg (``-map 0:<it>``):
+        its index, or the first video stream that is not cover art."""
+        return str(self.video_index) if self.video_index is not None else "V:0"
 
     @property
     def demuxer(self):
@@ -274,34 +282,102 @@ def probe(path, timeout=60, *, url=False):
         bit_rate=_int(fmt.get("bit_rate")),
         raw=data,
     )
-    for stream in data.get("streams") or []:
-        kind = stream.get("codec_type")
-        disposition = stream.get("disposition") or {}
-        if kind == "video" and not disposition.get("attached_pic") and not info.has_video:
-            info.has_video = True
-            info.video_codec = stream.get("codec_name", "")
-            info.width = _int(stream.get("width"))
-            info.height = _int(stream.get("height"))
-            info.pix_fmt = stream.get("pix_fmt", "")
-            info.profile = stream.get("profile", "")
-            info.rotation = _rotation(stream)
-            info.frame_rate = _frame_rate(stream)
-            if info.duration is None:
-                info.duration = _float(stream.get("duration"))
-        elif kind == "audio" and not info.has_audio:
-            info.has_audio = True
-            info.audio_codec = stream.get("codec_name", "")
-            info.audio_channels = _int(stream.get("channels"))
+    streams = data.get("streams") or []
+    video = main_video_stream(streams)
+    if video is not None:
+        info.has_video = True
+        info.video_index = _int(video.get("index"))
+        info.video_codec = video.get("codec_name", "")
+        info.width = _int(video.get("width"))
+        info.height = _int(video.get("height"))
+        info.pix_fmt = video.get("pix_fmt", "")
+        info.profile = video.get("profile", "")
+        info.rotation = _rotation(video)
+        info.frame_rate = _frame_rate(video)
+        if info.duration is None:
+            info.duration = _float(video.get("duration"))
+        if info.duration is None and info.video_index is not None:
+            # A file written live (a browser's MediaRecorder WebM, a
+            # Matroska stream) states no duration: its packets do.
+            info.duration = _duration_from_packets(path, info.video_index, timeout=timeout, url=url)
+    audio = next((s for s in streams if s.get("codec_type") == "audio" and not is_empty_stream(s)), None)
+    if audio is not None:
+        info.has_audio = True
+        info.audio_codec = audio.get("codec_name", "")
+        info.audio_channels = _int(audio.get("channels"))
     return info
 
 
-def keyframe_gap(path, *, seconds=30, duration=None, timeout=60):
+def stream_seconds(stream):
+    """How long one ffprobe stream lasts, or None when it does not say:
+    Matroska's per-track DURATION tag (the muxer's own figure; its
+    ``duration`` field may be the file's), else ``duration``, else frames
+    over frame rate."""
+    for key, value in (stream.get("tags") or {}).items():
+        if key.upper().split("-")[0] == "DURATION":
+            seconds = _clock_seconds(value)
+            if seconds is not None:
+                return seconds
+    seconds = _float(stream.get("duration"))
+    if seconds is not None:
+        return seconds
+    frames, rate = _int(stream.get("nb_frames")), _frame_rate(stream)
+    if frames is not None and rate:
+        return frames / rate
+    return None
+
+
+def is_empty_stream(stream):
+    """A track that is there but holds nothing (no packets, zero length)."""
+    return _int(stream.get("nb_frames")) == 0 or stream_seconds(stream) == 0
+
+
+def main_video_stream(streams):
+    """The picture a viewer means, of ffprobe's ``streams``: of the video
+    streams that are not cover art, the longest; the first when none says
+    how long it is. A one-frame still (a Matroska file's cover, which loses
+    its attached-picture flag there) or a thumbnail track may come first."""
+    candidates = [
+        s for s in streams
+        if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda s: stream_seconds(s) or 0.0)  # the first of equals
+
+
+def _clock_seconds(value):
+    """Seconds from "HH:MM:SS.fraction", or None."""
+    try:
+        hours, minutes, seconds = str(value).strip().split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+
+
+def _duration_from_packets(path, index, *, timeout, url):
+    """The end of the last packet of stream ``index``: reads the packet
+    index only (nothing is decoded). None when it cannot be told."""
+    try:
+        data = run_ffprobe(path, [
+            "-select_streams", str(index), "-show_entries", "packet=pts_time,duration_time",
+        ], timeout=timeout, url=url)
+    except ProbeError:
+        return None
+    ends = [
+        _float(packet.get("pts_time")) + (_float(packet.get("duration_time")) or 0.0)
+        for packet in data.get("packets") or [] if _float(packet.get("pts_time")) is not None
+    ]
+    return max(ends) if ends else None
+
+
+def keyframe_gap(path, *, seconds=30, duration=None, timeout=60, stream="V:0"):
     """The longest time between video keyframes in the first ``seconds``
     (to the end of that window when keyframes stop), from the packet index
     alone: nothing is decoded. None when it cannot be told."""
     try:
         data = run_ffprobe(path, [
-            "-select_streams", "v:0", "-read_intervals", f"%+{seconds}", "-show_entries", "packet=pts_time,flags",
+            "-select_streams", stream, "-read_intervals", f"%+{seconds}", "-show_entries", "packet=pts_time,flags",
         ], timeout=timeout)
     except Exception:  # noqa: BLE001 - unknown spacing: the caller plays safe
         return None

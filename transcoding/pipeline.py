@@ -360,7 +360,7 @@ def fast_path_refusal(info, source=None):
         if not passed:
             return reason
     if source is not None:
-        gap = keyframe_gap(source, seconds=30, duration=info.duration)
+        gap = keyframe_gap(source, seconds=30, duration=info.duration, stream=info.video_selector)
         limit = float(setting("FAST_PATH_MAX_KEYFRAME_SECONDS"))
         if gap is None or gap > limit:
             return f"keyframes {gap} s apart"

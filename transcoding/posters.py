@@ -36,7 +36,9 @@ def frame_command(source, info, output, seconds):
     # -ss before the input with accurate seeking: the frame shown at that
     # time, not the keyframe before it.
     frame = (
-        picture_filters(ffmpeg.input(str(source), ss=f"{seconds:.3f}", **input_options(info.demuxer))["v:0"], info)
+        picture_filters(
+            ffmpeg.input(str(source), ss=f"{seconds:.3f}", **input_options(info.demuxer))[info.video_selector], info
+        )
         .filter("scale", *size)
         .filter("setsar", "1")
     )

@@ -9,6 +9,8 @@ from fractions import Fraction
 
 from django.core.exceptions import ImproperlyConfigured
 
+from private_video.probe import is_empty_stream, main_video_stream
+
 from .conf import DEFAULTS, setting
 
 
@@ -126,14 +128,13 @@ def even_below(value):
 
 
 def source_video_stream(info):
-    """ffprobe's entry for the picture the pipeline uses (not cover art)."""
-    return next(
-        (
-            s for s in info.raw.get("streams", [])
-            if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
-        ),
-        {},
-    )
+    """ffprobe's entry for the picture the pipeline uses (``probe.main_video_stream``)."""
+    streams = info.raw.get("streams", [])
+    if info.video_index is not None:
+        for stream in streams:
+            if stream.get("index") == info.video_index:
+                return stream
+    return main_video_stream(streams) or {}
 
 
 def display_dimensions(info):
@@ -306,6 +307,8 @@ def plan_audio(info):
     streams = streams[: int(setting("MAX_AUDIO_TRACKS"))]
     tracks, names = [], set()
     for index, stream in enumerate(streams):
+        if is_empty_stream(stream):
+            continue  # a track with no sound in it: an HLS rendition of nothing never plays
         tags = {key.lower(): value for key, value in (stream.get("tags") or {}).items()}
         language = language_tag(tags.get("language"))
         name = _playlist_text(tags.get("title") or _track_title(tags.get("handler_name")))
@@ -316,7 +319,7 @@ def plan_audio(info):
         names.add(name)
         tracks.append(AudioTrack(
             index=index, language=language, name=name, codec=stream.get("codec_name", ""),
-            channels=stream.get("channels"), default=index == 0,
+            channels=stream.get("channels"), default=not tracks,
         ))
     return tracks
 

@@ -106,15 +106,22 @@ def picture_filters(video, info):
     return video
 
 
+def _aac_in_mp4(tracks):
+    """Copied AAC from MPEG-TS (or any ADTS stream) must lose its ADTS
+    headers to go into MP4: the filter passes other AAC through as it is."""
+    return {"bsf:a": "aac_adtstoasc"} if any(track.codec == "aac" for track in tracks) else {}
+
+
 class FFmpegPythonBackend(TranscoderBackend):
     def remux_command(self, source, info, label, outdir, *, audio=()):
         source_input = ffmpeg.input(str(source), **input_options(info.demuxer))
-        video = source_input["v:0"]
+        video = source_input[info.video_selector]
         copy = {"c": "copy", "dn": None, "sn": None}
         # The MP4 plays on its own: the picture and the default sound.
         mp4_streams = [video] + [source_input[f"a:{track.index}"] for track in audio[:1]]
+        mp4_copy = {**copy, **_aac_in_mp4(audio[:1])}
         outputs = [
-            ffmpeg.output(*mp4_streams, str(outdir / mp4_name(label)), movflags="+faststart", **copy),
+            ffmpeg.output(*mp4_streams, str(outdir / mp4_name(label)), movflags="+faststart", **mp4_copy),
             ffmpeg.output(video, str(outdir / hls_playlist_name(label)), an=None, **copy, **_hls_options()),
         ]
         outputs += self._audio_outputs(source_input, audio, outdir, copy=True)
@@ -125,7 +132,7 @@ class FFmpegPythonBackend(TranscoderBackend):
         outputs = []
         for track in audio:
             if copy:
-                options = {"c:a": "copy"}
+                options = {"c:a": "copy", **_aac_in_mp4([track])}
             else:
                 options = {"c:a": "aac", "b:a": f"{audio_kbps()}k", "ac": 2}
             outputs.append(ffmpeg.output(
@@ -142,7 +149,7 @@ class FFmpegPythonBackend(TranscoderBackend):
         # Decode once, deinterlace and tone-map once, make the rate constant
         # once (VFR phone video), then split: every rung sees the same
         # frames, so keyframes line up.
-        video = picture_filters(source_input["v:0"], info).filter(
+        video = picture_filters(source_input[info.video_selector], info).filter(
             "fps", fps=f"{rate.numerator}/{rate.denominator}"
         )
         branches = video.filter_multi_output("split", len(planned) + (1 if storyboard else 0))
@@ -213,8 +220,14 @@ class FFmpegPythonBackend(TranscoderBackend):
         return _compile([stream])
 
     def poster_command(self, source, info, output, *, seek, width, height):
+        # No seek at all for 0: a file whose index is broken (a Matroska
+        # cover track holding the only cues) gives no frame after any seek,
+        # even to 0, and the pipeline's last try is from the start.
+        seeking = {"ss": f"{seek:.3f}"} if seek else {}
         frame = (
-            picture_filters(ffmpeg.input(str(source), ss=f"{seek:.3f}", **input_options(info.demuxer))["v:0"], info)
+            picture_filters(
+                ffmpeg.input(str(source), **seeking, **input_options(info.demuxer))[info.video_selector], info
+            )
             # The most representative of the next frames, not the first one
             # after the seek, which may be a fade or a black frame.
             .filter("thumbnail", 25)
@@ -228,7 +241,7 @@ class FFmpegPythonBackend(TranscoderBackend):
         # idet's verdict per frame (over the frames seen so far) as text:
         # ffmpeg logs its summary only at the info level, which we silence.
         verdicts = (
-            ffmpeg.input(str(source), **input_options(info.demuxer))["v:0"]
+            ffmpeg.input(str(source), **input_options(info.demuxer))[info.video_selector]
             .filter("idet")
             .filter("metadata", mode="print", key="lavfi.idet.multiple.current_frame", file=str(output))
         )

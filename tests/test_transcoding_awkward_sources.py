@@ -1,0 +1,151 @@
+"""Awkward sources a media sweep found handled wrongly (cover art or a still
+in front of the picture, ADTS sound in MPEG-TS, an audio track with nothing
+in it, Matroska/WebM written live without a duration): each now ends as the
+picture and sound a viewer expects."""
+
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from private_video.probe import probe, probe_video
+from tests.helpers import make_video
+from tests.test_transcoding_bad_media import assert_ready, media_streams, transcode
+from tests.test_transcoding_ladder import _record_publishes
+from transcoding.testmedia import ffprobe_json
+
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+PICTURE = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=3"]
+TONE = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=3"]
+H264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "50"]
+AAC = ["-c:a", "aac", "-b:a", "96k"]
+
+
+def ffmpeg(*args):
+    subprocess.run([*FFMPEG, *map(str, args)], check=True, capture_output=True, timeout=60)
+
+
+def red_cover(folder):
+    cover = folder / "cover.jpg"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=300x300", "-frames:v", "1", cover)
+    return cover
+
+
+def moov_children_reordered(path, first=b"udta"):
+    """The same MP4 with ``first`` moved to the front of moov's boxes (box
+    order inside moov is free; with faststart the chunk offsets stay right):
+    some tools write the cover art's box before the tracks, so ffmpeg lists
+    the cover as stream 0."""
+    data = bytearray(path.read_bytes())
+
+    def boxes(start, end):
+        while start < end:
+            size, kind = struct.unpack(">I4s", data[start:start + 8])
+            yield start, size, kind
+            start += size
+
+    moov_at, moov_size, _ = next(box for box in boxes(0, len(data)) if box[2] == b"moov")
+    children = list(boxes(moov_at + 8, moov_at + moov_size))
+    order = ([c for c in children if c[2] == b"mvhd"] + [c for c in children if c[2] == first]
+             + [c for c in children if c[2] not in (b"mvhd", first)])
+    data[moov_at + 8:moov_at + moov_size] = b"".join(bytes(data[p:p + s]) for p, s, _ in order)
+    out = path.with_name("first-" + path.name)
+    out.write_bytes(bytes(data))
+    return out
+
+
+def assert_the_moving_picture(video, job):
+    """A 3 s 4:3 picture with sound, not the 1:1 red still."""
+    assert_ready(job, ["144p", "90p"])
+    streams = media_streams(video, "144p")
+    picture = next(s for s in streams if s["codec_type"] == "video")
+    assert (picture["width"], picture["height"]) == (192, 144), picture
+    duration = float(ffprobe_json(video.renditions.get(name="hls-144p-media").file.path)["format"]["duration"])
+    assert abs(duration - 3) < 0.5, duration
+    assert video.renditions.filter(name="storyboard").exists()
+
+
+def test_cover_art_listed_before_the_picture_in_an_mp4(media_dir):
+    cover = red_cover(media_dir)
+    last = media_dir / "cover-last.mp4"
+    ffmpeg("-i", cover, *PICTURE, *TONE, "-map", "1", "-map", "2", "-map", "0", "-c:v:0", "libx264", "-preset",
+           "veryfast", "-pix_fmt", "yuv420p", "-g", "50", "-c:v:1", "mjpeg", "-disposition:v:1", "attached_pic",
+           *AAC, "-movflags", "+faststart", last)
+    source = moov_children_reordered(last)
+    streams = ffprobe_json(source)["streams"]
+    assert streams[0]["codec_name"] == "mjpeg" and streams[0]["disposition"]["attached_pic"] == 1
+    video = make_video(source, title="Cover first")
+    assert (video.width, video.height) == (320, 240)
+    assert_the_moving_picture(video, transcode(video))
+
+
+@pytest.mark.parametrize("first", ["cover", "thumbnail"])
+def test_a_still_or_thumbnail_track_before_the_picture_in_matroska(media_dir, first):
+    """Matroska keeps no attached-picture flag on a cover track: it is a
+    one-frame video track 0. The picture is the longest video track."""
+    source = media_dir / f"{first}-first.mkv"
+    if first == "cover":
+        ffmpeg("-i", red_cover(media_dir), *PICTURE, *TONE, "-map", "0", "-map", "1", "-map", "2",
+               "-c:v:0", "mjpeg", "-c:v:1", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", *AAC, source)
+    else:
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=80x60:rate=25:duration=0.04", *PICTURE, *TONE,
+               "-map", "0:v", "-map", "1:v", "-map", "2:a", *H264, *AAC, source)
+    info = probe(source)
+    assert (info.video_index, info.width, info.height) == (1, 320, 240)
+    video = make_video(source, title=first)
+    assert_the_moving_picture(video, transcode(video))
+
+
+def test_h264_and_aac_in_mpeg_ts_are_remuxed_for_the_first_playable_version(media_dir, monkeypatch, tmp_path):
+    """ADTS-framed AAC cannot be copied into MP4 as it is (the remux used to
+    fail, and viewers waited for the whole ladder)."""
+    published, commands = _record_publishes(monkeypatch, tmp_path)
+    source = media_dir / "broadcast.ts"
+    ffmpeg(*PICTURE, *TONE, *H264, *AAC, source)
+    video = make_video(source, title="Broadcast")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    assert "libx264" not in commands[0] and "aac_adtstoasc" in commands[0]
+    first = published[0]
+    assert {"mp4-240p", "hls-240p-media", "hls-audio1-media"} <= set(first), set(first)
+    copied = ffprobe_json(first["mp4-240p"])
+    assert [s["codec_name"] for s in copied["streams"]] == ["h264", "aac"]
+    assert abs(float(copied["format"]["duration"]) - 3) < 0.5
+
+
+def test_an_audio_track_with_no_sound_in_it_is_left_out(media_dir):
+    """Announced, but without one packet: an HLS audio rendition of nothing
+    never starts playing. The video is treated as silent."""
+    source = media_dir / "no-packets.mkv"
+    ffmpeg(*PICTURE, *TONE, "-map", "0:v", "-map", "1:a", *H264, "-c:a", "aac", "-frames:a", "0", source)
+    assert [s["codec_type"] for s in ffprobe_json(source)["streams"]] == ["video", "audio"]
+    video = make_video(source, title="Empty track")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    assert not video.renditions.filter(name__startswith="hls-audio").exists()
+    master = Path(video.renditions.get(name="hls-master").file.path).read_text()
+    assert "mp4a" not in master and "TYPE=AUDIO" not in master
+    assert job.source_info["has_audio"] is False
+
+
+@pytest.mark.parametrize("container,codecs", [
+    ("webm", ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k", "-c:a", "libopus"]),
+    ("matroska", [*H264, *AAC]),
+])
+def test_a_file_written_live_without_a_duration_is_measured_from_its_packets(media_dir, container, codecs):
+    """What a browser's MediaRecorder writes: no Duration element at all."""
+    source = media_dir / f"live.{'webm' if container == 'webm' else 'mkv'}"
+    with source.open("wb") as out:
+        subprocess.run([*FFMPEG, *PICTURE, *TONE, *codecs, "-f", container, "pipe:1"], stdout=out, check=True,
+                       timeout=60)
+    assert "duration" not in ffprobe_json(source)["format"]
+    info = probe_video(source)
+    assert abs(info.duration - 3) < 0.2, info.duration
+    video = make_video(source, title="Recorded")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    duration = float(ffprobe_json(video.renditions.get(name="hls-144p-media").file.path)["format"]["duration"])
+    assert abs(duration - 3) < 0.5
