@@ -216,7 +216,10 @@ class FFmpegPythonBackend(TranscoderBackend):
         streams = [video["v:0"]]
         if audio_media:
             streams.append(ffmpeg.input(str(audio_media), **input_options("mov"))["a:0"])
-        stream = ffmpeg.output(*streams, str(output), c="copy", movflags="+faststart", f="mp4")
+        # copyts: each input keeps its own timeline. Without it ffmpeg starts
+        # every input at 0, and sound that starts after the picture (an
+        # itsoffset, a late first packet) was moved to the picture's start.
+        stream = ffmpeg.output(*streams, str(output), c="copy", movflags="+faststart", f="mp4", copyts=None)
         return _compile([stream])
 
     def poster_command(self, source, info, output, *, seek, width, height):
