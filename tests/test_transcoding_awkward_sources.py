@@ -172,3 +172,19 @@ def test_sound_that_starts_after_the_picture_stays_where_it_is_in_the_mp4(media_
     # ... which is the source's, but for the encoders' own delays (x264's
     # B-frame reordering, AAC's priming: ~0.12 s here), left as they are.
     assert abs((mp4["audio"] - mp4["video"]) - 1) < 0.15, mp4
+
+
+def test_one_picture_and_a_long_soundtrack_hold_the_picture(media_dir):
+    """One frame and 6 s of sound: the rungs used to hold one frame, and an
+    HLS player stalled at 0 waiting for video."""
+    source = media_dir / "one-frame-talk.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=0.04",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=6", *H264, *AAC,
+           "-movflags", "+faststart", source)
+    video = make_video(source, title="Talk")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    for name in ("hls-144p-media", "hls-90p-media", "mp4-144p"):
+        streams = ffprobe_json(video.renditions.get(name=name).file.path, "-count_frames", "-show_streams")["streams"]
+        picture = next(s for s in streams if s["codec_type"] == "video")
+        assert int(picture["nb_read_frames"]) > 100, (name, picture["nb_read_frames"])  # ~6 s at 25 fps

@@ -4,7 +4,7 @@ import os
 
 import ffmpeg
 
-from private_video.probe import input_options
+from private_video.probe import input_options, is_empty_stream, stream_seconds
 
 from ..conf import setting
 from ..profiles import (
@@ -106,6 +106,23 @@ def picture_filters(video, info):
     return video
 
 
+def picture_shortfall(info):
+    """Seconds the sound goes on after the picture ends (0 under half a
+    second), within the file's duration."""
+    picture = stream_seconds(source_video_stream(info))
+    sounds = [
+        stream_seconds(s) for s in info.raw.get("streams", [])
+        if s.get("codec_type") == "audio" and not is_empty_stream(s)
+    ]
+    sound = max((seconds for seconds in sounds if seconds), default=None)
+    if picture is None or sound is None:
+        return 0
+    if info.duration:
+        sound = min(sound, info.duration)
+    shortfall = sound - picture
+    return shortfall if shortfall >= 0.5 else 0
+
+
 def _aac_in_mp4(tracks):
     """Copied AAC from MPEG-TS (or any ADTS stream) must lose its ADTS
     headers to go into MP4: the filter passes other AAC through as it is."""
@@ -149,9 +166,14 @@ class FFmpegPythonBackend(TranscoderBackend):
         # Decode once, deinterlace and tone-map once, make the rate constant
         # once (VFR phone video), then split: every rung sees the same
         # frames, so keyframes line up.
-        video = picture_filters(source_input[info.video_selector], info).filter(
-            "fps", fps=f"{rate.numerator}/{rate.denominator}"
-        )
+        video = picture_filters(source_input[info.video_selector], info)
+        hold = picture_shortfall(info) if audio else 0
+        if hold:
+            # Sound that goes on after the last picture (a still with a
+            # soundtrack, one frame and a talk): the last picture is held, or
+            # an HLS player waits for video that never comes.
+            video = video.filter("tpad", stop_mode="clone", stop_duration=f"{hold:.3f}")
+        video = video.filter("fps", fps=f"{rate.numerator}/{rate.denominator}")
         branches = video.filter_multi_output("split", len(planned) + (1 if storyboard else 0))
         matrix = source_matrix(info)
         outputs = []
