@@ -392,6 +392,21 @@ def keyframe_gap(path, *, seconds=30, duration=None, timeout=60, stream="V:0"):
     return max(b - a for a, b in zip(edges, edges[1:]))
 
 
+def starts_with_discarded_packets(path, *, stream="V:0", packets=100, timeout=60):
+    """Whether the container drops some of the picture's first ``packets`` on
+    playback (an MP4 edit list cutting the start, a trim done by copying): a
+    copy of the packets as they are would show what was cut. (AAC's priming
+    packet is always marked so: only the picture is read.) True when it
+    cannot be told (the caller plays safe)."""
+    try:
+        data = run_ffprobe(path, [
+            "-select_streams", stream, "-read_intervals", f"%+#{packets}", "-show_entries", "packet=flags",
+        ], timeout=timeout)
+    except ProbeError:
+        return True
+    return any("D" in packet.get("flags", "") for packet in data.get("packets") or [])
+
+
 def probe_video(path):
     """Probe and insist on a real, moving video. Raises ProbeError saying why not."""
     info = probe(path)

@@ -188,3 +188,26 @@ def test_one_picture_and_a_long_soundtrack_hold_the_picture(media_dir):
         streams = ffprobe_json(video.renditions.get(name=name).file.path, "-count_frames", "-show_streams")["streams"]
         picture = next(s for s in streams if s["codec_type"] == "video")
         assert int(picture["nb_read_frames"]) > 100, (name, picture["nb_read_frames"])  # ~6 s at 25 fps
+
+
+def test_a_start_cut_by_an_edit_list_is_encoded_not_copied(media_dir, monkeypatch, tmp_path):
+    """A trim made by copying keeps the packets before the cut, marked for
+    the player to drop (an MP4 edit list). Copied into HLS they were shown:
+    1.3 s the editor had cut. Such a source skips the quick remux."""
+    published, commands = _record_publishes(monkeypatch, tmp_path)
+    long = media_dir / "long.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=5",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=5", *H264, *AAC,
+           "-movflags", "+faststart", long)
+    source = media_dir / "trimmed.mp4"
+    ffmpeg("-ss", "1.3", "-i", long, "-c", "copy", "-movflags", "+faststart", source)
+    video = make_video(source, title="Trimmed")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    assert "libx264" in commands[0]  # the first playable version was encoded
+    durations = {
+        name: float(ffprobe_json(path)["format"]["duration"])
+        for name, path in published[0].items() if name.endswith("-media") or name.startswith("mp4-")
+    }
+    assert len(durations) >= 3, published[0]
+    assert all(abs(seconds - 3.7) < 0.3 for seconds in durations.values()), durations  # never the whole 5 s

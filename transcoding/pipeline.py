@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from private_video.probe import ProbeError, keyframe_gap, probe, probe_video
+from private_video.probe import ProbeError, keyframe_gap, probe, probe_video, starts_with_discarded_packets
 from private_video.storage import private_storage
 
 from . import backends
@@ -364,6 +364,8 @@ def fast_path_refusal(info, source=None):
         limit = float(setting("FAST_PATH_MAX_KEYFRAME_SECONDS"))
         if gap is None or gap > limit:
             return f"keyframes {gap} s apart"
+        if starts_with_discarded_packets(source, stream=info.video_selector):
+            return "an edit list cuts its start"
     return ""
 
 
