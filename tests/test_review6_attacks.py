@@ -148,3 +148,19 @@ def test_the_chosen_view_is_a_404_for_an_id_no_database_holds(world):
     for number in ("9" * 19, "9" * 5000):
         assert client.get(reverse("private_video_chooser:chosen", args=[number])).status_code == 404
     assert client.get(reverse("private_video_chooser:chosen", args=[world.video_a.pk])).status_code == 200
+
+
+def test_an_uploader_with_only_add_still_sees_the_video_they_made(world, sample_video):
+    """Ownership gives an adder "change" on their own videos: the status
+    keeps describing what their upload became."""
+    adders = collection_group("A adders", world.a, "add_video")
+    adder = make_user("adder", groups=[adders])
+    own = make_video(sample_video, title="Mine", collection=world.a, user=adder)
+    upload = Upload.objects.create(
+        user=adder, collection=world.a, filename="m.mp4", length=10, backend="tus", state="complete", video=own,
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    url = reverse("private_video:upload_status", args=[upload.pk])
+    assert signed_in(adder).get(url).json()["video"]["title"] == "Mine"
+    Video.objects.filter(pk=own.pk).update(collection=world.b)
+    assert signed_in(adder).get(url).json()["video"] is None
