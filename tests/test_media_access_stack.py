@@ -296,6 +296,8 @@ def test_download_needs_its_own_permission(stack, world):
     refused = stack_session(world.alice).get(stack.url(path))
     assert refused.status_code == 403
     assert_denial_leaks_nothing(refused, world.data)
+    logged = PlaybackLogEntry.objects.get(username="alice")
+    assert (logged.allowed, logged.reason) == (False, "no_download")
     ViewerGrant.objects.create(page=world.page, user=world.bob, can_download=True)
     response = stack_session(world.bob).get(stack.url(path))
     assert response.status_code == 200
@@ -328,6 +330,8 @@ def test_the_original_is_a_download_once_a_rendition_can_stand_in_for_it(stack, 
     refused = alice.get(original, headers={"Range": "bytes=0-1023"})
     assert refused.status_code == 403
     assert_denial_leaks_nothing(refused, world.data)
+    # The playback report shows it as the refusal it was.
+    assert PlaybackLogEntry.objects.filter(username="alice", allowed=False, reason="no_download").count() == 1
     playback = alice.get(stack.url(f"/playback/{world.page.pk}/{world.video.pk}/")).json()
     progressive = [source["src"] for source in playback["sources"] if source["type"] == "video/mp4"]
     assert progressive == [watch_path(world.page, world.video, "mp4-360p")] and playback["original"] is False

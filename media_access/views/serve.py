@@ -12,6 +12,7 @@ rendition and kind is reused while nothing it rests on has changed
 ``request.user`` nor the session, and costs one small query.
 """
 
+from dataclasses import replace
 from functools import wraps
 
 from django.conf import settings
@@ -116,10 +117,13 @@ def _decide_and_build(request, page_id, video_id, rendition, *, attachment):
     if decision.outcome is Outcome.LOGIN_REQUIRED:
         record_playback(request, page, video, rendition, decision)
         return login_redirect(request.get_full_path())
-    if decision.outcome is Outcome.FORBIDDEN or not decision.can_download and (
-        attachment or (original and not original_is_played(video))
-    ):
+    if decision.outcome is Outcome.FORBIDDEN:
         record_playback(request, page, video, rendition, decision)
+        return forbidden()
+    if not decision.can_download and (attachment or (original and not original_is_played(video))):
+        # Logged as the refusal it is (the decision itself allowed watching).
+        record_playback(request, page, video, rendition, replace(decision, outcome=Outcome.FORBIDDEN,
+                                                                 reason="no_download"))
         return forbidden()
 
     served = resolve_file(video, rendition, attachment=attachment)
