@@ -60,7 +60,12 @@ def best_playback_name(video):
     rendition can stand in for it: a viewer without the right to download
     gets the original's bytes only while it is the one thing to play
     (``original_is_played``)."""
-    mp4s = [r for r in ready_renditions(video) if r.kind == Kind.MP4]
+    return progressive_name(ready_renditions(video))
+
+
+def progressive_name(renditions):
+    """``best_playback_name`` among these ready ``renditions``, without queries."""
+    mp4s = [r for r in renditions if r.kind == Kind.MP4]
     if mp4s:
         return max(mp4s, key=lambda r: (r.height or 0, r.size or 0)).name
     return ORIGINAL

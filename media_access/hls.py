@@ -29,7 +29,7 @@ from django.urls import reverse
 
 from . import published
 from .content_types import content_type_for
-from .files import ORIGINAL, Kind, ready_renditions, resolve_file
+from .files import ORIGINAL, Kind, progressive_name, ready_renditions, resolve_file
 from .tokens import VideoToken, video_prefix
 
 HLS_TYPE = "application/vnd.apple.mpegurl"
@@ -162,8 +162,7 @@ def playback_fallback(video, renditions):
     """(name, content type) of the progressive file the player falls back to,
     content type None when there is no such file: ``files.best_playback_name``
     and ``files.resolve_file`` answered from ``renditions``, without queries."""
-    mp4s = [r for r in renditions.values() if r.kind == Kind.MP4]
-    name = max(mp4s, key=lambda r: (r.height or 0, r.size or 0)).name if mp4s else ORIGINAL
+    name = progressive_name(renditions.values())
     if name == ORIGINAL:
         served = resolve_file(video, ORIGINAL)
         return name, (served.content_type if served is not None else None)

@@ -300,7 +300,7 @@ def probe(path, timeout=60, *, url=False):
             # A file written live (a browser's MediaRecorder WebM, a
             # Matroska stream) states no duration: its packets do.
             info.duration = _duration_from_packets(path, info.video_index, timeout=timeout, url=url)
-    audio = next((s for s in streams if s.get("codec_type") == "audio" and not is_empty_stream(s)), None)
+    audio = next(iter(sound_streams(streams)), None)
     if audio is not None:
         info.has_audio = True
         info.audio_codec = audio.get("codec_name", "")
@@ -330,6 +330,11 @@ def stream_seconds(stream):
 def is_empty_stream(stream):
     """A track that is there but holds nothing (no packets, zero length)."""
     return _int(stream.get("nb_frames")) == 0 or stream_seconds(stream) == 0
+
+
+def sound_streams(streams):
+    """The audio streams of ffprobe's ``streams`` that hold sound."""
+    return [s for s in streams if s.get("codec_type") == "audio" and not is_empty_stream(s)]
 
 
 def main_video_stream(streams):
@@ -371,18 +376,24 @@ def _duration_from_packets(path, index, *, timeout, url):
     return max(ends) if ends else None
 
 
-def keyframe_gap(path, *, seconds=30, duration=None, timeout=60, stream="V:0"):
-    """The longest time between video keyframes in the first ``seconds``
-    (to the end of that window when keyframes stop), from the packet index
-    alone: nothing is decoded. None when it cannot be told."""
+def opening_packets(path, *, stream="V:0", seconds=30, timeout=60):
+    """The first ``seconds`` of ``stream``'s packets (pts_time, flags), from
+    the packet index alone: nothing is decoded. None when they cannot be read."""
     try:
         data = run_ffprobe(path, [
             "-select_streams", stream, "-read_intervals", f"%+{seconds}", "-show_entries", "packet=pts_time,flags",
         ], timeout=timeout)
-    except Exception:  # noqa: BLE001 - unknown spacing: the caller plays safe
+    except Exception:  # noqa: BLE001 - unknown: the callers play safe
         return None
+    return data.get("packets") or []
+
+
+def keyframe_gap(packets, *, seconds=30, duration=None):
+    """The longest time between keyframes among ``opening_packets`` read for
+    ``seconds`` (to the end of that window when keyframes stop). None when it
+    cannot be told."""
     times = sorted(
-        float(packet["pts_time"]) for packet in data.get("packets") or []
+        float(packet["pts_time"]) for packet in packets or []
         if "K" in packet.get("flags", "") and packet.get("pts_time") not in (None, "N/A")
     )
     if not times:
@@ -392,19 +403,15 @@ def keyframe_gap(path, *, seconds=30, duration=None, timeout=60, stream="V:0"):
     return max(b - a for a, b in zip(edges, edges[1:]))
 
 
-def starts_with_discarded_packets(path, *, stream="V:0", packets=100, timeout=60):
-    """Whether the container drops some of the picture's first ``packets`` on
-    playback (an MP4 edit list cutting the start, a trim done by copying): a
-    copy of the packets as they are would show what was cut. (AAC's priming
-    packet is always marked so: only the picture is read.) True when it
-    cannot be told (the caller plays safe)."""
-    try:
-        data = run_ffprobe(path, [
-            "-select_streams", stream, "-read_intervals", f"%+#{packets}", "-show_entries", "packet=flags",
-        ], timeout=timeout)
-    except ProbeError:
+def starts_with_discarded_packets(packets):
+    """Whether the container drops some of these ``opening_packets`` of the
+    picture on playback (an MP4 edit list cutting the start, a trim done by
+    copying): a copy of the packets as they are would show what was cut.
+    (AAC's priming packet is always marked so: only the picture counts.)
+    True when they could not be read (the caller plays safe)."""
+    if packets is None:
         return True
-    return any("D" in packet.get("flags", "") for packet in data.get("packets") or [])
+    return any("D" in packet.get("flags", "") for packet in packets)
 
 
 def probe_video(path):

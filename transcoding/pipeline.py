@@ -23,7 +23,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from private_video.probe import ProbeError, keyframe_gap, probe, probe_video, starts_with_discarded_packets
+from private_video.probe import (
+    ProbeError, keyframe_gap, opening_packets, probe, probe_video, starts_with_discarded_packets,
+)
 from private_video.storage import private_storage
 
 from . import backends
@@ -360,11 +362,13 @@ def fast_path_refusal(info, source=None):
         if not passed:
             return reason
     if source is not None:
-        gap = keyframe_gap(source, seconds=30, duration=info.duration, stream=info.video_selector)
+        # One read of the picture's opening packets serves both checks.
+        packets = opening_packets(source, stream=info.video_selector, seconds=30)
+        gap = keyframe_gap(packets, seconds=30, duration=info.duration)
         limit = float(setting("FAST_PATH_MAX_KEYFRAME_SECONDS"))
         if gap is None or gap > limit:
             return f"keyframes {gap} s apart"
-        if starts_with_discarded_packets(source, stream=info.video_selector):
+        if starts_with_discarded_packets(packets):
             return "an edit list cuts its start"
     return ""
 

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 from django.core.exceptions import ImproperlyConfigured
 
-from private_video.probe import is_empty_stream, main_video_stream
+from private_video.probe import is_empty_stream, main_video_stream, sound_streams, stream_seconds
 
 from .conf import DEFAULTS, setting
 
@@ -322,6 +322,21 @@ def plan_audio(info):
             channels=stream.get("channels"), default=not tracks,
         ))
     return tracks
+
+
+def picture_shortfall(info):
+    """Seconds the sound goes on after the picture ends (0 under half a
+    second), within the file's duration: the ladder holds the last picture
+    that long."""
+    picture = stream_seconds(source_video_stream(info))
+    sound = max((seconds for s in sound_streams(info.raw.get("streams", [])) if (seconds := stream_seconds(s))),
+                default=None)
+    if picture is None or sound is None:
+        return 0
+    if info.duration:
+        sound = min(sound, info.duration)
+    shortfall = sound - picture
+    return shortfall if shortfall >= 0.5 else 0
 
 
 def audio_kbps():

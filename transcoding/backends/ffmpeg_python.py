@@ -4,7 +4,7 @@ import os
 
 import ffmpeg
 
-from private_video.probe import input_options, is_empty_stream, stream_seconds
+from private_video.probe import input_options
 
 from ..conf import setting
 from ..profiles import (
@@ -13,6 +13,7 @@ from ..profiles import (
     is_interlaced,
     keyframe_seconds,
     output_frame_rate,
+    picture_shortfall,
     segment_seconds,
     source_video_stream,
 )
@@ -104,23 +105,6 @@ def picture_filters(video, info):
             .filter("format", "yuv420p")
         )
     return video
-
-
-def picture_shortfall(info):
-    """Seconds the sound goes on after the picture ends (0 under half a
-    second), within the file's duration."""
-    picture = stream_seconds(source_video_stream(info))
-    sounds = [
-        stream_seconds(s) for s in info.raw.get("streams", [])
-        if s.get("codec_type") == "audio" and not is_empty_stream(s)
-    ]
-    sound = max((seconds for seconds in sounds if seconds), default=None)
-    if picture is None or sound is None:
-        return 0
-    if info.duration:
-        sound = min(sound, info.duration)
-    shortfall = sound - picture
-    return shortfall if shortfall >= 0.5 else 0
 
 
 def _aac_in_mp4(tracks):
