@@ -302,3 +302,22 @@ def test_progress_moves_from_0_to_100_with_an_eta(media_dir, monkeypatch):
     assert len(set(ladder)) >= 3 and ladder[0] < 12 + (94 - 12) / 2, repr(seen)
     assert any(eta is not None and stage == "ladder" for _, eta, stage in seen)
     assert job.progress == 100 and job.eta_seconds == 0
+
+
+@pytest.mark.parametrize(("stream", "codec"), [
+    ({"codec_type": "video", "profile": "High", "level": 31, "width": 1280, "height": 720}, "avc1.64001f"),
+    # ffprobe says -99 when the level is unknown: the level is worked out from
+    # the picture (1080p at 25 fps needs 4.0), never written as a negative number.
+    ({"codec_type": "video", "profile": "Main", "level": -99, "width": 1920, "height": 1080,
+      "avg_frame_rate": "25/1"}, "avc1.4d4028"),
+    ({"codec_type": "video", "profile": "High", "level": -99, "width": 320, "height": 240,
+      "avg_frame_rate": "0/0", "r_frame_rate": "30/1"}, "avc1.64000d"),
+    ({"codec_type": "video", "profile": "High", "width": 3840, "height": 2160, "avg_frame_rate": "60/1"},
+     "avc1.640034"),
+])
+def test_codecs_attribute_names_a_real_level(stream, codec, monkeypatch):
+    class Probed:
+        raw = {"streams": [stream]}
+
+    monkeypatch.setattr(pipeline, "probe", lambda path: Probed)
+    assert pipeline._codecs("any.mp4") == codec

@@ -588,13 +588,45 @@ _AVC_PROFILE_IDC = {"High": "6400", "Main": "4d40", "Baseline": "4200", "Constra
 _AAC_OBJECT_TYPE = {"LC": 2, "HE-AAC": 5, "HE-AACv2": 29, "Main": 1, "LTP": 4}
 
 
+# H.264 Annex A: (level_idc, most macroblocks per frame, most macroblocks per second).
+_AVC_LEVELS = (
+    (10, 99, 1485), (11, 396, 3000), (12, 396, 6000), (13, 396, 11880), (21, 792, 19800),
+    (22, 1620, 20250), (30, 1620, 40500), (31, 3600, 108000), (32, 5120, 216000), (40, 8192, 245760),
+    (42, 8704, 522240), (50, 22080, 589824), (51, 36864, 983040), (52, 36864, 2073600),
+    (60, 139264, 4177920), (61, 139264, 8355840), (62, 139264, 16711680),
+)
+
+
+def _avc_level(stream):
+    """The stream's level_idc; when ffprobe does not know it (it says -99),
+    the lowest level whose limits hold the picture size and frame rate, so
+    the CODECS attribute is never a negative number a player rejects."""
+    level = int(stream.get("level") or 0)
+    if level > 0:
+        return level
+    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    frames = _frame_rate(stream.get("avg_frame_rate")) or _frame_rate(stream.get("r_frame_rate")) or 30
+    per_frame = -(-width // 16) * -(-height // 16)
+    for level, most_per_frame, most_per_second in _AVC_LEVELS:
+        if per_frame <= most_per_frame and per_frame * frames <= most_per_second:
+            return level
+    return _AVC_LEVELS[-1][0]
+
+
+def _frame_rate(text):
+    try:
+        numerator, _, denominator = (text or "").partition("/")
+        return float(numerator) / float(denominator or 1)
+    except (ValueError, ZeroDivisionError):
+        return 0.0
+
+
 def _codecs(path, has_audio=None):
     """RFC 6381 codecs of an H.264 and/or AAC file, for the master playlist."""
     codecs = []
     for stream in probe(path).raw["streams"]:
         if stream.get("codec_type") == "video":
-            codecs.append("avc1.%s%02x" % (
-                _AVC_PROFILE_IDC.get(stream.get("profile"), "6400"), int(stream.get("level") or 40)))
+            codecs.append("avc1.%s%02x" % (_AVC_PROFILE_IDC.get(stream.get("profile"), "6400"), _avc_level(stream)))
         elif stream.get("codec_type") == "audio":
             codecs.append("mp4a.40.%d" % _AAC_OBJECT_TYPE.get(stream.get("profile"), 2))
     return ",".join(codecs)
