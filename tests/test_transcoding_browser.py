@@ -30,6 +30,14 @@ PAGE = """<!doctype html>
 <video id="player" muted playsinline width="320"></video>
 <script src="/hls.min.js"></script>
 <script>
+  // The SourceBuffers hls.js fills, to see where it placed sound and picture.
+  window.sourceBuffers = [];
+  const addSourceBuffer = MediaSource.prototype.addSourceBuffer;
+  MediaSource.prototype.addSourceBuffer = function (type) {
+    const buffer = addSourceBuffer.call(this, type);
+    window.sourceBuffers.push([type, buffer]);
+    return buffer;
+  };
   window.hlsErrors = [];
   window.levels = null;
   const video = document.getElementById("player");
@@ -122,8 +130,16 @@ def test_chromium_plays_the_hls_master_without_fatal_errors(media_dir, throwaway
         state = page.evaluate(
             "({w: player.videoWidth, h: player.videoHeight, errors: window.hlsErrors, paused: player.paused})"
         )
+        buffered = page.evaluate(
+            "window.sourceBuffers.map(([type, b]) => [type.split('/')[0], b.buffered.length ? b.buffered.start(0) : null])"
+        )
     assert state["w"] > 0 and state["h"] > 0 and not state["paused"]
     assert not [error for error in state["errors"] if "fatal" in error], state["errors"]
+    # Sound and picture start together, as in the source: the first picture
+    # is not x264's reordering delay (80 ms) behind the sound.
+    starts = dict(buffered)
+    assert set(starts) == {"video", "audio"}, buffered
+    assert abs(starts["video"] - starts["audio"]) < 0.005, buffered
     # Segments came as byte ranges of the one file per rung.
     log = (www.parent / "access.log").read_text()
     assert " 206 " in log and "/v/hls-90p-media" in log

@@ -321,3 +321,51 @@ def test_codecs_attribute_names_a_real_level(stream, codec, monkeypatch):
 
     monkeypatch.setattr(pipeline, "probe", lambda path: Probed)
     assert pipeline._codecs("any.mp4") == codec
+
+
+def starts(path):
+    """{codec_type: start_time} as ffmpeg's demuxer (and so Chromium's own MP4
+    playback) reads ``path``, edit lists applied."""
+    return {s["codec_type"]: float(s["start_time"]) for s in ffprobe_json(path)["streams"]}
+
+
+def first_sample_time(path):
+    """(decode time, composition offset) of the first sample of the first
+    fragment of an fMP4: what MSE (hls.js) places, edit lists aside."""
+    data = Path(path).read_bytes()[:65536]
+    moof = data.index(b"moof")
+    tfdt = data.index(b"tfdt", moof)
+    version = data[tfdt + 4]
+    decode = int.from_bytes(data[tfdt + 8:tfdt + (16 if version else 12)], "big")
+    trun = data.index(b"trun", moof)
+    flags = int.from_bytes(data[trun + 5:trun + 8], "big")
+    at = trun + 12 + (4 if flags & 0x1 else 0) + (4 if flags & 0x4 else 0)
+    at += sum(4 for bit in (0x100, 0x200, 0x400) if flags & bit)
+    if not flags & 0x800:  # no composition offsets (sound)
+        return decode, 0
+    return decode, int.from_bytes(data[at:at + 4], "big", signed=data[trun + 4] == 1)
+
+
+def test_sound_and_picture_start_together(media_dir):
+    # x264 with B-frames decodes its first picture 2 frames before showing
+    # it; the outputs must not turn that delay into the picture arriving
+    # 80 ms after the sound (the AAC encoder's priming is no excuse either).
+    source = make_test_video(media_dir / "sync.mp4", duration=3)
+    video = make_video(source, title="Sync")
+    assert transcode(video).status == "ready"
+    files = renditions(video)
+
+    mp4 = starts(local(files["mp4-144p"]))
+    assert abs(mp4["video"] - mp4["audio"]) < 0.001, mp4
+    assert abs(mp4["video"]) < 0.001, mp4
+
+    # Each HLS rendition's first picture and first sound sample sit at
+    # media time 0 (MSE plays them by these raw times, the sound's priming
+    # is before 0 in its edit list).
+    rungs = [name for name in files if name.startswith("hls-") and name.endswith("p-media")]
+    assert sorted(rungs) == ["hls-144p-media", "hls-180p-media", "hls-90p-media"]
+    for name in rungs:
+        assert first_sample_time(local(files[name])) == (0, 0), name
+    assert first_sample_time(local(files["hls-audio1-media"]))[0] == 0
+    audio = ffprobe_json(local(files["hls-audio1-media"]), "-show_packets", "-read_intervals", "%+#1")
+    assert float(audio["packets"][0]["pts_time"]) == pytest.approx(-1024 / 48000, abs=1e-6)

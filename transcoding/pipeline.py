@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from private_video.probe import (
-    ProbeError, keyframe_gap, opening_packets, probe, probe_video, starts_with_discarded_packets,
+    ProbeError, keyframe_gap, opening_packets, probe, probe_video, run_ffprobe, starts_with_discarded_packets,
 )
 from private_video.storage import private_storage
 
@@ -437,9 +437,7 @@ def transcode_playable(job, reporter, workdir):
             preset = setting("FAST_X264_PRESET")
             cmd = backend.ladder_command(source, info, [rung], fast_dir, preset=preset, audio=audio)
             _run(cmd, info, reporter)
-            _run(backend.progressive_command(fast_dir / backends.hls_media_name(rung.label),
-                                             fast_dir / backends.mp4_name(rung.label),
-                                             audio_media=_default_audio_media(fast_dir, audio)), None, None)
+            _progressive(backend, fast_dir, rung.label, audio)
             fast = _rung_outputs(fast_dir, rung.label, info, size=(rung.width, rung.height))
         if fast:
             mp4, media, playlist = fast
@@ -478,9 +476,7 @@ def transcode_ladder(job, reporter, workdir):
         outputs += _audio_files(sound)
         outputs.append(_master(hls_outputs, out, sound))
         mp4_rung = progressive_rung(planned)
-        _run(backend.progressive_command(out / backends.hls_media_name(mp4_rung.label),
-                                         out / backends.mp4_name(mp4_rung.label),
-                                         audio_media=_default_audio_media(out, audio)), None, None)
+        _progressive(backend, out, mp4_rung.label, audio)
         outputs.append(_mp4_output(out, mp4_rung.label, info, (mp4_rung.width, mp4_rung.height)))
         outputs.append(_poster(backend, source, info, out))
         outputs += _storyboard_outputs(backend, out, storyboard, info)
@@ -695,6 +691,29 @@ def _rung_outputs(folder, label, info, *, size=None, audio=False):
         references={media.name: media_name}, **common,
     )
     return mp4, media_output, playlist_output
+
+
+def reorder_delay(media):
+    """How late ffmpeg's MP4 demuxer reads the pictures of a rung written
+    with negative composition offsets (``_hls_options``): it keeps each pts
+    at or above its dts by moving every pts up by the stream's reordering
+    delay. The rung's first picture is shown at its decode time, so its pts
+    minus its dts, as read, is that shift (0 without B-frames)."""
+    try:
+        packets = run_ffprobe(media, [
+            "-select_streams", "v:0", "-read_intervals", "%+#1", "-show_entries", "packet=pts_time,dts_time",
+        ]).get("packets") or []
+        return max(0.0, float(packets[0]["pts_time"]) - float(packets[0]["dts_time"]))
+    except (ProbeError, IndexError, KeyError, TypeError, ValueError):
+        return 0.0
+
+
+def _progressive(backend, folder, label, audio):
+    media = folder / backends.hls_media_name(label)
+    _run(backend.progressive_command(
+        media, folder / backends.mp4_name(label), audio_media=_default_audio_media(folder, audio),
+        reorder_delay=reorder_delay(media),
+    ), None, None)
 
 
 def _mp4_output(folder, label, info, size):

@@ -73,9 +73,11 @@ class TranscoderBackend:
         wrote) into one sprite, ``storyboard.columns`` wide, row by row."""
         raise NotImplementedError
 
-    def progressive_command(self, rung_media, output, *, audio_media=None):
+    def progressive_command(self, rung_media, output, *, audio_media=None, reorder_delay=0.0):
         """A faststart MP4 from an already encoded rung (and the default
-        audio rendition's file), without re-encoding."""
+        audio rendition's file), without re-encoding. ``reorder_delay``:
+        how late ffmpeg's demuxer reads the rung's pictures
+        (``pipeline.reorder_delay``), taken back so sound and picture meet."""
         raise NotImplementedError
 
     def poster_command(self, source, info, output, *, seek, width, height):

@@ -40,6 +40,16 @@ def _hls_options():
         # One file per rung, addressed by byte ranges: few files to publish
         # and to serve, and a playlist that is the only index.
         "hls_flags": "single_file+independent_segments",
+        # Each output starts where its first frame is shown, not where its
+        # first frame is decoded. ffmpeg moves any output whose decode times
+        # start below 0 up to 0: a rung with B-frames then showed its first
+        # picture x264's reordering delay late (2 frames, 80 ms at 25 fps)
+        # while its sound, a separate output, was not moved: the sound ran
+        # ahead of the picture. Negative composition offsets let the first
+        # picture keep time 0, and the sound's AAC priming stays before 0,
+        # in an edit list that players (Chromium's MSE too) skip.
+        "avoid_negative_ts": "disabled",
+        "hls_segment_options": "movflags=+negative_cts_offsets:avoid_negative_ts=disabled",
     }
 
 
@@ -216,9 +226,13 @@ class FFmpegPythonBackend(TranscoderBackend):
         stream = ffmpeg.output(sprite, str(output), **{"frames:v": 1, "q:v": 4, "update": 1})
         return _compile([stream])
 
-    def progressive_command(self, rung_media, output, *, audio_media=None):
+    def progressive_command(self, rung_media, output, *, audio_media=None, reorder_delay=0.0):
         # Both inputs are the ladder's own fMP4 files: the MP4 demuxer only.
-        video = ffmpeg.input(str(rung_media), **input_options("mov"))
+        # ffmpeg reads a rung written with negative composition offsets with
+        # every picture ``reorder_delay`` late (it keeps pts >= dts by
+        # moving the pts): taken back here, or the MP4's sound runs ahead.
+        shift = {"itsoffset": f"{-reorder_delay:.6f}"} if reorder_delay else {}
+        video = ffmpeg.input(str(rung_media), **shift, **input_options("mov"))
         streams = [video["v:0"]]
         if audio_media:
             streams.append(ffmpeg.input(str(audio_media), **input_options("mov"))["a:0"])
