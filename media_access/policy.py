@@ -178,6 +178,15 @@ def builtin_decision(request, page, video, *, download=False):
     says whether the original may be downloaded: a matching grant's own flag,
     or change permission on the video in the library, never page-edit rights.
     """
+    if type(page) is not Page:
+        # Decided on the page as stored, never on an object in memory: the
+        # admin renders drafts, old revisions and workflow previews with the
+        # page's own template, and the tags there pass that object, whose
+        # video, grants and live flag are the revision's. A draft's video
+        # is then a preview (may edit and may choose), as on /watch/.
+        page = Page.objects.filter(pk=page.pk).first()
+        if page is None:
+            return Decision(Outcome.NOT_FOUND, "unpublished")
     viewer = _Viewer(request, page, video)
     user = viewer.user
     now = timezone.now()
