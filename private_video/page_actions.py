@@ -17,6 +17,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.utils.translation import gettext_lazy as _
+from wagtail import hooks
 
 from .page_forms import videos_held_by, videos_on_page
 from .permissions import videos_user_may
@@ -88,9 +89,24 @@ def _revert_refused(user, page, data):
     revision = page.revisions.filter(pk=data.get("revision_id")).first()
     if revision is None:
         return None  # Wagtail's own 404
+    restored = revision.as_object()
     # As the page form: a video already on the page (live or latest) may stay.
     kept = videos_of_pages([page])
-    return REVERT_NOT_ALLOWED if unchoosable(user, videos_held_by(revision.as_object()), kept) else None
+    if unchoosable(user, videos_held_by(restored), kept):
+        return REVERT_NOT_ALLOWED
+    # Apps above the library check what they own in the restored content, as
+    # the page form's ``clean_video_page_form`` hook does (media_access: an
+    # old download grant coming back needs change permission on the videos).
+    for fn in hooks.get_hooks(REVERT_HOOK):
+        message = fn(user, page, restored)
+        if message:
+            return message
+    return None
+
+
+# ``fn(user, page, restored)`` → a refusal message or None, for an admin API
+# revert to ``restored`` (the old revision's page object, never saved).
+REVERT_HOOK = "check_video_page_revert"
 
 
 GUARDS = {
