@@ -127,7 +127,10 @@ def _checked_text(text):
     """The file, its format ("srt" or "vtt") and a copy pysubs2 reads right:
     every block is a cue (an optional identifier, a timing line, its text) or,
     in WebVTT, the header, a NOTE, STYLE or REGION block, which are left out
-    with the identifiers and cue settings pysubs2 would take for cue text."""
+    with the identifiers and cue settings pysubs2 would take for cue text.
+
+    Returns (copy, format, cues): cues is [(line of the cue's timing in the
+    file, the cue's lines in the copy)], to name the line pysubs2 fails on."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     is_vtt = text.lstrip("\ufeff \t\n").startswith("WEBVTT")
@@ -135,6 +138,7 @@ def _checked_text(text):
     if not is_vtt and not any("-->" in line for line in lines):
         raise CaptionError(_("Line 1: this is neither an SRT nor a WebVTT file (no cue timings found)."))
     out = ["WEBVTT", ""] if is_vtt else []
+    cue_lines = []
     index = 0
     if is_vtt:
         first = lines[0].lstrip("\ufeff")
@@ -187,15 +191,25 @@ def _checked_text(text):
                     _("Line %(line)s: cue text cannot contain \"-->\" (is a blank line missing before this timing?).")
                     % {"line": block_start + 2 + timing_at + offset}
                 )
+            if len(fmt.TIMESTAMP.findall(line)) == 2:
+                # pysubs2 takes any line holding two times for a timing line:
+                # the text would become a cue of its own, or fail to parse.
+                raise CaptionError(
+                    _("Line %(line)s: cue text cannot hold two times such as %(example)s "
+                      "(it would be read as a timing line).")
+                    % {"line": block_start + 2 + timing_at + offset,
+                       "example": "00:01.000" if is_vtt else "00:00:01,000"}
+                )
         cues += 1
         stamp = fmt.ms_to_timestamp
-        if is_vtt:
-            out += [f"{stamp(start)} --> {stamp(end)}", *body, ""]
-        else:
-            out += [str(cues), f"{stamp(start)} --> {stamp(end)}", *body, ""]
+        cue = [f"{stamp(start)} --> {stamp(end)}", *body, ""]
+        if not is_vtt:
+            cue.insert(0, str(cues))
+        out += cue
+        cue_lines.append((block_start + 1 + timing_at, cue))
     if not cues:
         raise CaptionError(_("Line %(line)s: the file has no cues.") % {"line": len(lines)})
-    return "\n".join(out) + "\n", "vtt" if is_vtt else "srt"
+    return "\n".join(out) + "\n", "vtt" if is_vtt else "srt", cue_lines
 
 
 def _escape_cue_line(line):
@@ -208,6 +222,39 @@ def _escape_cue_line(line):
     line = _WRITTEN_TAG.sub(lambda m: f"\ue000{m.group(1)}{m.group(2)}\ue001", line)
     escaped = html.escape(html.unescape(line), quote=False)
     return escaped.replace("\ue000", "<").replace("\ue001", ">")
+
+
+# What pysubs2 raises on text it cannot read (its own int() and friends):
+# never a 500, always the editor's error.
+_PYSUBS2_ERRORS = (ValueError, LookupError, TypeError, ArithmeticError, pysubs2.Pysubs2Error)
+
+
+class _CueCountMismatch(ValueError):
+    """pysubs2 read a different number of cues than the line check found."""
+
+
+def _read_with_pysubs2(checked, fmt, cue_count):
+    """(SSAFile, its events with text, their WebVTT) of the checked copy."""
+    subs = pysubs2.SSAFile.from_string(checked, format_=fmt)
+    if len(subs.events) != cue_count:
+        raise _CueCountMismatch(len(subs.events))
+    events = [event for event in subs if event.plaintext.strip()]
+    subs.events = events
+    return subs, events, subs.to_string("vtt") if events else ""
+
+
+def _pysubs2_error(fmt, cues):
+    """CaptionError naming the first cue pysubs2 cannot read on its own (each
+    cue is read alone; only when the whole file failed)."""
+    head = ["WEBVTT", ""] if fmt == "vtt" else []
+    for lineno, cue in cues:
+        try:
+            _read_with_pysubs2("\n".join(head + cue) + "\n", fmt, 1)
+        except _PYSUBS2_ERRORS:
+            return CaptionError(
+                _("Line %(line)s: this cue cannot be read; check its timing and text.") % {"line": lineno}
+            )
+    return CaptionError(_("This caption file cannot be read; check its timings and cue text."))
 
 
 def parse_caption(data):
@@ -226,13 +273,13 @@ def parse_caption(data):
             _("Line %(line)s: this file holds control characters; is it really an SRT or WebVTT file?")
             % {"line": text[: bad.start()].count("\n") + 1}
         )
-    checked, fmt = _checked_text(text)
-    subs = pysubs2.SSAFile.from_string(checked, format_=fmt)
-    events = [event for event in subs if event.plaintext.strip()]
+    checked, fmt, cues = _checked_text(text)
+    try:
+        subs, events, raw = _read_with_pysubs2(checked, fmt, len(cues))
+    except _PYSUBS2_ERRORS:
+        raise _pysubs2_error(fmt, cues) from None
     if not events:
         raise CaptionError(_("The file's cues have no text."))
-    subs.events = events
-    raw = subs.to_string("vtt")
     lines = []
     for line in raw.split("\n"):
         if line == "WEBVTT" or not line or "-->" in line or line.isdigit():

@@ -3,11 +3,14 @@ from wagtail.admin.ui.tables import BooleanColumn, Column, DateColumn
 from wagtail.admin.views.reports import ReportView
 from wagtail.permission_policies import ModelPermissionPolicy
 
+from private_video.spreadsheets import CsvFormulaGuardMixin
+
 from ..models import PlaybackLogEntry
 
 
-class PlaybackReportView(ReportView):
-    """Who watched (or was refused) which video on which page, once per session."""
+class PlaybackReportView(CsvFormulaGuardMixin, ReportView):
+    """Who watched (or was refused) which video on which page, once per session.
+    No CSV cell starts a formula (page and video titles are editors' text)."""
 
     page_title = _("Video playback")
     header_icon = "media"

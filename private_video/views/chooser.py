@@ -3,12 +3,16 @@
 It lists, finds and returns only videos in collections where the user has
 "choose" permission (as Wagtail's document chooser), narrowed further by any
 `construct_video_chooser_queryset` hook; its upload tab puts a video only in a
-collection where the user may both add and choose."""
+collection where the user may both add and choose. The chosen views (one id,
+or several) look a video up among the same videos, the hook applied: a video
+the hook hides cannot be chosen by posting its id either (Wagtail's own
+chosen views skip the hook)."""
 
 from django.http import Http404
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 from django.views.generic.base import View
+from wagtail import hooks
 from wagtail.admin.forms.choosers import BaseFilterForm, CollectionFilterMixin, SearchFilterMixin
 from wagtail.admin.ui.tables import Column
 from wagtail.admin.views.generic import chooser as chooser_views
@@ -49,8 +53,23 @@ class VideoCreationFormMixin(chooser_views.CreationFormMixin):
         return kwargs
 
 
+CHOOSER_QUERYSET_HOOK = "construct_video_chooser_queryset"
+
+
+def choosable_videos(request):
+    """The videos ``request.user`` may pick in the chooser: those in
+    collections where they have "choose", narrowed by every
+    ``construct_video_chooser_queryset`` hook (``fn(queryset, request)``),
+    as the listing and search narrow them."""
+    queryset = videos_user_may(request.user, "choose")
+    for fn in hooks.get_hooks(CHOOSER_QUERYSET_HOOK):
+        queryset = fn(queryset, request)
+    return queryset
+
+
 class BaseVideoChooseView(chooser_views.BaseChooseView):
-    construct_queryset_hook_name = "construct_video_chooser_queryset"
+    # Wagtail's BaseChooseView runs the hook on this view's object list.
+    construct_queryset_hook_name = CHOOSER_QUERYSET_HOOK
 
     def get_object_list(self):
         return videos_user_may(self.request.user, "choose").select_related("collection")
@@ -94,10 +113,11 @@ class VideoChosenView(chooser_views.ChosenView):
     def get_object(self, pk):
         if not _is_id(pk):
             raise Http404
-        try:
-            return videos_user_may(self.request.user, "choose").get(pk=pk)
-        except (Video.DoesNotExist, ValueError):
-            raise Http404 from None
+        # The first match: a hook's join may list a video twice.
+        video = choosable_videos(self.request).filter(pk=pk).first()
+        if video is None:
+            raise Http404
+        return video
 
 
 def _is_id(value):
@@ -110,7 +130,8 @@ def _is_id(value):
 class VideoChosenMultipleView(chooser_views.ChosenMultipleView):
     def get_objects(self, pks):
         pks = [pk for pk in pks if _is_id(pk)]
-        return videos_user_may(self.request.user, "choose").filter(pk__in=pks)
+        # Each video once, whatever join a hook adds.
+        return Video.objects.filter(pk__in=choosable_videos(self.request).filter(pk__in=pks).values("pk"))
 
 
 class VideoChooserCreateView(chooser_views.CreateViewMixin, VideoCreationFormMixin,

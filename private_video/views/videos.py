@@ -28,6 +28,7 @@ from wagtail.permissions import policy_registry
 from ..forms import VideoForm
 from .. import get_video_model
 from ..permissions import videos_user_may
+from ..spreadsheets import CsvFormulaGuardMixin
 from ..validation import max_upload_request_size, max_upload_size
 
 Video = get_video_model()
@@ -103,10 +104,11 @@ class TagsColumn(Column):
         return [tag.name for tag in instance.tags.all()]
 
 
-class VideoIndexView(generic.IndexView):
+class VideoIndexView(CsvFormulaGuardMixin, generic.IndexView):
     """The listing, its search, filters and CSV/XLSX export: the videos the
     user may change (in collections with "change", or their own uploads where
-    they may add), as Wagtail's documents index."""
+    they may add), as Wagtail's documents index. No CSV cell starts a formula
+    (a title or file name is anyone's text: private_video.spreadsheets)."""
 
     any_permission_required = ["add", "change", "delete"]
 
