@@ -11,7 +11,6 @@ its receiver, connected in ``signal_handlers``); refusals, which serve
 nothing, are recorded by the views directly.
 """
 
-import hashlib
 import logging
 import threading
 import time
@@ -20,15 +19,18 @@ from datetime import timedelta
 
 from django.db import DatabaseError
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
-from .models import PlaybackLogEntry
 from .conf import setting
+from .models import PlaybackLogEntry
+from .tokens import cookie_viewer
 
 logger = logging.getLogger(__name__)
 
 _recent = OrderedDict()
 _recent_lock = threading.Lock()
 _RECENT_MAX = 10_000
+SESSION_SALT = "media_access.access_log.session"
 
 
 def log_window():
@@ -36,13 +38,24 @@ def log_window():
 
 
 def session_id(request):
-    """A stable, non-reversible id for the viewing session."""
+    """A stable, non-reversible id for the viewing session: the Django
+    session, else the browser's viewer cookie (``MEDIA_ACCESS_VIEWER_COOKIE``,
+    one random value per browser, set by the playback JSON and the
+    playlists), else, for a client that keeps no cookie, its address and
+    User-Agent. Behind a proxy (the bundled nginx) the address is the proxy's
+    for everyone, so the cookie is what tells anonymous viewers apart.
+
+    Only a keyed hash (HMAC with SECRET_KEY) is stored, never the address,
+    the cookie or the session key: a plain hash of an IPv4 address and a
+    common User-Agent could be reversed by trying every address."""
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if session_key:
         source = f"s:{session_key}"
+    elif cookie_viewer(request):
+        source = f"v:{cookie_viewer(request)}"
     else:
         source = f"a:{request.META.get('REMOTE_ADDR', '')}:{request.headers.get('User-Agent', '')}"
-    return hashlib.sha256(source.encode()).hexdigest()[:40]
+    return salted_hmac(SESSION_SALT, source, algorithm="sha256").hexdigest()[:40]
 
 
 def record_playback(request, page, video, rendition, decision):

@@ -8,7 +8,17 @@ significant bit first within each byte) is set when the viewer played second
 middle of that second, ``i + 0.5``, lies inside it, so a range is never
 counted as more than it is worth by rounding (a 0.3 s sliver covers nothing;
 ``[4.2, 9.7)`` covers seconds 4 to 9). Merging is a bitwise OR: sending the
-same ranges twice, or ranges already sent, changes nothing.
+same ranges twice, or ranges already sent, changes nothing. A bitmap holds
+the first ``MAX_SECONDS`` (10 h, 4.5 KiB) of a video: a longer recording is
+counted, its report covering its first 10 hours.
+
+How many viewings: each playback (page load) of the player is one viewing,
+named by a random ``session`` the player picks. The session is the client's
+word, so a viewer may start at most ``MEDIA_ACCESS_ANALYTICS_VIEWINGS_PER_HOUR``
+new viewings of one video an hour; a beacon of another new session within
+that hour is merged into the viewer's latest viewing of the video (its
+seconds still count for the viewer, only not as one more viewing), so one
+viewer cannot fill the table (``record``).
 
 Who a viewer is: the signed-in user, else an HMAC of the browser's viewer
 cookie (``MEDIA_ACCESS_VIEWER_COOKIE``) or, before it exists, of the session
@@ -20,7 +30,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Case, IntegerField, Max, Q, Value, When
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
@@ -30,8 +42,15 @@ from .tokens import cookie_viewer
 
 # A completed viewing: at least this share of the video's seconds played.
 COMPLETION_SHARE = 0.9
-# The longest video analytics keeps seconds for (a bitmap of 4.5 KiB at most).
-MAX_DURATION = 10 * 3600
+# The seconds a viewing's bitmap holds at most (4.5 KiB): of a longer video,
+# the first ten hours are counted (and the report covers those).
+MAX_SECONDS = 10 * 3600
+# A beacon's duration when the video has no probed one to check it against.
+MAX_UNPROBED_DURATION = 7 * 24 * 3600
+# The window MEDIA_ACCESS_ANALYTICS_VIEWINGS_PER_HOUR counts new viewings in.
+VIEWINGS_WINDOW = timedelta(hours=1)
+# Viewings read per query while a report is computed.
+REPORT_CHUNK = 2000
 VIEWER_SALT = "media_access.analytics.viewer"
 
 
@@ -65,6 +84,16 @@ def seconds_count(duration):
     return max(0, math.ceil(duration - 1e-9))
 
 
+def counted_seconds(duration):
+    """How many of those seconds a bitmap holds: the first MAX_SECONDS."""
+    return min(seconds_count(duration), MAX_SECONDS)
+
+
+def viewings_per_hour():
+    """``MEDIA_ACCESS_ANALYTICS_VIEWINGS_PER_HOUR``: at least 1 (a viewing must be possible)."""
+    return max(1, int(setting("ANALYTICS_VIEWINGS_PER_HOUR")))
+
+
 def ranges_to_bits(ranges, count):
     """The seconds covered by ``ranges`` (pairs of seconds) as an int bitset."""
     bits = 0
@@ -89,11 +118,11 @@ def bits_to_ranges(bits):
     ranges, i = [], 0
     while bits:
         if bits & 1:
-            start = i
-            while bits & 1:
-                bits >>= 1
-                i += 1
-            ranges.append((start, i))
+            # A run of ones at once: (bits + 1) clears it and sets the bit past it.
+            ones = (~bits & (bits + 1)).bit_length() - 1
+            ranges.append((i, i + ones))
+            bits >>= ones
+            i += ones
         else:
             # Skip a run of zeros at once.
             low = (bits & -bits).bit_length() - 1
@@ -105,17 +134,44 @@ def bits_to_ranges(bits):
 # ---- writing ----------------------------------------------------------------------
 
 
+def _candidates(key, since, limit):
+    """This viewing's row first (when it exists), then the viewer's other
+    viewings of the video started since ``since``, newest first: at most
+    ``limit`` + 1 rows, locked."""
+    this = Q(page=key["page"], session=key["session"])
+    return list(
+        Viewing.objects.select_for_update()
+        .filter(video=key["video"], viewer=key["viewer"])
+        .filter(this | Q(created_at__gte=since))
+        .annotate(_this=Case(When(this, then=Value(1)), default=Value(0), output_field=IntegerField()))
+        .order_by("-_this", "-created_at", "-pk")[: limit + 1]
+    )
+
+
 def record(*, video, page, user, viewer, session, ranges, duration, now=None):
     """Merge ``ranges`` into this viewing's seconds: one SELECT ... FOR UPDATE
     and at most one write (an INSERT for a new viewing, an UPDATE when a
-    beacon brought new seconds, nothing when it did not). Returns the Viewing."""
+    beacon brought new seconds, nothing when it did not). Returns the Viewing.
+
+    A new session of a viewer who already started
+    ``MEDIA_ACCESS_ANALYTICS_VIEWINGS_PER_HOUR`` viewings of this video in
+    the last hour is merged into their latest one instead of being a new
+    row (the same SELECT finds both: this session's row, else the recent ones)."""
     now = now or timezone.now()
-    count = seconds_count(duration)
+    count = counted_seconds(duration)
     new_bits = ranges_to_bits(ranges, count)
     key = {"video": video, "page": page, "viewer": viewer, "session": session}
+    limit = viewings_per_hour()
     for attempt in (1, 2):
         with transaction.atomic():
-            row = Viewing.objects.select_for_update().filter(**key).first()
+            rows = _candidates(key, now - VIEWINGS_WINDOW, limit)
+            if rows and rows[0]._this:
+                row = rows[0]
+            elif len(rows) >= limit:
+                # Over the cap: the viewer's latest viewing takes these seconds.
+                row = rows[0]
+            else:
+                row = None
             if row is None:
                 try:
                     with transaction.atomic():
@@ -131,7 +187,7 @@ def record(*, video, page, user, viewer, session, ranges, duration, now=None):
             old_bits = from_bytes(row.seconds)
             merged = old_bits | new_bits
             if merged != old_bits or row.duration < duration:
-                count = max(count, seconds_count(row.duration))
+                count = max(count, counted_seconds(row.duration))
                 row.seconds, row.watched = to_bytes(merged, count), merged.bit_count()
                 row.duration, row.updated_at = max(row.duration, duration), now
                 Viewing.objects.filter(pk=row.pk).update(
@@ -158,6 +214,7 @@ class ViewerRow:
 
     viewer: str
     user: object = None
+    user_id: object = None
     bits: int = 0
     viewings: int = 0
     last_watched: datetime = None
@@ -182,12 +239,17 @@ class ViewerRow:
 @dataclass
 class VideoStats:
     duration: float
-    seconds: int                                          # the curve's length
+    seconds: int                                          # the curve's length (the seconds counted)
     viewings: int = 0
     viewers: list = field(default_factory=list)           # ViewerRow, most watched first
     curve: list = field(default_factory=list)             # unique viewers who played second i
     viewings_curve: list = field(default_factory=list)    # viewings that played second i
     total_watch_seconds: int = 0                          # sum of every viewing's seconds
+
+    @property
+    def counts_part(self):
+        """True when only the first MAX_SECONDS of a longer video are counted."""
+        return self.seconds < seconds_count(self.duration)
 
     @property
     def unique_viewers(self):
@@ -207,40 +269,79 @@ class VideoStats:
         return max(self.curve, default=0)
 
 
-def _add_bits(counts, bits):
+def _add_bits(changes, bits):
+    """Count ``bits`` into a difference array (``_prefix_sums`` makes the
+    curve): O(played ranges) per viewing, not O(seconds)."""
     for start, stop in bits_to_ranges(bits):
-        for i in range(start, min(stop, len(counts))):
-            counts[i] += 1
+        changes[start] += 1
+        changes[stop] -= 1
+
+
+def _prefix_sums(changes, count):
+    curve, running = [0] * count, 0
+    for i in range(count):
+        running += changes[i]
+        curve[i] = running
+    return curve
+
+
+def _viewing_facts(video, viewings):
+    """(viewer, user id, seconds bitmap, updated_at) of each viewing, read in
+    chunks of plain values (no model instance, no user joined per row)."""
+    if viewings is not None:
+        for viewing in viewings:
+            yield viewing.viewer, viewing.user_id, viewing.seconds, viewing.updated_at
+        return
+    yield from (
+        Viewing.objects.filter(video=video).order_by("pk")
+        .values_list("viewer", "user_id", "seconds", "updated_at")
+        .iterator(chunk_size=REPORT_CHUNK)
+    )
 
 
 def video_stats(video, viewings=None):
-    """The numbers of the report for ``video`` (every page it is shown on)."""
-    if viewings is None:
-        viewings = Viewing.objects.filter(video=video).select_related("user").order_by("pk")
-    viewings = list(viewings)
-    duration = video.duration or max((v.duration for v in viewings), default=0.0)
-    count = seconds_count(duration)
-    stats = VideoStats(duration=duration, seconds=count, viewings=len(viewings),
-                       curve=[0] * count, viewings_curve=[0] * count)
+    """The numbers of the report for ``video`` (every page it is shown on).
+
+    The viewings are streamed (``REPORT_CHUNK`` a query, values only) and
+    each costs work in its played ranges, not in the video's seconds; their
+    number is bounded per viewer by ``MEDIA_ACCESS_ANALYTICS_VIEWINGS_PER_HOUR``.
+    Of a video longer than ``MAX_SECONDS`` the first ten hours are counted."""
+    if viewings is not None:
+        viewings = list(viewings)
+    duration = video.duration
+    if not duration:
+        if viewings is not None:
+            duration = max((v.duration for v in viewings), default=0.0)
+        else:
+            duration = Viewing.objects.filter(video=video).aggregate(d=Max("duration"))["d"] or 0.0
+    count = counted_seconds(duration)
+    stats = VideoStats(duration=duration, seconds=count)
     mask = (1 << count) - 1
+    viewings_changes = [0] * (count + 1)
     rows = {}
-    for viewing in viewings:
-        bits = from_bytes(viewing.seconds) & mask
+    for viewer, user_id, seconds, updated_at in _viewing_facts(video, viewings):
+        stats.viewings += 1
+        bits = from_bytes(seconds) & mask
         stats.total_watch_seconds += bits.bit_count()
-        _add_bits(stats.viewings_curve, bits)
-        row = rows.get(viewing.viewer)
+        _add_bits(viewings_changes, bits)
+        row = rows.get(viewer)
         if row is None:
-            row = rows[viewing.viewer] = ViewerRow(viewer=viewing.viewer, user=viewing.user)
+            row = rows[viewer] = ViewerRow(viewer=viewer)
         row.bits |= bits
         row.viewings += 1
-        if row.user is None and viewing.user is not None:
-            row.user = viewing.user
-        if row.last_watched is None or viewing.updated_at > row.last_watched:
-            row.last_watched = viewing.updated_at
+        if row.user_id is None and user_id is not None:
+            row.user_id = user_id
+        if row.last_watched is None or updated_at > row.last_watched:
+            row.last_watched = updated_at
+    users = get_user_model()._default_manager.in_bulk({row.user_id for row in rows.values()} - {None})
+    viewers_changes = [0] * (count + 1)
     for row in rows.values():
+        row.user = users.get(row.user_id)
         row.seconds = row.bits.bit_count()
         row.share = row.seconds / count if count else 0.0
-        _add_bits(stats.curve, row.bits)
+        _add_bits(viewers_changes, row.bits)
+    stats.viewings_curve = _prefix_sums(viewings_changes, count)
+    stats.curve = _prefix_sums(viewers_changes, count)
     stats.viewers = sorted(rows.values(), key=lambda row: (-row.share, row.label))
     return stats
 

@@ -35,6 +35,8 @@ DEFAULTS = {
     "LOG_WINDOW": 30 * 60,
     # Days a viewing's watch analytics are kept after its last beacon (delete_watch_analytics).
     "ANALYTICS_RETENTION_DAYS": 365,
+    # New viewings (player sessions) one viewer may start of one video an hour; more are merged into the latest.
+    "ANALYTICS_VIEWINGS_PER_HOUR": 20,
     # Allowed decisions remembered per process (0: none).
     "DECISION_CACHE_SIZE": 10_000,
     # Seconds a remembered decision is used at most.

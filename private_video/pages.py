@@ -17,6 +17,8 @@ media_access lets viewers watch on the page, what the page editor checks
 also sets the page form (``VideoChoicePageForm``) that checks those choices.
 """
 
+from django.utils.cache import patch_cache_control
+
 from .page_forms import VideoChoicePageForm, video_ids_held_by
 
 
@@ -26,6 +28,15 @@ class VideoPageMixin:
     #: The field holding the page's main video, if any. media_access answers
     #: "is this video on the page" for it with one indexed query.
     main_video_field = "video"
+
+    def serve(self, request, *args, **kwargs):
+        # What the page shows depends on who asks: the player's state and
+        # sources, a download link, the transcript of a private video. No
+        # shared cache may keep it (a CDN that ignores Vary: Cookie would
+        # hand one viewer's page to the next visitor).
+        response = super().serve(request, *args, **kwargs)
+        patch_cache_control(response, private=True, no_store=True)
+        return response
 
     def video_ids(self):
         """Ids of the videos this page holds, in field and document order, once each."""

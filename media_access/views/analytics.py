@@ -29,6 +29,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 
 from private_video.permissions import videos_user_may
+from private_video.spreadsheets import csv_cell
 
 from .. import analytics
 from .serve import PLAIN_TEXT, private
@@ -74,10 +75,17 @@ def _csrf_refusal(request, body_token):
 
 
 def _number(value, what):
-    # bool is an int to Python, not a number of seconds to us.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadBeacon(_("%(what)s must be a finite number of seconds.") % {"what": what})
-    return float(value)
+    # bool is an int to Python, not a number of seconds to us. A JSON integer
+    # has no size limit: one past float's range (10**400) is as refused as
+    # 1e999 (float() raises OverflowError for it, isfinite() too).
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number
+    raise BadBeacon(_("%(what)s must be a finite number of seconds.") % {"what": what})
 
 
 def parse_beacon(data, video_duration):
@@ -88,7 +96,7 @@ def parse_beacon(data, video_duration):
     if not isinstance(session, str) or not SESSION_RE.fullmatch(session):
         raise BadBeacon(_("The session must be 8 to 64 of A-Z a-z 0-9 _ -."))
     sent = _number(data.get("duration"), _("The duration"))
-    if not 0 < sent <= analytics.MAX_DURATION:
+    if not sent > 0:
         raise BadBeacon(_("The duration is out of range."))
     duration = sent
     if video_duration:
@@ -96,6 +104,9 @@ def parse_beacon(data, video_duration):
             raise BadBeacon(_("The duration is not this video's."))
         # The probed duration is the one every viewing of the video is counted in.
         duration = float(video_duration)
+    elif sent > analytics.MAX_UNPROBED_DURATION:
+        # Nothing to compare it with: only a length a recording could have.
+        raise BadBeacon(_("The duration is out of range."))
     limit = max(duration, sent) + RANGE_SLACK
     ranges = data.get("ranges")
     if not isinstance(ranges, list) or len(ranges) > MAX_RANGES:
@@ -152,12 +163,6 @@ def watch_beacon(request, page_id, video_id):
 # ---- the report --------------------------------------------------------------------
 
 
-def _csv_cell(value):
-    """A cell a spreadsheet shows as text: no formula from a username."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def _csv_response(filename, header, rows):
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -165,7 +170,7 @@ def _csv_response(filename, header, rows):
     writer = csv.writer(response)
     writer.writerow(header)
     for row in rows:
-        writer.writerow([_csv_cell(cell) for cell in row])
+        writer.writerow([csv_cell(cell) for cell in row])
     return response
 
 
