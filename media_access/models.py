@@ -5,9 +5,12 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from modelcluster.fields import ParentalKey
+from wagtail.admin.panels import FieldPanel
 from wagtail.models import Orderable
 
 from private_video import get_video_model_string
+
+from .widgets import UsernameInput
 
 
 class ViewerGrant(Orderable):
@@ -43,6 +46,15 @@ class ViewerGrant(Orderable):
         default=False,
         help_text=_("Also offer the original file as a download."),
     )
+
+    # The user is typed by username (widgets.UsernameInput): a list of every
+    # account would hand the user directory to anyone who may edit a page.
+    panels = [
+        FieldPanel("user", widget=UsernameInput(), help_text=_("Their username.")),
+        FieldPanel("group"),
+        FieldPanel("expires_at"),
+        FieldPanel("can_download"),
+    ]
 
     class Meta(Orderable.Meta):
         verbose_name = _("viewer grant")

@@ -19,11 +19,20 @@ def may_upload(user):
     )
 
 
+def announces_body(request):
+    """The gated request says a body follows: a length other than 0, or any
+    transfer coding (chunked). nginx passes both (the subrequest has none)."""
+    length = request.headers.get("X-Original-Content-Length", "").strip()
+    return length not in ("", "0") or bool(request.headers.get("X-Original-Transfer-Encoding", "").strip())
+
+
 @never_cache
 def upload_gate(request):
-    # Only a body-carrying method needs the check; a GET gets Django's own
-    # answer (the sign-in redirect, the upload page).
+    # A GET, HEAD or OPTIONS without a body gets Django's own answer (the
+    # sign-in redirect, the upload page). Any method can carry a body, though:
+    # one announced on those is as gated as a POST's, or nginx would read
+    # gigabytes for anyone.
     method = request.headers.get("X-Original-Method", "POST").upper()
-    if method in ("GET", "HEAD", "OPTIONS") or may_upload(request.user):
+    if (method in ("GET", "HEAD", "OPTIONS") and not announces_body(request)) or may_upload(request.user):
         return HttpResponse(status=204)
     return HttpResponse(status=403)
