@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
@@ -93,6 +94,11 @@ def test_a_long_video_counts_its_first_ten_hours(world):
     assert stats.seconds == analytics.MAX_SECONDS and stats.counts_part and stats.duration == eleven_hours
     assert len(stats.curve) == analytics.MAX_SECONDS and stats.curve[0] == 1 and stats.curve[-1] == 1
     assert stats.viewers[0].seconds == 70
+    # The report says it covers part of the video, and its chart ends there.
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("boss", "boss@example.com", "x"))
+    report = admin.get(reverse("media_access_reports:video_analytics", args=[video.pk])).content.decode()
+    assert "data-counts-part" in report and f"data-chart-seconds>{analytics.MAX_SECONDS} s<" in report
 
 
 def test_without_a_probed_duration_only_a_plausible_one_is_taken():
