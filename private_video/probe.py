@@ -282,6 +282,12 @@ def probe(path, timeout=60, *, url=False):
         bit_rate=_int(fmt.get("bit_rate")),
         raw=data,
     )
+    start = _float(fmt.get("start_time"))
+    if "matroska" in info.format_name and info.duration and start and 0.5 < start < info.duration:
+        # Matroska's segment duration, as ffmpeg writes it, is where the
+        # last frame ends, counted from 0 whatever the first timestamp: a
+        # 2 s clip whose timestamps start at 1 h "lasts" 3602 s.
+        info.duration -= start
     streams = data.get("streams") or []
     video = main_video_stream(streams)
     if video is not None:

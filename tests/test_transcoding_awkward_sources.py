@@ -216,3 +216,133 @@ def test_a_start_cut_by_an_edit_list_is_encoded_not_copied(media_dir, monkeypatc
     }
     assert len(durations) >= 3, published[0]
     assert all(abs(seconds - 3.7) < 0.3 for seconds in durations.values()), durations  # never the whole 5 s
+
+
+# ---- media sweep 2 ---------------------------------------------------------------------
+
+RED = "0xC02020"
+
+
+def mean_rgb(path, *, crop=None):
+    """The mean colour of ``path``'s first picture as a browser shows it: to
+    RGB by its own colour tags (ffmpeg's automatic conversion reads them;
+    JPEGs are BT.601 full range), then averaged."""
+    filters = [f"crop={crop or '16:16'}"]  # the middle (swscale's 1-pixel area average of a whole frame drifts)
+    data = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-frames:v", "1",
+         "-vf", ",".join([*filters, "format=rgb24", "scale=1:1:flags=area", "format=rgb24"]), "-f", "rawvideo", "-"],
+        check=True, capture_output=True, timeout=60,
+    ).stdout
+    return tuple(data[:3])
+
+
+def assert_close(seen, expected, within=8):
+    assert all(abs(a - b) <= within for a, b in zip(seen, expected)), (seen, expected)
+
+
+def test_posters_and_storyboards_keep_the_colours_of_a_bt709_source(media_dir):
+    """A BT.709 source's poster and storyboard were converted as if BT.601:
+    a red (189, 32, 29) became (176, 15, 31); the rungs were right."""
+    source = media_dir / "red-709.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"color=c={RED}:size=1280x720:rate=25:duration=2", *TONE[:3],
+           "sine=frequency=440:sample_rate=48000:duration=2",
+           "-vf", "scale=out_color_matrix=bt709,format=yuv420p", *H264, *AAC,
+           "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", source)
+    expected = mean_rgb(source)
+    video = make_video(source, title="Red")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    files = {r.name: r.file.path for r in video.renditions.all()}
+    assert_close(mean_rgb(files["hls-144p-media"]), expected)
+    assert_close(mean_rgb(files["poster"]), expected)
+    assert_close(mean_rgb(files["storyboard"], crop="16:8:8:8"), expected)
+
+
+def test_a_palette_source_keeps_its_colours(media_dir):
+    """PNG frames with a palette (pal8): the rungs came out with green 14
+    levels high (the palette was read as BT.601, the rung tagged BT.709)."""
+    source = media_dir / "palette.mov"
+    ffmpeg("-f", "lavfi", "-i", f"color=c={RED}:size=320x180:rate=25:duration=2", "-c:v", "png", "-pix_fmt", "pal8",
+           source)
+    expected = mean_rgb(source)
+    video = make_video(source, title="Palette")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    rung = video.renditions.get(name="hls-144p-media").file.path
+    assert_close(mean_rgb(rung), expected)
+
+
+def test_a_matroska_file_whose_timestamps_start_late_lasts_as_long_as_it_plays(media_dir):
+    """Timestamps from 1 h: Matroska's duration is where the last frame ends,
+    and a 2 s clip was recorded as lasting 3602 s (its storyboard cues 36 s each)."""
+    source = media_dir / "late-start.mkv"
+    ffmpeg(*PICTURE[:3], "testsrc2=size=320x240:rate=25:duration=2", *H264, "-output_ts_offset", "3600", source)
+    assert probe(source).duration == pytest.approx(2.0, abs=0.05)
+    video = make_video(source, title="Late start")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    video.refresh_from_db()
+    assert video.duration == pytest.approx(2.0, abs=0.05)
+
+
+def test_sound_longer_than_the_picture_is_not_remuxed_as_it_is(media_dir):
+    """The quick version is a remux for a web-playable file: its picture
+    stopped at 2 s of 3 s of sound (an HLS player then waits for video);
+    the ladder holds the last picture, so the quick version is encoded too."""
+    from transcoding.pipeline import fast_path_refusal
+
+    source = media_dir / "short-picture.mp4"
+    ffmpeg(*PICTURE[:3], "testsrc2=size=320x240:rate=25:duration=2", *TONE[:3],
+           "sine=frequency=440:sample_rate=48000:duration=3", *H264, *AAC, "-movflags", "+faststart", source)
+    assert fast_path_refusal(probe_video(source), source) == "the sound outlasts the picture"
+
+
+@pytest.mark.parametrize(("rate", "expected"), [("100", "50/1"), ("144", "48/1"), ("120", "60/1")])
+def test_rates_above_60_are_divided_evenly(media_dir, rate, expected):
+    """100 fps came out at 30 (every 3.33rd frame); 50 keeps every other one."""
+    source = media_dir / f"fast-{rate}.mp4"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={rate}:duration=1", *H264, source)
+    video = make_video(source, title=f"{rate} fps")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    rung = ffprobe_json(video.renditions.get(name="hls-90p-media").file.path)["streams"][0]
+    assert rung["r_frame_rate"] == expected
+
+
+def test_a_fragmented_recording_keeps_its_frame_rate(media_dir):
+    """A browser's or OBS's fragmented MP4 at 25 fps: ffprobe estimates its
+    average as 24.74, and the rungs were made at that rate (a frame dropped
+    now and then)."""
+    source = media_dir / "recording.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=2",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2",
+           "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25", *AAC,
+           "-movflags", "frag_keyframe+empty_moov+default_base_moof", source)
+    assert ffprobe_json(source)["streams"][0]["avg_frame_rate"] != "25/1"  # the estimate
+    video = make_video(source, title="Recording")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    rung = ffprobe_json(video.renditions.get(name="hls-90p-media").file.path)["streams"][0]
+    assert rung["r_frame_rate"] == "25/1"
+
+
+def test_mpeg_ts_joined_byte_for_byte_lasts_as_long_as_it_plays(media_dir):
+    """Two recordings' MPEG-TS files put end to end: the timestamps start
+    again, ffprobe reads 1.5 s, the renditions play 3 s. The video said
+    1.5 s, and the player's beacons (3 s) were refused as another video's."""
+    parts = []
+    for index in range(2):
+        part = media_dir / f"part{index}.ts"
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=1.5",
+               "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=1.5", *H264, *AAC, part)
+        parts.append(part.read_bytes())
+    source = media_dir / "joined.ts"
+    source.write_bytes(b"".join(parts))
+    assert probe(source).duration < 2
+    video = make_video(source, title="Joined")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    video.refresh_from_db()
+    assert video.duration == pytest.approx(3.0, abs=0.2)
+    played = ffprobe_json(video.renditions.get(name="mp4-144p").file.path)["format"]["duration"]
+    assert float(played) == pytest.approx(video.duration, abs=0.2)

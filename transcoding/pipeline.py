@@ -41,6 +41,7 @@ from .profiles import (
     hdr_transfer,
     is_interlaced,
     lowest_rung,
+    picture_shortfall,
     plan_audio,
     plan_ladder,
     progressive_rung,
@@ -357,6 +358,8 @@ def fast_path_refusal(info, source=None):
         (info.rotation == 0, f"rotated {info.rotation}°"),
         (stream.get("sample_aspect_ratio") in (None, "", "0:1", "1:1", "N/A"), "non-square pixels"),
         ((info.frame_rate or 0) <= 60, f"{info.frame_rate} fps"),
+        # A player waits for pictures that never come (the ladder holds the last one).
+        (not picture_shortfall(info), "the sound outlasts the picture"),
     )
     for passed, reason in checks:
         if not passed:
@@ -441,10 +444,24 @@ def transcode_playable(job, reporter, workdir):
             fast = _rung_outputs(fast_dir, rung.label, info, size=(rung.width, rung.height))
         if fast:
             mp4, media, playlist = fast
+            settle_duration(video, info, playlist.duration)
             sound = _audio_renditions(fast_dir, audio, info)
             publish(job, video, [mp4, media, playlist, *_audio_files(sound), _master([playlist], fast_dir, sound)],
                     complete=False, on_upload=reporter.heartbeat)
             _mark_playable(job)
+
+
+def settle_duration(video, info, played):
+    """The video lasts what its renditions play when the probe was far off:
+    MPEG-TS joined byte for byte (a recording cut in two and put back) has
+    timestamps that start again, and ffprobe reads the first part's only.
+    The player, the storyboard's cues and the analytics beacons (which
+    must match ``Video.duration``) then agree with what plays."""
+    if not played or not info.duration or abs(played - info.duration) <= max(0.5, 0.05 * played):
+        return
+    logger.info("video %s plays %.3f s, not the probed %.3f s", video.pk, played, info.duration)
+    info.duration = video.duration = played
+    type(video).objects.filter(pk=video.pk).update(duration=played)
 
 
 def transcode_ladder(job, reporter, workdir):
@@ -475,6 +492,7 @@ def transcode_ladder(job, reporter, workdir):
         sound = _audio_renditions(out, audio, info)
         outputs += _audio_files(sound)
         outputs.append(_master(hls_outputs, out, sound))
+        settle_duration(video, info, max(playlist.duration or 0 for playlist in hls_outputs))
         mp4_rung = progressive_rung(planned)
         _progressive(backend, out, mp4_rung.label, audio)
         outputs.append(_mp4_output(out, mp4_rung.label, info, (mp4_rung.width, mp4_rung.height)))

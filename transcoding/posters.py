@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from private_video.captions import PosterError
 from private_video.probe import ProbeError, input_options, probe_video
 
-from .backends.ffmpeg_python import _compile, picture_filters
+from .backends.ffmpeg_python import _compile, jpeg_scale, picture_filters
 from .conf import temp_dir
 from .pipeline import check_source_size, local_source
 from .profiles import display_dimensions, even
@@ -39,9 +39,8 @@ def frame_command(source, info, output, seconds):
         picture_filters(
             ffmpeg.input(str(source), ss=f"{seconds:.3f}", **input_options(info.demuxer))[info.video_selector], info
         )
-        .filter("scale", *size)
-        .filter("setsar", "1")
     )
+    frame = jpeg_scale(frame, info, *size).filter("setsar", "1")
     stream = ffmpeg.output(frame, str(output), **{"frames:v": 1, "q:v": 2, "f": "image2", "c:v": "mjpeg",
                                                  "update": 1})
     return _compile([stream])

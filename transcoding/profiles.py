@@ -346,10 +346,28 @@ def audio_kbps():
 
 def output_frame_rate(info):
     """A constant rate for the outputs (sources may be VFR): the source's
-    average, capped at 60 fps, as a fraction ffmpeg accepts."""
+    own rate, at most 60 fps, as a fraction ffmpeg accepts.
+
+    The average, unless the stream's base rate is a little above it (within
+    5 %): the average of a fragmented MP4 (a browser's or OBS's recording)
+    is estimated from its fragments, 24.74 for a 25 fps file, and encoding
+    at that drops a frame now and then. Above 60 fps the rate is divided by
+    the smallest whole number that brings it to 60 or below, so every kept
+    frame is evenly spaced: 120 and 240 give 60, 100 gives 50, 144 gives 48."""
     rate = info.frame_rate or 30.0
+    base = _rate(source_video_stream(info).get("r_frame_rate"))
+    if base and base <= 60 and rate < base <= rate * 1.05:
+        rate = base
     if rate > 60:
-        rate = 60.0 if rate % 60 == 0 else 30.0
+        rate = rate / math.ceil(rate / 60 - 1e-9)
     if rate < 1:
         rate = 1.0
     return Fraction(rate).limit_denominator(1001)
+
+
+def _rate(text):
+    try:
+        rate = Fraction(text or "")
+    except (ValueError, ZeroDivisionError):
+        return None
+    return float(rate) if rate > 0 else None

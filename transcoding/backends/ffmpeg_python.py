@@ -83,10 +83,25 @@ def source_matrix(info):
     return "bt709" if min(info.width or 0, info.height or 0) >= 720 else "bt601"
 
 
+def jpeg_scale(video, info, width, height):
+    """Scale a picture that ends as a JPEG (poster, storyboard, a chosen
+    frame): from the source's YUV matrix to JPEG's (BT.601, full range), as
+    browsers decode it. Left to itself swscale takes BT.709 video for BT.601
+    (a red turns orange-red, green 17 levels low)."""
+    return video.filter(
+        "scale", width, height, in_color_matrix=source_matrix(info), out_color_matrix="bt601", out_range="full"
+    )
+
+
 def picture_filters(video, info):
     """Progressive SDR from any source: interlaced pictures are deinterlaced
     (bwdif, one frame per frame), HDR (PQ or HLG) is tone-mapped to BT.709.
     Every picture output (rungs, storyboard, poster) goes through this."""
+    if info.pix_fmt == "pal8":
+        # A palette goes to RGB first: swscale converts palette entries with
+        # BT.601 whatever out_color_matrix asks, and the rungs are tagged
+        # BT.709 (a red came out with green 14 levels high).
+        video = video.filter("format", "rgb24")
     if is_interlaced(info):
         video = video.filter("bwdif", mode="send_frame", parity="auto", deint="all")
     transfer = hdr_transfer(info)
@@ -205,9 +220,8 @@ class FFmpegPythonBackend(TranscoderBackend):
                 # start_time and eof_action: a clip shorter than one interval
                 # (even a single frame) still gives its first tile.
                 .filter("fps", fps=f"1/{storyboard.interval:g}", start_time=0, eof_action="pass")
-                .filter("scale", storyboard.tile_width, storyboard.tile_height)
-                .filter("setsar", "1")
             )
+            tiles = jpeg_scale(tiles, info, storyboard.tile_width, storyboard.tile_height).filter("setsar", "1")
             # At most the planned tiles: timestamps that jump far past the
             # probed duration must not fill the work folder with images.
             outputs.append(ffmpeg.output(
@@ -254,9 +268,8 @@ class FFmpegPythonBackend(TranscoderBackend):
             # The most representative of the next frames, not the first one
             # after the seek, which may be a fade or a black frame.
             .filter("thumbnail", 25)
-            .filter("scale", width, height)
-            .filter("setsar", "1")
         )
+        frame = jpeg_scale(frame, info, width, height).filter("setsar", "1")
         stream = ffmpeg.output(frame, str(output), **{"frames:v": 1, "q:v": 3, "update": 1})
         return _compile([stream])
 
