@@ -48,6 +48,11 @@ _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 # WebVTT's own styling tags survive; everything else is text.
 _WRITTEN_TAG = re.compile(r"<(/?)([biu])>")
+# A WebVTT cue's inline timestamp (karaoke timing): <mm:ss.ttt> or <hh:mm:ss.ttt>.
+_TIMESTAMP_TAG = re.compile(r"<(?:\d{2,}:)?[0-5]\d:[0-5]\d\.\d{3}>")
+# Stands for ":" in cue text while pysubs2 reads it: pysubs2 takes any line
+# holding two times for a timing line ("from 00:00:01,000 to 00:00:02,000").
+_COLON = "\ue002"
 _VTT_BLOCKS = ("NOTE", "STYLE", "REGION")
 _MAX_CUE_TEXT = 1000
 _MAX_CUE_TAGS = 40
@@ -191,18 +196,9 @@ def _checked_text(text):
                     _("Line %(line)s: cue text cannot contain \"-->\" (is a blank line missing before this timing?).")
                     % {"line": block_start + 2 + timing_at + offset}
                 )
-            if len(fmt.TIMESTAMP.findall(line)) == 2:
-                # pysubs2 takes any line holding two times for a timing line:
-                # the text would become a cue of its own, or fail to parse.
-                raise CaptionError(
-                    _("Line %(line)s: cue text cannot hold two times such as %(example)s "
-                      "(it would be read as a timing line).")
-                    % {"line": block_start + 2 + timing_at + offset,
-                       "example": "00:01.000" if is_vtt else "00:00:01,000"}
-                )
         cues += 1
         stamp = fmt.ms_to_timestamp
-        cue = [f"{stamp(start)} --> {stamp(end)}", *body, ""]
+        cue = [f"{stamp(start)} --> {stamp(end)}", *(_text_for_pysubs2(line, is_vtt) for line in body), ""]
         if not is_vtt:
             cue.insert(0, str(cues))
         out += cue
@@ -210,6 +206,17 @@ def _checked_text(text):
     if not cues:
         raise CaptionError(_("Line %(line)s: the file has no cues.") % {"line": len(lines)})
     return "\n".join(out) + "\n", "vtt" if is_vtt else "srt", cue_lines
+
+
+def _text_for_pysubs2(line, is_vtt):
+    """A cue text line as pysubs2 must see it: WebVTT's inline timestamps
+    (karaoke timing, which the stored track and the transcript leave out: the
+    cue shows whole) dropped, and every ":" set aside, so no text line looks
+    like a timing line to pysubs2 (it would become a cue of its own, or fail)."""
+    line = line.replace(_COLON, "")
+    if is_vtt:
+        line = _TIMESTAMP_TAG.sub("", line)
+    return line.replace(":", _COLON)
 
 
 def _escape_cue_line(line):
@@ -285,8 +292,8 @@ def parse_caption(data):
         if line == "WEBVTT" or not line or "-->" in line or line.isdigit():
             lines.append(line)
         else:
-            lines.append(_escape_cue_line(line))
-    plain = "\n".join(html.unescape(event.plaintext) for event in events)
+            lines.append(_escape_cue_line(line).replace(_COLON, ":"))
+    plain = "\n".join(html.unescape(event.plaintext).replace(_COLON, ":") for event in events)
     return "\n".join(lines).rstrip("\n") + "\n", plain
 
 
@@ -294,9 +301,15 @@ def caption_cues(caption):
     """[(start seconds, end seconds, plain text)] of a stored caption, in order."""
     with caption.file.open("rb") as handle:
         text = handle.read().decode("utf-8")
+    # Its text lines' ":" set aside, as when it was parsed: a line such as
+    # "the 01:00.000 to 02:00.000 slot" is text, not a timing.
+    text = "\n".join(
+        line if "-->" in line or line.startswith("WEBVTT") else line.replace(":", _COLON)
+        for line in text.split("\n")
+    )
     subs = pysubs2.SSAFile.from_string(text, format_="vtt")
     return [
-        (event.start / 1000, event.end / 1000, html.unescape(event.plaintext))
+        (event.start / 1000, event.end / 1000, html.unescape(event.plaintext).replace(_COLON, ":"))
         for event in sorted(subs, key=lambda e: (e.start, e.end))
     ]
 

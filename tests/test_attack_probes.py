@@ -446,7 +446,7 @@ def test_page_editor_cannot_grant_themselves_downloads_of_a_video_they_may_not_c
     page = make_video_page(world.secret, title="Launch")
     session, token = csrf_session(stack, world.editor, f"/admin/pages/{page.pk}/edit/")
     response = session.post(stack.url(f"/admin/pages/{page.pk}/edit/"), data=_grant_post(
-        token, page, world.secret, [{"user": world.editor.pk, "group": "", "expires_at": "", "can_download": "on"}]),
+        token, page, world.secret, [{"user": world.editor.username, "group": "", "expires_at": "", "can_download": "on"}]),
         headers={"Referer": stack.url("/admin/")}, timeout=30, allow_redirects=False)
     assert response.status_code == 200, response.status_code
     assert "may not allow downloads" in response.text
@@ -456,7 +456,7 @@ def test_page_editor_cannot_grant_themselves_downloads_of_a_video_they_may_not_c
     assert download.status_code == 403 and world.data[:64] not in download.content
     # A viewing grant (no download) is still the page editor's to give.
     response = session.post(stack.url(f"/admin/pages/{page.pk}/edit/"), data=_grant_post(
-        token, page, world.secret, [{"user": world.editor.pk, "group": "", "expires_at": ""}]),
+        token, page, world.secret, [{"user": world.editor.username, "group": "", "expires_at": ""}]),
         headers={"Referer": stack.url("/admin/")}, timeout=30, allow_redirects=False)
     assert response.status_code == 302, response.text[:3000]
     assert list(page.viewer_grants.values_list("user_id", "can_download")) == [(world.editor.pk, False)]
@@ -476,7 +476,7 @@ def test_a_download_grant_made_by_someone_allowed_may_be_kept(stack, world):
     assert response.status_code == 302, response.text[:3000]
     # But not pointed at someone else (themselves): that is a new download grant.
     response = session.post(stack.url(f"/admin/pages/{page.pk}/edit/"), data=_grant_post(
-        token, page, world.secret, [{**kept, "group": "", "user": world.editor.pk}], initial=1),
+        token, page, world.secret, [{**kept, "group": "", "user": world.editor.username}], initial=1),
         headers={"Referer": stack.url("/admin/")}, timeout=30, allow_redirects=False)
     assert response.status_code == 200 and "may not allow downloads" in response.text
     grant.refresh_from_db()

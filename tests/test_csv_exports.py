@@ -103,15 +103,14 @@ def test_playback_report_csv(boss, sample_video):
 # ---- captions pysubs2 cannot read ---------------------------------------------------------
 
 
-def test_cue_text_with_two_times_is_refused_naming_its_line():
-    # Valid times too: pysubs2 would have made the text a cue of its own,
-    # past the timing checks.
+def test_cue_text_with_two_times_stays_text():
+    # pysubs2 takes any line with two times for a timing line: it would have
+    # made the text a cue of its own, past the timing checks, or failed.
     srt = b"1\n00:00:01,000 --> 00:00:02,000\nfrom 00:00:05,000 to 00:00:03,000\n"
-    with pytest.raises(CaptionError, match="Line 3"):
-        parse_caption(srt)
-    vtt = b"WEBVTT\n\nid\n00:00:01.000 --> 00:00:02.000\nok\nat :00:01.000 and :00:02.000\n"
-    with pytest.raises(CaptionError, match="Line 6"):
-        parse_caption(vtt)
+    vtt, plain = parse_caption(srt)
+    assert plain == "from 00:00:05,000 to 00:00:03,000" and vtt.count("-->") == 1
+    vtt, plain = parse_caption(b"WEBVTT\n\nid\n00:00:01.000 --> 00:00:02.000\nok\nat :00:01.000 and :00:02.000\n")
+    assert plain == "ok\nat :00:01.000 and :00:02.000" and vtt.count("-->") == 1
 
 
 def test_one_or_three_times_in_cue_text_are_text():
