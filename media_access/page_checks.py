@@ -15,15 +15,19 @@ revision's grants without the form.
 """
 
 from django.utils.translation import gettext_lazy as _
+from wagtail.models import Page
 
-from private_video.page_forms import videos_held_by
-from private_video.permissions import video_permission_policy, videos_user_may
+from private_video.page_forms import videos_held_by, videos_on_page
+from private_video.permissions import videos_user_may
 
 from .models import ViewerGrant
 
 GRANTS = "viewer_grants"
 NOT_ALLOWED = _(
     "You may not allow downloads: that needs permission to edit every video on this page."
+)
+COPY_NOT_ALLOWED = _(
+    "You may not copy this page: its viewers may download a video you may not edit."
 )
 
 
@@ -46,23 +50,56 @@ def _form_widens(form, cleaned):
                    group.pk if group else None, cleaned.get("expires_at"))
 
 
-def _may_change_all(user, videos):
-    policy = video_permission_policy()
-    return user is not None and all(policy.user_has_permission_for_instance(user, "change", video) for video in videos)
+def _not_changeable(user, ids):
+    """The ids among ``ids`` of videos ``user`` may not change."""
+    ids = set(ids)
+    if not ids:
+        return set()
+    if user is None:
+        return ids
+    return ids - set(videos_user_may(user, "change").filter(pk__in=ids).values_list("pk", flat=True))
+
+
+def _new_videos_out_of_reach(user, page, ids):
+    """Videos among ``ids`` the user may not change and that the page does
+    not hold yet (live or in its latest revision): a download grant kept as
+    it is would reach them for the first time."""
+    out_of_reach = _not_changeable(user, ids)
+    stored = Page.objects.filter(pk=page.pk).first() if out_of_reach and page is not None and page.pk else None
+    if stored is not None:
+        out_of_reach -= videos_on_page(stored)
+    return out_of_reach
 
 
 def refuse_download_grants_in_revert(user, page, restored):
     """``check_video_page_revert``: the admin API's revert restores an old
     revision's grants without the page form. An old download grant, since
     narrowed or removed, must not come back for an editor who could not
-    make it now."""
+    make it now, nor reach a video the page does not hold now."""
     grants = getattr(restored, GRANTS, None)
     ids = videos_held_by(restored)
-    if grants is None or videos_user_may(user, "change").filter(pk__in=ids).count() == len(ids):
+    out_of_reach = _not_changeable(user, ids)
+    if grants is None or not out_of_reach:
         return None
+    new_videos = out_of_reach - videos_on_page(page)
     for grant in grants.all():
-        if _widens(grant.pk, grant.can_download, grant.user_id, grant.group_id, grant.expires_at, page=page):
+        if grant.can_download and (new_videos or _widens(
+            grant.pk, grant.can_download, grant.user_id, grant.group_id, grant.expires_at, page=page
+        )):
             return NOT_ALLOWED
+    return None
+
+
+def refuse_download_grants_in_copy(user, pages):
+    """``check_video_page_copy``: a copy (or alias, or translation copy)
+    makes every download grant of the pages copied anew; like a new grant
+    made in the form, it needs change permission on that page's videos."""
+    for page in pages:
+        grants = getattr(page.specific, GRANTS, None)
+        if grants is None or not grants.filter(can_download=True).exists():
+            continue
+        if _not_changeable(user, videos_on_page(page)):
+            return COPY_NOT_ALLOWED
     return None
 
 
@@ -70,12 +107,17 @@ def refuse_download_grants_without_change(page_form, videos):
     formset = getattr(page_form, "formsets", {}).get(GRANTS)
     if formset is None or formset.model is not ViewerGrant:
         return
-    if _may_change_all(page_form.for_user, videos):
+    user = page_form.for_user
+    ids = {video.pk for video in videos}
+    if not _not_changeable(user, ids):
         return
+    # A download grant kept as it is stays only while it reaches no video
+    # out of the user's reach that the page did not hold before.
+    new_videos = _new_videos_out_of_reach(user, page_form.instance, ids)
     formset.is_valid()  # cleans the grant forms
     for form in formset.forms:
         cleaned = getattr(form, "cleaned_data", None)
         if not cleaned or (formset.can_delete and formset._should_delete_form(form)):
             continue
-        if _form_widens(form, cleaned):
+        if cleaned.get("can_download") and (new_videos or _form_widens(form, cleaned)):
             form.add_error("can_download", NOT_ALLOWED)

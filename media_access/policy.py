@@ -144,6 +144,9 @@ def can_watch(request, page, video, *, download=False):
     registered no allowed decision is remembered (``decisions.py`` cannot
     know what a hook's answer rests on), so every request asks the hooks.
     """
+    page = stored_page(page)
+    if page is None:
+        return Decision(Outcome.NOT_FOUND, "unpublished")
     decision = builtin_decision(request, page, video, download=download)
     if not decision.allowed:
         return decision
@@ -165,6 +168,18 @@ def can_watch(request, page, video, *, download=False):
     return replace(decision, cacheable=False)
 
 
+def stored_page(page):
+    """The page as stored (a base Page), never an object in memory: the admin
+    renders drafts, old revisions and workflow previews with the page's own
+    template, and the tags there pass that object, whose video, grants, title
+    and live flag are the revision's. A draft's video is then a preview (may
+    edit and may choose), as on /watch/, and the site's hooks see the live
+    page. None when it is gone."""
+    if type(page) is Page:
+        return page
+    return Page.objects.filter(pk=page.pk).first()
+
+
 def builtin_decision(request, page, video, *, download=False):
     """The policy's own decision, before the site's ``check_video_access`` hooks.
 
@@ -178,15 +193,9 @@ def builtin_decision(request, page, video, *, download=False):
     says whether the original may be downloaded: a matching grant's own flag,
     or change permission on the video in the library, never page-edit rights.
     """
-    if type(page) is not Page:
-        # Decided on the page as stored, never on an object in memory: the
-        # admin renders drafts, old revisions and workflow previews with the
-        # page's own template, and the tags there pass that object, whose
-        # video, grants and live flag are the revision's. A draft's video
-        # is then a preview (may edit and may choose), as on /watch/.
-        page = Page.objects.filter(pk=page.pk).first()
-        if page is None:
-            return Decision(Outcome.NOT_FOUND, "unpublished")
+    page = stored_page(page)
+    if page is None:
+        return Decision(Outcome.NOT_FOUND, "unpublished")
     viewer = _Viewer(request, page, video)
     user = viewer.user
     now = timezone.now()

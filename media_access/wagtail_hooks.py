@@ -71,6 +71,7 @@ def refuse_expired_page(page, request, serve_args, serve_kwargs):
 # A viewer grant that allows downloads needs change permission on the page's videos.
 hooks.register("clean_video_page_form", page_checks.refuse_download_grants_without_change)
 hooks.register("check_video_page_revert", page_checks.refuse_download_grants_in_revert)
+hooks.register("check_video_page_copy", page_checks.refuse_download_grants_in_copy)
 
 
 @hooks.register("transcoding_signed_url_lifetime")

@@ -57,8 +57,10 @@ def before_copy_page(request, page):
     """Refuse a copy or alias holding any video the user may not choose; on the
     form (GET) the page itself, on the POST with its subpages if asked."""
     recursive = request.method == "POST" and bool(request.POST.get("copy_subpages"))
-    if unchoosable(request.user, videos_of_pages(pages_copied(page, recursive=recursive))):
-        messages.error(request, NOT_ALLOWED)
+    pages = pages_copied(page, recursive=recursive)
+    message = NOT_ALLOWED if unchoosable(request.user, videos_of_pages(pages)) else _copy_hooks(request.user, pages)
+    if message:
+        messages.error(request, message)
         parent = page.get_parent()
         return redirect("wagtailadmin_explore", parent.pk if parent else page.pk)
     return None
@@ -82,7 +84,22 @@ def _guarded(action_class, refused_for):
 def _copy_refused(user, page, data):
     pages = pages_copied(page, recursive=data.get("recursive", False),
                          with_ancestors=data.get("copy_parents", False))
-    return NOT_ALLOWED if unchoosable(user, videos_of_pages(pages)) else None
+    return NOT_ALLOWED if unchoosable(user, videos_of_pages(pages)) else _copy_hooks(user, pages)
+
+
+def _copy_hooks(user, pages):
+    """Apps above the library check what they own in the copied pages
+    (media_access: download grants copied anew need change permission)."""
+    for fn in hooks.get_hooks(COPY_HOOK):
+        message = fn(user, pages)
+        if message:
+            return message
+    return None
+
+
+# ``fn(user, pages)`` → a refusal message or None, for a copy, alias or
+# translation copy of ``pages`` (stored pages), by the admin or its API.
+COPY_HOOK = "check_video_page_copy"
 
 
 def _revert_refused(user, page, data):

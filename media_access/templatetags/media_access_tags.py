@@ -2,9 +2,12 @@ from django import template
 from django.contrib.auth.views import redirect_to_login
 from django.urls import reverse
 
+from private_video.page_forms import video_ids_held_by
+from private_video.permissions import video_permission_policy
+
 from ..files import best_playback_name, resolve_file
 from ..hls import captions_of
-from ..policy import Outcome, can_watch
+from ..policy import Outcome, can_watch, stored_page
 from ..text_tracks import clock, transcript_cues
 from ..views.serve import frontend_login_url
 
@@ -18,6 +21,8 @@ def video_player_state(context, page, video):
     if request is None or page is None or video is None or not page.pk:
         return {"allowed": False, "reason": "unavailable"}
     decision = can_watch(request, page, video, download=True)
+    if not decision.allowed and _unsaved_in_preview(request, page, video):
+        return {"allowed": False, "reason": "unsaved_preview"}
     if not decision.allowed:
         return {
             "allowed": False,
@@ -37,6 +42,22 @@ def video_player_state(context, page, video):
         "type": served.content_type,
         "download_url": reverse("media_access:download", args=args) if decision.can_download else "",
     }
+
+
+def _unsaved_in_preview(request, page, video):
+    """The edit view's live preview of a choice not saved yet: the page in
+    memory holds the video, and the user may edit the page and choose the
+    video. Nothing can play it until a draft is saved (the media answers
+    decide on the stored page), so the player says so instead of refusing."""
+    if not getattr(request, "is_preview", False) or video.pk not in video_ids_held_by(page):
+        return False
+    user = request.user
+    stored = stored_page(page)
+    return bool(
+        stored is not None and user.is_authenticated
+        and stored.permissions_for_user(user).can_edit()
+        and video_permission_policy().user_has_permission_for_instance(user, "choose", video)
+    )
 
 
 @register.inclusion_tag("media_access/transcript.html", takes_context=True)
