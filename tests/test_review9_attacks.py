@@ -9,7 +9,6 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client
 from django.urls import reverse
 from wagtail.models import Collection
 
@@ -17,32 +16,9 @@ from media_access import published
 from media_access.models import ViewerGrant
 from private_video.tracks import Caption
 from tests.helpers import collection_group, home_page, make_user, make_video, make_video_page
+from tests.test_review8_attacks import signed_in, world  # noqa: F401 (world: the fixture)
 
 pytestmark = pytest.mark.django_db
-
-
-class World:
-    def __init__(self, sample_video):
-        published.forget()
-        root = Collection.get_first_root_node()
-        self.a = root.add_child(name="Team A")
-        self.b = root.add_child(name="Hidden B")
-        self.group = collection_group("A editors", self.a, "add_video", "change_video", "choose_video")
-        self.editor = make_user("editor-a", groups=[self.group])
-        self.boss = make_user("boss", superuser=True)
-        self.video_a = make_video(sample_video, title="Alpha", collection=self.a, user=self.boss)
-        self.video_b = make_video(sample_video, title="Bravo secret", collection=self.b, user=self.boss)
-
-
-@pytest.fixture
-def world(sample_video):
-    return World(sample_video)
-
-
-def signed_in(user, **kwargs):
-    client = Client(raise_request_exception=False, **kwargs)
-    client.force_login(user)
-    return client
 
 
 def _page_editor(*extra_groups):
