@@ -156,11 +156,11 @@ def test_the_upload_form_shows_the_error(sample_video):
     client.force_login(editor)
     response = client.post(
         reverse("private_video:caption_add", args=[video.pk]),
-        {"file": SimpleUploadedFile("x.vtt", b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n"
-                                    b"at :00:01.000 and :00:02.000\n", "text/vtt"),
+        {"file": SimpleUploadedFile("x.vtt", b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nfine\n"
+                                    b"at 00:03.000 --> 00:04.000\n", "text/vtt"),
          "language": "en", "kind": "subtitles", "label": "English"},
     )
-    assert response.status_code == 200 and "Line 4" in response.content.decode()
+    assert response.status_code == 200 and "Line 5" in response.content.decode()
     assert not Caption.objects.exists()
 
 
