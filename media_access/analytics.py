@@ -26,6 +26,7 @@ or CSRF secret. Only the HMAC is stored: never an IP address, never a key
 that could be replayed as a cookie.
 """
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -278,11 +279,7 @@ def _add_bits(changes, bits):
 
 
 def _prefix_sums(changes, count):
-    curve, running = [0] * count, 0
-    for i in range(count):
-        running += changes[i]
-        curve[i] = running
-    return curve
+    return list(itertools.accumulate(changes[:count]))
 
 
 def _viewing_facts(video, viewings):

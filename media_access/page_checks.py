@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.models import Page
 
 from private_video.page_forms import videos_held_by, videos_on_page
-from private_video.permissions import videos_user_may
+from private_video.permissions import video_ids_user_may_not
 
 from .models import ViewerGrant
 
@@ -51,13 +51,7 @@ def _form_widens(form, cleaned):
 
 
 def _not_changeable(user, ids):
-    """The ids among ``ids`` of videos ``user`` may not change."""
-    ids = set(ids)
-    if not ids:
-        return set()
-    if user is None:
-        return ids
-    return ids - set(videos_user_may(user, "change").filter(pk__in=ids).values_list("pk", flat=True))
+    return video_ids_user_may_not(user, "change", ids)
 
 
 def _new_videos_out_of_reach(user, page, ids):
@@ -78,10 +72,9 @@ def refuse_download_grants_in_revert(user, page, restored):
     make it now, nor reach a video the page does not hold now."""
     grants = getattr(restored, GRANTS, None)
     ids = videos_held_by(restored)
-    out_of_reach = _not_changeable(user, ids)
-    if grants is None or not out_of_reach:
+    if grants is None or not _not_changeable(user, ids):
         return None
-    new_videos = out_of_reach - videos_on_page(page)
+    new_videos = _new_videos_out_of_reach(user, page, ids)
     for grant in grants.all():
         if grant.can_download and (new_videos or _widens(
             grant.pk, grant.can_download, grant.user_id, grant.group_id, grant.expires_at, page=page

@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 
 from .page_forms import videos_held_by, videos_on_page
-from .permissions import videos_user_may
+from .permissions import video_ids_user_may_not
 
 NOT_ALLOWED = _("You may not copy this page: it holds a video you may not choose.")
 REVERT_NOT_ALLOWED = _("You may not restore this revision: it holds a video you may not choose.")
@@ -35,10 +35,7 @@ def videos_of_pages(pages):
 
 def unchoosable(user, video_ids, kept=()):
     """The ids among ``video_ids`` that ``user`` may not choose (and that are not in ``kept``)."""
-    wanted = set(video_ids) - set(kept)
-    if not wanted:
-        return set()
-    return wanted - set(videos_user_may(user, "choose").filter(pk__in=wanted).values_list("pk", flat=True))
+    return video_ids_user_may_not(user, "choose", set(video_ids) - set(kept))
 
 
 def pages_copied(page, *, recursive=False, with_ancestors=False):

@@ -26,3 +26,14 @@ def videos_user_may(user, *actions):
     return policy_registry.get_by_type(Video).instances_user_has_any_permission_for(
         user, list(actions)
     )
+
+
+def video_ids_user_may_not(user, action, ids):
+    """The ids among ``ids`` of videos ``user`` may not ``action`` (all of
+    them without a user): one query, none for no ids."""
+    ids = set(ids)
+    if not ids:
+        return set()
+    if user is None:
+        return ids
+    return ids - set(videos_user_may(user, action).filter(pk__in=ids).values_list("pk", flat=True))

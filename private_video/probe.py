@@ -184,17 +184,18 @@ def _rotation(stream):
     return rotation % 360
 
 
+def parse_rate(text):
+    """A rate as ffprobe writes it ("30000/1001"), in frames per second, or
+    None for "0/0", junk or nothing."""
+    try:
+        rate = Fraction(text or "")
+    except (ValueError, ZeroDivisionError):
+        return None
+    return float(rate) if rate > 0 else None
+
+
 def _frame_rate(stream):
-    for key in ("avg_frame_rate", "r_frame_rate"):
-        value = stream.get(key)
-        if value and value != "0/0":
-            try:
-                rate = Fraction(value)
-            except (ValueError, ZeroDivisionError):
-                continue
-            if rate > 0:
-                return float(rate)
-    return None
+    return parse_rate(stream.get("avg_frame_rate")) or parse_rate(stream.get("r_frame_rate"))
 
 
 def _int(value):
@@ -382,12 +383,14 @@ def _duration_from_packets(path, index, *, timeout, url):
     return max(ends) if ends else None
 
 
-def opening_packets(path, *, stream="V:0", seconds=30, timeout=60):
-    """The first ``seconds`` of ``stream``'s packets (pts_time, flags), from
-    the packet index alone: nothing is decoded. None when they cannot be read."""
+def opening_packets(path, *, stream="V:0", seconds=30, count=None, fields="pts_time,flags", timeout=60):
+    """The first ``seconds`` (or ``count`` packets) of ``stream``'s packets,
+    each with ``fields``, from the packet index alone: nothing is decoded.
+    None when they cannot be read."""
+    interval = f"%+#{count}" if count else f"%+{seconds}"
     try:
         data = run_ffprobe(path, [
-            "-select_streams", stream, "-read_intervals", f"%+{seconds}", "-show_entries", "packet=pts_time,flags",
+            "-select_streams", stream, "-read_intervals", interval, "-show_entries", f"packet={fields}",
         ], timeout=timeout)
     except Exception:  # noqa: BLE001 - unknown: the callers play safe
         return None

@@ -24,7 +24,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from private_video.probe import (
-    ProbeError, keyframe_gap, opening_packets, probe, probe_video, run_ffprobe, starts_with_discarded_packets,
+    ProbeError, keyframe_gap, opening_packets, parse_rate, probe, probe_video, starts_with_discarded_packets,
 )
 from private_video.storage import private_storage
 
@@ -619,20 +619,12 @@ def _avc_level(stream):
     if level > 0:
         return level
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
-    frames = _frame_rate(stream.get("avg_frame_rate")) or _frame_rate(stream.get("r_frame_rate")) or 30
+    frames = parse_rate(stream.get("avg_frame_rate")) or parse_rate(stream.get("r_frame_rate")) or 30
     per_frame = -(-width // 16) * -(-height // 16)
     for level, most_per_frame, most_per_second in _AVC_LEVELS:
         if per_frame <= most_per_frame and per_frame * frames <= most_per_second:
             return level
     return _AVC_LEVELS[-1][0]
-
-
-def _frame_rate(text):
-    try:
-        numerator, _, denominator = (text or "").partition("/")
-        return float(numerator) / float(denominator or 1)
-    except (ValueError, ZeroDivisionError):
-        return 0.0
 
 
 def _codecs(path, has_audio=None):
@@ -717,12 +709,10 @@ def reorder_delay(media):
     at or above its dts by moving every pts up by the stream's reordering
     delay. The rung's first picture is shown at its decode time, so its pts
     minus its dts, as read, is that shift (0 without B-frames)."""
+    packets = opening_packets(media, stream="v:0", count=1, fields="pts_time,dts_time") or []
     try:
-        packets = run_ffprobe(media, [
-            "-select_streams", "v:0", "-read_intervals", "%+#1", "-show_entries", "packet=pts_time,dts_time",
-        ]).get("packets") or []
         return max(0.0, float(packets[0]["pts_time"]) - float(packets[0]["dts_time"]))
-    except (ProbeError, IndexError, KeyError, TypeError, ValueError):
+    except (IndexError, KeyError, TypeError, ValueError):
         return 0.0
 
 

@@ -9,7 +9,7 @@ from fractions import Fraction
 
 from django.core.exceptions import ImproperlyConfigured
 
-from private_video.probe import is_empty_stream, main_video_stream, sound_streams, stream_seconds
+from private_video.probe import is_empty_stream, main_video_stream, parse_rate, sound_streams, stream_seconds
 
 from .conf import DEFAULTS, setting
 
@@ -355,7 +355,7 @@ def output_frame_rate(info):
     the smallest whole number that brings it to 60 or below, so every kept
     frame is evenly spaced: 120 and 240 give 60, 100 gives 50, 144 gives 48."""
     rate = info.frame_rate or 30.0
-    base = _rate(source_video_stream(info).get("r_frame_rate"))
+    base = parse_rate(source_video_stream(info).get("r_frame_rate"))
     if base and base <= 60 and rate < base <= rate * 1.05:
         rate = base
     if rate > 60:
@@ -363,11 +363,3 @@ def output_frame_rate(info):
     if rate < 1:
         rate = 1.0
     return Fraction(rate).limit_denominator(1001)
-
-
-def _rate(text):
-    try:
-        rate = Fraction(text or "")
-    except (ValueError, ZeroDivisionError):
-        return None
-    return float(rate) if rate > 0 else None
