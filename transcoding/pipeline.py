@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy
 
 from private_video.probe import (
     ProbeError, keyframe_gap, opening_packets, parse_rate, probe, probe_video, starts_with_discarded_packets,
+    stream_seconds,
 )
 from private_video.storage import private_storage
 
@@ -415,7 +416,8 @@ def transcode_playable(job, reporter, workdir):
         info = _probe_source(source)
         # Before anything decodes a frame (the idet check in _record_probe).
         check_source_size(info)
-        _record_probe(job, video, info, source)
+        played = measure_played_duration(backend, source, info)
+        _record_probe(job, video, info, source, played_duration=played)
 
         reporter.stage("playable")
         if Rendition.objects.filter(video=video).exists():
@@ -451,6 +453,45 @@ def transcode_playable(job, reporter, workdir):
             _mark_playable(job)
 
 
+# Demuxers of files that are joined byte for byte (a recording cut in two and
+# put back, a camera's or a DVD's files one after the other): timestamps may
+# start again or jump where the parts meet. ffprobe then reads the first
+# part's duration, or the span between the two parts' clocks, while ffmpeg
+# corrects the jumps and plays every part.
+_JOINABLE_DEMUXERS = frozenset({"mpegts", "mpeg"})
+
+
+def measure_played_duration(backend, source, info, known=None):
+    """For a source that may be joined (``_JOINABLE_DEMUXERS``), how long its
+    picture plays as the ladder's ffmpeg reads it (a copy of its packets,
+    nothing decoded). When the probe was far off, ``info.duration`` becomes
+    that (plus any sound after the picture), so the storyboard, the progress
+    and the video's duration are planned on what plays; ``settle_duration``
+    still sets the exact figure from the renditions. ``known``: the figure
+    of an earlier phase of the same job. Returns the figure, or None."""
+    if info.demuxer not in _JOINABLE_DEMUXERS or not info.duration:
+        return None
+    played = known
+    if not played:
+        reports = []
+        try:
+            with ffmpeg_slot():
+                run_ffmpeg(backend.timeline_command(source, info), on_block=reports.append)
+            # The last packet's decode time: the picture ends a frame later.
+            played = int(reports[-1]["out_time_us"]) / 1_000_000 + 1 / (info.frame_rate or 25)
+        except (FFmpegError, IndexError, KeyError, ValueError):
+            logger.warning("could not measure how long the picture plays; keeping the probed duration",
+                           exc_info=True)
+            return None
+    if played <= 0:
+        return None
+    picture = stream_seconds(source_video_stream(info)) or info.duration
+    if abs(played - picture) > max(0.5, 0.05 * played):
+        logger.info("the picture plays %.3f s, not the probed %.3f s", played, picture)
+        info.duration = played + max(0.0, info.duration - picture)
+    return played
+
+
 def settle_duration(video, info, played):
     """The video lasts what its renditions play when the probe was far off:
     MPEG-TS joined byte for byte (a recording cut in two and put back) has
@@ -475,6 +516,7 @@ def transcode_ladder(job, reporter, workdir):
     with local_source(job.source_name, workdir, reporter) as source:
         info = _probe_source(source)
         detect_field_order(backend, source, info, known=job.source_info.get("field_order"))
+        measure_played_duration(backend, source, info, known=job.source_info.get("played_duration"))
         planned = plan_ladder(info)
         audio = plan_audio(info)
         out = workdir / "ladder"
@@ -570,7 +612,7 @@ def detect_field_order(backend, source, info, known=None):
     return stream["field_order"]
 
 
-def _record_probe(job, video, info, source=None):
+def _record_probe(job, video, info, source=None, played_duration=None):
     video.apply_probe(info)
     fields = ["duration", "width", "height", "video_codec", "audio_codec", "container", "probe_data"]
     type(video).objects.filter(pk=video.pk).update(**{name: getattr(video, name) for name in fields})
@@ -587,6 +629,7 @@ def _record_probe(job, video, info, source=None):
         "audio_channels": info.audio_channels,
         "web_playable": not refusal,
         "fast_path_refusal": refusal,
+        "played_duration": played_duration,
         "interlaced": is_interlaced(info),
         "field_order": source_video_stream(info).get("field_order", ""),
         "hdr": hdr_transfer(info) or "",

@@ -84,10 +84,11 @@ def _read_stderr(pipe, tail):
     pipe.close()
 
 
-def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_timeout=None):
+def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_timeout=None, on_block=None):
     """Run ``cmd`` (which writes ``-progress pipe:1``). ``on_progress(fraction,
-    speed)`` gets 0..1 as the output time advances. Raises FFmpegError with
-    the stderr tail on failure, timeout or stall."""
+    speed)`` gets 0..1 as the output time advances; ``on_block(block)`` each
+    progress report as ffmpeg wrote it (a dict: ``out_time_us``…). Raises
+    FFmpegError with the stderr tail on failure, timeout or stall."""
     timeout = timeout or setting("FFMPEG_TIMEOUT")
     stall_timeout = stall_timeout or setting("FFMPEG_STALL_TIMEOUT")
     tail = collections.deque(maxlen=int(setting("STDERR_TAIL_LINES")))
@@ -131,6 +132,8 @@ def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_time
                 continue
             if on_progress:
                 on_progress(_fraction(block, duration), _speed(block))
+            if on_block:
+                on_block(block)
             block = {}
         process.wait(timeout=30)
     except BaseException:

@@ -83,6 +83,13 @@ class TranscoderBackend:
     def poster_command(self, source, info, output, *, seek, width, height):
         raise NotImplementedError
 
+    def timeline_command(self, source, info):
+        """Read the picture's packets (copied, nothing decoded, nothing
+        written) as the ladder's ffmpeg reads them: with its corrections of
+        timestamps that restart or jump. Its last progress report's
+        ``out_time_us`` is how long the renditions will play."""
+        raise NotImplementedError
+
     def field_order_command(self, source, info, output, *, frames):
         """Run interlace detection on the first ``frames`` frames and write
         ffmpeg's ``lavfi.idet.multiple.current_frame`` verdicts (tff, bff,

@@ -273,6 +273,11 @@ class FFmpegPythonBackend(TranscoderBackend):
         stream = ffmpeg.output(frame, str(output), **{"frames:v": 1, "q:v": 3, "update": 1})
         return _compile([stream])
 
+    def timeline_command(self, source, info):
+        picture = ffmpeg.input(str(source), **input_options(info.demuxer))[info.video_selector]
+        stream = ffmpeg.output(picture, os.devnull, c="copy", f="null")
+        return _compile([stream])
+
     def field_order_command(self, source, info, output, *, frames):
         # idet's verdict per frame (over the frames seen so far) as text:
         # ffmpeg logs its summary only at the info level, which we silence.
