@@ -460,12 +460,17 @@ def test_ffmpeg_dies_with_its_worker_and_keeps_its_limits():
     worker = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True)
     child = None
     try:
+        # The child is listed from its fork on; its limits and PDEATHSIG are set
+        # between the fork and the exec, so wait until it is `sleep` itself.
         deadline, child = time.monotonic() + 30, None
-        while child is None and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
             child = int(children[0]) if children else None
+            if child and _command(child) == "sleep":
+                break
             time.sleep(0.1)
         assert child, "run_ffmpeg started nothing"
+        assert _command(child) == "sleep", _command(child)
         rows = _limits(Path(f"/proc/{child}/limits").read_text())
         assert rows["Max address space"][0] == str(8 * 1024**3)
         assert rows["Max core file size"][0] == "0"
@@ -480,6 +485,13 @@ def test_ffmpeg_dies_with_its_worker_and_keeps_its_limits():
             worker.kill()
         if child and _running(child):
             os.kill(child, signal.SIGKILL)
+
+
+def _command(pid):
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return None
 
 
 def _running(pid):
