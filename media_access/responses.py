@@ -201,6 +201,14 @@ def _read_range(served, start, length):
 
 
 _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+# A byte position with more digits than this is past the end of any file (and
+# int() refuses more than 4300 digits): it counts as this many bytes.
+_MAX_POSITION_DIGITS = 18
+
+
+def _position(digits):
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_POSITION_DIGITS else 10**_MAX_POSITION_DIGITS
 
 
 def parse_range(header, size):
@@ -218,16 +226,16 @@ def parse_range(header, size):
         return None
     first, last = match.groups()
     if first == "":
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             return "unsatisfiable"
         return max(size - suffix, 0), size - 1
-    first = int(first)
-    if last and int(last) < first:
+    first = _position(first)
+    if last and _position(last) < first:
         return None
     if first >= size:
         return "unsatisfiable"
-    last = int(last) if last else size - 1
+    last = _position(last) if last else size - 1
     return first, min(last, size - 1)
 
 
