@@ -77,3 +77,67 @@ def test_the_storyboard_of_joined_mpeg_ts_spans_what_plays(media_dir, jump):
     assert (sprite.width, sprite.height) == (480, 120)
     assert_close(mean_rgb(sprite.file.path, crop="16:16:72:52"), (254, 0, 0), within=24)
     assert_close(mean_rgb(sprite.file.path, crop="16:16:392:52"), (0, 0, 254), within=24)
+
+
+# ---- variable frame rate: every frame is kept --------------------------------------------------
+
+def mixed_rate(path, rates=(10, 30, 10), seconds=2):
+    """A clip whose frame rate changes: ``seconds`` at each of ``rates``."""
+    inputs, labels = [], ""
+    for index, rate in enumerate(rates):
+        inputs += ["-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={rate}:duration={seconds}"]
+        labels += f"[{index}:v]"
+    ffmpeg(*inputs, "-filter_complex", f"{labels}concat=n={len(rates)}:v=1:a=0,settb=1/90000[v]", "-map", "[v]",
+           "-fps_mode", "vfr", *H264, path)
+    return path
+
+
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_a_frame_rate_that_changes_keeps_the_frames_of_its_fast_parts(media_dir, container):
+    """10 fps, then 30, then 10: the rungs were made at the ~17 fps average,
+    dropping almost every other frame of the 30 fps part (judder). Matroska
+    states no base rate (its r_frame_rate is the average too): the packets'
+    spacing tells."""
+    source = mixed_rate(media_dir / "mixed-rate.mp4")
+    if container == "mkv":
+        # Copied into Matroska, whose muxer writes the average as each
+        # frame's default duration: r_frame_rate reads ~17 too.
+        source, copied = media_dir / "mixed-rate.mkv", source
+        ffmpeg("-i", copied, "-c", "copy", source)
+        assert ffprobe_json(source)["streams"][0]["r_frame_rate"] == "1000/59"
+    video = make_video(source, title="Mixed rate")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    for name in ("hls-144p-media", "hls-90p-media", "mp4-144p"):
+        stream = rung_video(video, name, "-count_frames", "-show_streams")
+        assert stream["r_frame_rate"] == "30/1", (name, stream["r_frame_rate"])
+        # 5.9 s (the last frame's own duration is not kept) at 30 fps, not ~100 frames at ~17.
+        assert 172 <= int(stream["nb_read_frames"]) <= 181, (name, stream["nb_read_frames"])
+
+
+@pytest.mark.parametrize("rate", ["25", "30000/1001"])
+def test_a_steady_rate_with_jittery_timestamps_stays_as_it_is(media_dir, rate):
+    """Millisecond timestamps (Matroska, WebM) round each frame's time: a
+    29.97 fps clip has frames 33 and 34 ms apart. Its rate is kept."""
+    source = media_dir / f"steady-{rate.replace('/', '-')}.mkv"
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=320x240:rate={rate}:duration=2", *H264, source)
+    video = make_video(source, title="Steady")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    assert rung_video(video)["r_frame_rate"] == (rate if "/" in rate else f"{rate}/1")
+
+
+def test_the_fastest_rate_reads_past_jitter_and_bunched_frames():
+    import random
+
+    from transcoding.profiles import fastest_frame_rate
+
+    jitter = random.Random(3)
+    steady = [n / 30 + jitter.uniform(-0.004, 0.004) for n in range(300)]  # a camera's capture times
+    assert fastest_frame_rate(steady) == 30
+    # A recorder that writes a late frame's queue at once: a few frames 1 ms apart.
+    bunched = sorted([n / 25 for n in range(250)] + [2 + n / 1000 for n in range(1, 6)])
+    assert fastest_frame_rate(bunched) == 25
+    ntsc_ms = [round(n * 1001 / 30000, 3) for n in range(300)]  # Matroska's milliseconds
+    assert fastest_frame_rate(ntsc_ms, base=30000 / 1001) * 1001 == 30000
+    assert fastest_frame_rate([0, 1, 2]) is None

@@ -34,10 +34,12 @@ from .backends import POSTER_NAME, STORYBOARD_FRAMES, STORYBOARD_NAME, Storyboar
 from .conf import setting, temp_dir
 from .models import Rendition, TranscodeJob
 from .profiles import (
+    FASTEST_RATE_KEY,
     display_aspect,
     display_dimensions,
     even,
     even_below,
+    fastest_frame_rate,
     fit_short_side,
     hdr_transfer,
     is_interlaced,
@@ -417,6 +419,7 @@ def transcode_playable(job, reporter, workdir):
         # Before anything decodes a frame (the idet check in _record_probe).
         check_source_size(info)
         played = measure_played_duration(backend, source, info)
+        note_frame_spacing(source, info)
         _record_probe(job, video, info, source, played_duration=played)
 
         reporter.stage("playable")
@@ -492,6 +495,32 @@ def measure_played_duration(backend, source, info, known=None):
     return played
 
 
+# Packets read to see how a variable frame rate varies: 11 minutes at 30 fps.
+_FRAME_SPACING_PACKETS = 20_000
+
+
+def note_frame_spacing(source, info, known=None):
+    """Note in the probe result (``profiles.FASTEST_RATE_KEY``) the rate that
+    keeps every frame of the picture's fastest parts, from the spacing of its
+    first packets (the packet index only, nothing decoded), for
+    ``profiles.output_frame_rate``. ``known``: the figure of an earlier phase
+    of the same job. Returns it ("30/1"), or "" when it cannot be told."""
+    stream = source_video_stream(info)
+    if known is None:
+        packets = opening_packets(source, stream=info.video_selector, count=_FRAME_SPACING_PACKETS,
+                                  fields="pts_time") or []
+        times = []
+        for packet in packets:
+            try:
+                times.append(float(packet["pts_time"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+        rate = fastest_frame_rate(times, parse_rate(stream.get("r_frame_rate")))
+        known = f"{rate.numerator}/{rate.denominator}" if rate else ""
+    stream[FASTEST_RATE_KEY] = known
+    return known
+
+
 def settle_duration(video, info, played):
     """The video lasts what its renditions play when the probe was far off:
     MPEG-TS joined byte for byte (a recording cut in two and put back) has
@@ -517,6 +546,7 @@ def transcode_ladder(job, reporter, workdir):
         info = _probe_source(source)
         detect_field_order(backend, source, info, known=job.source_info.get("field_order"))
         measure_played_duration(backend, source, info, known=job.source_info.get("played_duration"))
+        note_frame_spacing(source, info, known=job.source_info.get(FASTEST_RATE_KEY))
         planned = plan_ladder(info)
         audio = plan_audio(info)
         out = workdir / "ladder"
@@ -630,6 +660,7 @@ def _record_probe(job, video, info, source=None, played_duration=None):
         "web_playable": not refusal,
         "fast_path_refusal": refusal,
         "played_duration": played_duration,
+        FASTEST_RATE_KEY: source_video_stream(info).get(FASTEST_RATE_KEY),
         "interlaced": is_interlaced(info),
         "field_order": source_video_stream(info).get("field_order", ""),
         "hdr": hdr_transfer(info) or "",

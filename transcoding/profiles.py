@@ -344,9 +344,49 @@ def audio_kbps():
     return max(rung.audio_kbps for rung in get_ladder())
 
 
+# Where ``pipeline.note_frame_spacing`` notes, in ffprobe's entry of the
+# picture, the rate that keeps every frame of its fastest parts.
+FASTEST_RATE_KEY = "fastest_frame_rate"
+# Rates cameras, screen recorders and broadcasts use: a measured rate within
+# 8 % of one (timestamps rounded to milliseconds, capture jitter) is that one.
+_COMMON_RATES = tuple(Fraction(rate) for rate in (
+    "10", "12", "15", "20", "24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60",
+))
+
+
+def fastest_frame_rate(times, base=None):
+    """The rate that keeps every frame of the fastest parts of a picture
+    whose presentation ``times`` (seconds, any order) are given: from the
+    spacing of frames two apart (one late frame is jitter, not a faster
+    part), the tenth shortest in a hundred (a few bunched frames are not a
+    part either), snapped to ``base`` (the stream's r_frame_rate), else to
+    the nearest common rate, within 8 %. None when it cannot be told or is
+    no sane rate (above 240)."""
+    times = sorted(set(times))
+    spans = sorted((b - a) / 2 for a, b in zip(times, times[2:]) if b > a)
+    if len(spans) < 10:
+        return None
+    spacing = spans[len(spans) // 10]
+    if spacing <= 1 / 240:
+        return None
+    measured = 1 / spacing
+    near = [rate for rate in _COMMON_RATES if abs(float(rate) / measured - 1) <= 0.08]
+    if base and base <= 60 and abs(base / measured - 1) <= 0.08:
+        return Fraction(base).limit_denominator(1001)
+    if near:
+        return min(near, key=lambda rate: abs(float(rate) / measured - 1))
+    return Fraction(measured).limit_denominator(1001)
+
+
 def output_frame_rate(info):
     """A constant rate for the outputs (sources may be VFR): the source's
     own rate, at most 60 fps, as a fraction ffmpeg accepts.
+
+    A variable rate is made constant at the rate of its fastest parts (noted
+    by ``pipeline.note_frame_spacing``), not at its average: 10 fps here and
+    30 fps there averages ~20, which drops every third frame of the 30 fps
+    parts (judder); at 30 the 10 fps parts repeat their frames, which costs
+    x264 next to nothing.
 
     The average, unless the stream's base rate is a little above it (within
     5 %): the average of a fragmented MP4 (a browser's or OBS's recording)
@@ -355,9 +395,13 @@ def output_frame_rate(info):
     the smallest whole number that brings it to 60 or below, so every kept
     frame is evenly spaced: 120 and 240 give 60, 100 gives 50, 144 gives 48."""
     rate = info.frame_rate or 30.0
-    base = parse_rate(source_video_stream(info).get("r_frame_rate"))
+    stream = source_video_stream(info)
+    base = parse_rate(stream.get("r_frame_rate"))
     if base and base <= 60 and rate < base <= rate * 1.05:
         rate = base
+    fastest = parse_rate(stream.get(FASTEST_RATE_KEY))
+    if fastest and fastest > rate * 1.05:
+        rate = fastest
     if rate > 60:
         rate = rate / math.ceil(rate / 60 - 1e-9)
     if rate < 1:
