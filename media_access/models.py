@@ -18,7 +18,9 @@ class ViewerGrant(Orderable):
 
     A page with no grants is open to everyone who passes Wagtail's page
     privacy; once a page has grants (even expired ones), only the granted
-    users and groups may watch.
+    users and groups may watch. Deleting the user or group a grant names
+    keeps the grant, naming nobody: the page stays closed (a cascade would
+    have left it with no grants, open to everyone).
     """
 
     page = ParentalKey(
@@ -29,7 +31,7 @@ class ViewerGrant(Orderable):
         verbose_name=_("user"),
         null=True,
         blank=True,
-        on_delete=models.CASCADE,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     group = models.ForeignKey(
@@ -37,7 +39,7 @@ class ViewerGrant(Orderable):
         verbose_name=_("group"),
         null=True,
         blank=True,
-        on_delete=models.CASCADE,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
@@ -60,14 +62,15 @@ class ViewerGrant(Orderable):
         verbose_name = _("viewer grant")
         verbose_name_plural = _("viewer grants")
         constraints = [
+            # Never both; neither once the user or group it named was deleted.
             models.CheckConstraint(
-                condition=(Q(user__isnull=False, group__isnull=True) | Q(user__isnull=True, group__isnull=False)),
-                name="private_video_access_grant_user_xor_group",
+                condition=Q(user__isnull=True) | Q(group__isnull=True),
+                name="private_video_access_grant_not_user_and_group",
             )
         ]
 
     def __str__(self):
-        who = self.user or self.group
+        who = self.user or self.group or _("nobody (the user or group was deleted)")
         if self.expires_at:
             return _("%(who)s until %(expires_at)s") % {
                 "who": who, "expires_at": f"{self.expires_at:%Y-%m-%d %H:%M}",
@@ -75,8 +78,15 @@ class ViewerGrant(Orderable):
         return f"{who}"
 
     def clean(self):
-        if bool(self.user_id) == bool(self.group_id):
+        both = self.user_id and self.group_id
+        neither = not (self.user_id or self.group_id)
+        if both or (neither and not self.names_nobody_already()):
             raise ValidationError(_("Choose either a user or a group."))
+
+    def names_nobody_already(self):
+        """The stored grant's user or group was deleted: it may be kept as it
+        is (it keeps the page closed), never made anew."""
+        return bool(self.pk) and ViewerGrant.objects.filter(pk=self.pk, user=None, group=None).exists()
 
     def is_active(self, now=None):
         return self.expires_at is None or self.expires_at > (now or timezone.now())

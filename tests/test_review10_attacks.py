@@ -58,3 +58,75 @@ def test_a_range_with_thousands_of_digits_is_an_answer_not_a_500(granted_watch, 
         assert response["Content-Range"] == f"bytes 0-{len(data) - 1}/{len(data)}"
     else:
         assert response["Content-Range"] == f"bytes */{len(data)}"
+
+
+# ---- a grant's user or group deleted: the page must not open to everyone -------------------------
+
+
+@pytest.fixture
+def board_page(sample_video):
+    board = Group.objects.create(name="Board")
+    member = make_user("board-member", groups=[board])
+    video = make_video(sample_video, title="Board only")
+    page = make_video_page(video, title="Board meeting")
+    ViewerGrant.objects.create(page=page, group=board)
+    url = reverse("media_access:watch", args=[page.pk, video.pk, "original"])
+    return board, member, page, video, url
+
+
+def _anonymous_and_stranger(url):
+    from django.contrib.auth import get_user_model
+
+    stranger = Client(raise_request_exception=False)
+    stranger.force_login(get_user_model().objects.filter(username="stranger").first() or make_user("stranger"))
+    return Client(raise_request_exception=False).get(url).status_code, stranger.get(url).status_code
+
+
+def test_deleting_the_granted_group_does_not_open_the_page_to_everyone(board_page):
+    """A page's only grant named the group "Board". Deleting the group (a
+    reorganisation in Settings → Groups) cascades to the grant, and a page
+    with no grants is open to everyone who passes page privacy: the board's
+    video went to every anonymous visitor. Fail-open: the grant list must
+    still close the page once the group it named is gone."""
+    board, member, page, video, url = board_page
+    assert _anonymous_and_stranger(url) == (302, 403)
+    board.delete()
+    assert _anonymous_and_stranger(url) == (302, 403)
+    assert Client().get(f"/playback/{page.pk}/{video.pk}/").status_code == 403
+
+
+def test_deleting_the_only_granted_user_does_not_open_the_page_to_everyone(sample_video):
+    """The same with a grant naming one person: their account deleted when
+    they leave, and their private video became everyone's."""
+    video = make_video(sample_video, title="One to one")
+    page = make_video_page(video, title="Review with Ann")
+    ann = make_user("ann")
+    ViewerGrant.objects.create(page=page, user=ann)
+    url = reverse("media_access:watch", args=[page.pk, video.pk, "original"])
+    assert _anonymous_and_stranger(url) == (302, 403)
+    ann.delete()
+    assert _anonymous_and_stranger(url) == (302, 403)
+
+
+def test_a_page_whose_granted_group_was_deleted_can_still_be_published(board_page):
+    """With the fix: the grant naming nobody stays in the Viewers tab and the
+    page saves with it as it is; a new grant naming nobody is still a form error."""
+    from tests.test_review9_attacks import _edit_data
+
+    board, member, page, video, url = board_page
+    grant = ViewerGrant.objects.get(page=page)
+    board.delete()
+    editor = Client()
+    editor.force_login(make_user("boss", superuser=True))
+    edit_url = reverse("wagtailadmin_pages:edit", args=[page.pk])
+    assert editor.get(edit_url).status_code == 200
+    kept = {"id": grant.pk, "user": "", "group": "", "expires_at": ""}
+    data = _edit_data(page, video, [kept], initial=1)
+    data["action-publish"] = "action-publish"
+    assert editor.post(edit_url, data).status_code == 302
+    assert list(ViewerGrant.objects.filter(page=page).values_list("pk", "user", "group")) == [(grant.pk, None, None)]
+    data = _edit_data(page, video, [kept, {"user": "", "group": "", "expires_at": ""}], initial=1)
+    data["action-publish"] = "action-publish"
+    response = editor.post(edit_url, data)
+    assert response.status_code == 200 and "Choose either a user or a group." in response.content.decode()
+    assert _anonymous_and_stranger(url) == (302, 403)
