@@ -121,8 +121,8 @@ and why each can end an allowed decision:
   ``user.groups.remove()`` write the through table without a model signal).
 - ``auth_group`` (UPDATE, DELETE: ``u:`` of its members, ``p:`` of the pages
   it holds grants or restrictions on): a group deleted. Django deletes the
-  memberships, grants and restriction links first, which touch the same
-  scopes.
+  memberships and restriction links and empties the group's grants (they
+  outlive it, naming nobody) first, which touch the same scopes.
 - ``django_session`` (``s:``): logout, ``cycle_key`` at login,
   ``clearsessions``' bulk delete, a shorter expiry, changed session data, a
   row created for a cookie that had none. Only the ``db`` and ``cached_db``
