@@ -10,6 +10,8 @@ from django.urls import reverse
 
 from media_access.models import ViewerGrant
 from tests.helpers import make_user, make_video, make_video_page
+from tests.test_review4_uploads import bucket  # noqa: F401 (fixture)
+from tests.test_uploads_tus import editor, library  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +132,40 @@ def test_a_page_whose_granted_group_was_deleted_can_still_be_published(board_pag
     response = editor.post(edit_url, data)
     assert response.status_code == 200 and "Choose either a user or a group." in response.content.decode()
     assert _anonymous_and_stranger(url) == (302, 403)
+
+
+# ---- an S3 upload's completion, asked again after its video moved out of reach -------------------
+
+
+def test_completing_an_s3_upload_again_describes_its_video_only_to_who_may_still_change_it(
+    editor, library, bucket, sample_video  # noqa: F811
+):
+    """Review 6 made the upload status describe an upload's video only to
+    whoever may still change it (it may have moved to a collection the
+    uploader has no rights on since). The S3 completion answers a repeat
+    POST for a finished upload with the same description, unchecked: the
+    uploader posts complete again and reads the video's id, its current
+    title (renamed after the move) and its edit URL."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from private_video.models import Video
+    from private_video.uploads.models import Upload
+    from tests.test_review4_uploads import s3_call
+
+    films, other, _editors = library
+    video = make_video(sample_video, title="Holiday clip", collection=films, user=editor)
+    upload = Upload.objects.create(
+        user=editor, collection=films, filename="clip.mp4", length=10, backend=Upload.Backend.S3,
+        state=Upload.State.COMPLETE, video=video, expires_at=timezone.now() + timedelta(days=1),
+    )
+    client = Client()
+    client.force_login(editor)
+    assert s3_call(client, "s3_complete", upload.pk).json()["video"]["title"] == "Holiday clip"
+    # Moved and renamed by someone with rights on both collections.
+    Video.objects.filter(pk=video.pk).update(collection=other, title="Layoffs, second round", uploaded_by_user=None)
+    response = s3_call(client, "s3_complete", upload.pk)
+    assert response.status_code == 200, response.content
+    assert response.json()["video"] is None
+    assert b"Layoffs" not in response.content and f"/edit/{video.pk}/".encode() not in response.content

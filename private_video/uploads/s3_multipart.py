@@ -435,7 +435,12 @@ def complete(request, storage, upload_id):
 
     upload = _own_upload(request, upload_id)
     if upload.state == State.COMPLETE and upload.video is not None:
-        return JsonResponse({"video": _video_json(upload.video)})
+        # As the upload status: the video is described only to whoever may
+        # still change it (it may have moved out of the uploader's reach since).
+        from ..permissions import videos_user_may
+
+        reachable = videos_user_may(request.user, "change").filter(pk=upload.video_id).exists()
+        return JsonResponse({"video": _video_json(upload.video) if reachable else None})
     _receiving(upload)
     # Before the parts are assembled: refused here, they stay, as a refused
     # tus chunk keeps the bytes before it (completion checks again).
