@@ -169,3 +169,20 @@ def test_completing_an_s3_upload_again_describes_its_video_only_to_who_may_still
     assert response.status_code == 200, response.content
     assert response.json()["video"] is None
     assert b"Layoffs" not in response.content and f"/edit/{video.pk}/".encode() not in response.content
+
+
+def test_an_s3_upload_title_keeps_no_control_characters(editor, library, bucket):  # noqa: F811
+    """The tus endpoint strips control characters (NUL included) from the
+    title it is sent; the S3 create kept them: a NUL in the JSON title is
+    stored as the video's title (on PostgreSQL, which refuses NUL in text,
+    the create is a 500 after S3 was asked to start the upload)."""
+    from private_video.uploads.models import Upload
+    from tests.test_review4_uploads import s3_call
+
+    films, _other, _editors = library
+    client = Client()
+    client.force_login(editor)
+    response = s3_call(client, "s3_create", length=1000, filename="a.mp4", collection=films.pk,
+                       title="Q3\x00 plan\x07\x1b[31m\x7f")
+    assert response.status_code == 201, response.content
+    assert Upload.objects.get(pk=response.json()["uploadId"]).title == "Q3 plan[31m"

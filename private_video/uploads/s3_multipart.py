@@ -48,6 +48,7 @@ from ..storage import configured_private_storage
 from ..validation import max_upload_size
 from .models import Upload
 from .permissions import default_collection, lost_right_message, may_add_to, uploads_visible_to
+from .tus import clean_title
 
 State = Upload.State
 
@@ -300,7 +301,7 @@ def create(request, storage):
     length = _length(data.get("length"))
     filename = _filename(data.get("filename"))
     collection = _collection(request, data.get("collection"))
-    title = str(data.get("title") or "").strip()[:255]
+    title = clean_title(str(data.get("title") or ""))
     upload = Upload(
         user=request.user, collection=collection, title=title, filename=filename, length=length,
         backend=Upload.Backend.S3, expires_at=timezone.now() + timedelta(seconds=setting("UPLOAD_EXPIRY")),

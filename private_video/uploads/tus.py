@@ -116,7 +116,8 @@ def clean_filename(value):
     return name
 
 
-def _clean_title(value):
+def clean_title(value):
+    """The title the client sent, as data: no control characters, at most 255 characters."""
     return _UNSAFE_NAME_CHARS.sub("", value or "").strip()[:255]
 
 
@@ -170,7 +171,7 @@ def tus_create(request):
         user=request.user,
         collection=collection,
         filename=clean_filename(metadata.get("filename")),
-        title=_clean_title(metadata.get("title")),
+        title=clean_title(metadata.get("title")),
         length=length,
         backend=Upload.Backend.TUS,
         expires_at=expiry_from_now(),
