@@ -141,3 +141,24 @@ def test_the_fastest_rate_reads_past_jitter_and_bunched_frames():
     ntsc_ms = [round(n * 1001 / 30000, 3) for n in range(300)]  # Matroska's milliseconds
     assert fastest_frame_rate(ntsc_ms, base=30000 / 1001) * 1001 == 30000
     assert fastest_frame_rate([0, 1, 2]) is None
+
+
+# ---- sound that starts before the picture -------------------------------------------------
+
+def test_sound_before_the_picture_leaves_the_video_as_long_as_it_plays(media_dir):
+    """Matroska, sound from 0 s, picture from 1 s to 3 s: the quick remux's
+    picture playlist counts 2 s, the duration was settled at that, and the
+    ladder (which plays 3 s, the first picture held until the picture
+    starts) agreed with the probe and left the 2 s in place: the player's
+    beacons then disagree with the video."""
+    source = media_dir / "sound-first.mkv"
+    ffmpeg("-itsoffset", "1", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2", *H264, *AAC, source)
+    video = make_video(source, title="Sound first")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    assert job.source_info["web_playable"]  # the quick version was a remux
+    video.refresh_from_db()
+    played = float(ffprobe_json(video.renditions.get(name="mp4-144p").file.path)["format"]["duration"])
+    assert played == pytest.approx(3.0, abs=0.1)
+    assert video.duration == pytest.approx(played, abs=0.1)

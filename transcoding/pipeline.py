@@ -526,12 +526,18 @@ def settle_duration(video, info, played):
     MPEG-TS joined byte for byte (a recording cut in two and put back) has
     timestamps that start again, and ffprobe reads the first part's only.
     The player, the storyboard's cues and the analytics beacons (which
-    must match ``Video.duration``) then agree with what plays."""
-    if not played or not info.duration or abs(played - info.duration) <= max(0.5, 0.05 * played):
-        return
-    logger.info("video %s plays %.3f s, not the probed %.3f s", video.pk, played, info.duration)
-    info.duration = video.duration = played
-    type(video).objects.filter(pk=video.pk).update(duration=played)
+    must match ``Video.duration``) then agree with what plays.
+
+    Otherwise the probe's figure stands, and is written back if an earlier
+    settling changed it: the quick version's picture playlist counts from
+    its first picture, so a picture that starts after the sound settled the
+    video shorter than the ladder, which holds the first picture from 0."""
+    if played and info.duration and abs(played - info.duration) > max(0.5, 0.05 * played):
+        logger.info("video %s plays %.3f s, not the probed %.3f s", video.pk, played, info.duration)
+        info.duration = played
+    if info.duration and video.duration != info.duration:
+        video.duration = info.duration
+        type(video).objects.filter(pk=video.pk).update(duration=info.duration)
 
 
 def transcode_ladder(job, reporter, workdir):
