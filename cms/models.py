@@ -2,6 +2,7 @@
 know nothing of them: a page offers its videos through VideoPageMixin."""
 
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import FieldPanel, InlinePanel, ObjectList, TabbedInterface
 from wagtail.blocks import RichTextBlock
@@ -76,6 +77,22 @@ class IndexPage(Page):
     intro = RichTextField(blank=True, verbose_name=_("intro"))
     content_panels = Page.content_panels + [FieldPanel("intro")]
     template = "cms/index_page.html"
+
+    def get_context(self, request, *args, **kwargs):
+        context = super().get_context(request, *args, **kwargs)
+        context["children"] = self.listed_children(request)
+        return context
+
+    def listed_children(self, request):
+        """The live children this visitor may open: a page Wagtail's privacy
+        (sign-in, groups, a password) keeps from them is not listed, nor its
+        title shown, and neither is one past its expiry."""
+        now = timezone.now()
+        return [
+            child for child in self.get_children().live().specific()
+            if (child.expire_at is None or child.expire_at > now)
+            and all(restriction.accept_request(request) for restriction in child.get_view_restrictions())
+        ]
 
     class Meta:
         verbose_name = _("index page")

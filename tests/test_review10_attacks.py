@@ -186,3 +186,38 @@ def test_an_s3_upload_title_keeps_no_control_characters(editor, library, bucket)
                        title="Q3\x00 plan\x07\x1b[31m\x7f")
     assert response.status_code == 201, response.content
     assert Upload.objects.get(pk=response.json()["uploadId"]).title == "Q3 plan[31m"
+
+
+# ---- the demo site's index page lists private pages' titles --------------------------------------
+
+
+def test_the_index_page_does_not_list_the_titles_of_pages_the_visitor_may_not_open(sample_video):
+    """The demo's IndexPage listed every live child, private ones included:
+    an anonymous visitor read "Board: the acquisition of Example Corp" off
+    the home page, a page Wagtail's privacy (sign-in, groups or a password)
+    keeps from them; the same for a child of a private section. A child is
+    listed only to a visitor its privacy lets in."""
+    from wagtail.models import PageViewRestriction
+
+    from tests.helpers import home_page
+
+    video = make_video(sample_video, title="Board video")
+    board = Group.objects.create(name="Board members")
+    member = make_user("member", groups=[board])
+    public = make_video_page(video, title="Open day")
+    private = make_video_page(video, title="Board: the acquisition of Example Corp")
+    restriction = PageViewRestriction.objects.create(page=private, restriction_type=PageViewRestriction.GROUPS)
+    restriction.groups.add(board)
+    secret = make_video_page(video, title="Password: salary bands 2027")
+    PageViewRestriction.objects.create(page=secret, restriction_type=PageViewRestriction.PASSWORD, password="pw")
+    home = home_page()
+    anonymous = Client().get(home.url).content.decode()
+    assert "Open day" in anonymous
+    assert "acquisition" not in anonymous and "salary bands" not in anonymous
+    stranger = Client()
+    stranger.force_login(make_user("nosy"))
+    assert "acquisition" not in stranger.get(home.url).content.decode()
+    insider = Client()
+    insider.force_login(member)
+    listed = insider.get(home.url).content.decode()
+    assert "acquisition" in listed and "salary bands" not in listed
