@@ -221,3 +221,24 @@ def test_the_index_page_does_not_list_the_titles_of_pages_the_visitor_may_not_op
     insider.force_login(member)
     listed = insider.get(home.url).content.decode()
     assert "acquisition" in listed and "salary bands" not in listed
+
+
+# ---- the player's JSON names a private page's URL to whoever asks by id ---------------------------
+
+
+def test_the_playback_json_does_not_name_a_private_pages_url_to_an_anonymous_prober(sample_video):
+    """Ids are small integers: an anonymous visitor who tries page and video
+    ids on /playback/<page>/<video>/ gets a 404 until the video is on the
+    page, then a 403 whose login_url carried ``next=<the page's URL>``: the
+    slug (usually its title) of a page Wagtail's privacy keeps from them,
+    which the visitor never had. The player is on the page when it reads the
+    JSON: it adds the page it is on itself."""
+    from wagtail.models import PageViewRestriction
+
+    video = make_video(sample_video, title="Board video")
+    page = make_video_page(video, title="Board acquisition of Example Corp")
+    PageViewRestriction.objects.create(page=page, restriction_type=PageViewRestriction.LOGIN)
+    response = Client().get(f"/playback/{page.pk}/{video.pk}/")
+    assert response.status_code == 403 and response.json()["reason"] == "login_required"
+    assert response.json()["login_url"] == "/login/"
+    assert page.slug not in response.content.decode()

@@ -397,7 +397,12 @@
       if (info.reason === "login_required") {
         const message = el("p", "video-player__message", { role: "status" });
         message.append("This video is private. ");
-        const link = el("a", "", { href: info.login_url || "/login/", text: "Sign in" });
+        // Back to this page after signing in: the JSON does not name it (whoever
+        // asks by id may not know a private page's URL); the player is on it.
+        const login = new URL(info.login_url || "/login/", location.href);
+        if (!login.searchParams.has("next")) login.searchParams.set("next", location.pathname + location.search);
+        const href = login.origin === location.origin ? login.pathname + login.search : login.href;
+        const link = el("a", "", { href, text: "Sign in" });
         message.append(link, " to watch it.");
         this.replaceStage(message);
       } else if (info.reason === "not_found") {

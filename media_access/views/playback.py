@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, transaction
-from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import resolve_url
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotAllowed, JsonResponse
 from django.middleware.csrf import get_token
 from django.urls import reverse
@@ -152,7 +152,9 @@ def playback(request, page_id, video_id):
             "message": DENIED_MESSAGES.get(decision.outcome, DENIED_MESSAGES[Outcome.FORBIDDEN]),
         }
         if decision.outcome is Outcome.LOGIN_REQUIRED:
-            body["login_url"] = redirect_to_login(page.url or "/", frontend_login_url())["Location"]
+            # Without ?next=<the page's URL>: whoever asks by id may not know
+            # it (a private page's slug). The player adds the page it is on.
+            body["login_url"] = resolve_url(frontend_login_url())
         return private(JsonResponse(body, status=403))
     page, video = allowed.page, allowed.video
     info = hls.playback_info(
