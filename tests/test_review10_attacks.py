@@ -242,3 +242,38 @@ def test_the_playback_json_does_not_name_a_private_pages_url_to_an_anonymous_pro
     assert response.status_code == 403 and response.json()["reason"] == "login_required"
     assert response.json()["login_url"] == "/login/"
     assert page.slug not in response.content.decode()
+
+
+# ---- nginx: Wagtail's private documents straight from /media/ --------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_private_collections_document_is_not_served_straight_from_media(stack):
+    """The bundled nginx config publishes all of MEDIA_ROOT at /media/ ("Wagtail
+    images and documents"). Wagtail serves a document at /documents/<id>/<name>
+    after its privacy checks (a collection's view restriction), but the file
+    itself lies in MEDIA_ROOT/documents/ under the uploader's file name: an
+    anonymous visitor who guesses "board-minutes.pdf" reads it at
+    /media/documents/board-minutes.pdf, past the collection's privacy. Only
+    Wagtail's view may hand out documents."""
+    import requests
+    from django.core.files.base import ContentFile
+    from wagtail.documents import get_document_model
+    from wagtail.models import Collection, CollectionViewRestriction
+
+    board = Collection.get_first_root_node().add_child(name="Board papers")
+    CollectionViewRestriction.objects.create(collection=board, restriction_type=CollectionViewRestriction.LOGIN)
+    document = get_document_model()(title="Minutes", collection=board)
+    document.file.save("board-minutes.pdf", ContentFile(b"%PDF-1.4 the acquisition of Example Corp"), save=True)
+    anonymous = requests.Session()
+    through_wagtail = anonymous.get(stack.url(document.url), allow_redirects=False, timeout=30)
+    assert through_wagtail.status_code == 302 and "/login/" in through_wagtail.headers["Location"]
+    direct = anonymous.get(stack.url("/media/" + document.file.name), allow_redirects=False, timeout=30)
+    assert b"acquisition" not in direct.content
+    assert direct.status_code == 404, direct.status_code
+    # The rest of MEDIA_ROOT (Wagtail's images: no privacy) is still published.
+    from django.core.files.storage import default_storage
+
+    image = default_storage.save("original_images/review10.png", ContentFile(b"\x89PNG not really"))
+    assert anonymous.get(stack.url("/media/" + image), timeout=30).status_code == 200

@@ -83,6 +83,8 @@ def nginx_context(**overrides):
         "upstream": setting("NGINX_UPSTREAM"),
         "static_root": Path(settings.STATIC_ROOT) if settings.STATIC_ROOT else None,
         "media_root": Path(settings.MEDIA_ROOT) if settings.MEDIA_ROOT else None,
+        # Folders of MEDIA_ROOT that only Django may hand out (Wagtail's documents).
+        "private_media_folders": private_media_folders(),
         # Local private files (None: in a bucket, reached through the S3 location).
         "private_root": root,
         "private_location": accel_prefix(),
@@ -104,6 +106,25 @@ def nginx_context(**overrides):
     }
     context.update(overrides)
     return context
+
+
+_MEDIA_FOLDER = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
+
+
+def private_media_folders():
+    """The folders under MEDIA_ROOT that nginx must not publish at /media/:
+    Wagtail's documents, which its own view (/documents/<id>/<name>) hands
+    out after their collection's privacy, unless the site serves them
+    directly (``WAGTAILDOCS_SERVE_METHOD = "direct"``: no privacy anyway)."""
+    from django.apps import apps
+
+    if not apps.is_installed("wagtail.documents") or getattr(settings, "WAGTAILDOCS_SERVE_METHOD", None) == "direct":
+        return []
+    from wagtail.documents import get_document_model
+
+    upload_to = get_document_model()._meta.get_field("file").upload_to
+    folder = upload_to.strip("/") if isinstance(upload_to, str) else ""
+    return [folder if _MEDIA_FOLDER.match(folder) and ".." not in folder.split("/") else "documents"]
 
 
 def app_locations():
