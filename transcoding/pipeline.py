@@ -418,9 +418,8 @@ def transcode_playable(job, reporter, workdir):
         info = _probe_source(source)
         # Before anything decodes a frame (the idet check in _record_probe).
         check_source_size(info)
-        played = measure_played_duration(backend, source, info)
         note_frame_spacing(source, info)
-        _record_probe(job, video, info, source, played_duration=played)
+        _record_probe(job, video, info, source)
 
         reporter.stage("playable")
         if Rendition.objects.filter(video=video).exists():
@@ -464,28 +463,26 @@ def transcode_playable(job, reporter, workdir):
 _JOINABLE_DEMUXERS = frozenset({"mpegts", "mpeg"})
 
 
-def measure_played_duration(backend, source, info, known=None):
+def measure_played_duration(backend, source, info):
     """For a source that may be joined (``_JOINABLE_DEMUXERS``), how long its
     picture plays as the ladder's ffmpeg reads it (a copy of its packets,
     nothing decoded). When the probe was far off, ``info.duration`` becomes
     that (plus any sound after the picture), so the storyboard, the progress
     and the video's duration are planned on what plays; ``settle_duration``
-    still sets the exact figure from the renditions. ``known``: the figure
-    of an earlier phase of the same job. Returns the figure, or None."""
+    still sets the exact figure from the renditions. Returns the figure, or
+    None."""
     if info.demuxer not in _JOINABLE_DEMUXERS or not info.duration:
         return None
-    played = known
-    if not played:
-        reports = []
-        try:
-            with ffmpeg_slot():
-                run_ffmpeg(backend.timeline_command(source, info), on_block=reports.append)
-            # The last packet's decode time: the picture ends a frame later.
-            played = int(reports[-1]["out_time_us"]) / 1_000_000 + 1 / (info.frame_rate or 25)
-        except (FFmpegError, IndexError, KeyError, ValueError):
-            logger.warning("could not measure how long the picture plays; keeping the probed duration",
-                           exc_info=True)
-            return None
+    reports = []
+    try:
+        with ffmpeg_slot():
+            run_ffmpeg(backend.timeline_command(source, info), on_block=reports.append)
+        # The last packet's decode time: the picture ends a frame later.
+        played = int(reports[-1]["out_time_us"]) / 1_000_000 + 1 / (info.frame_rate or 25)
+    except (FFmpegError, IndexError, KeyError, ValueError):
+        logger.warning("could not measure how long the picture plays; keeping the probed duration",
+                       exc_info=True)
+        return None
     if played <= 0:
         return None
     picture = stream_seconds(source_video_stream(info)) or info.duration
@@ -551,7 +548,9 @@ def transcode_ladder(job, reporter, workdir):
     with local_source(job.source_name, workdir, reporter) as source:
         info = _probe_source(source)
         detect_field_order(backend, source, info, known=job.source_info.get("field_order"))
-        measure_played_duration(backend, source, info, known=job.source_info.get("played_duration"))
+        # Here, not before the quick version: it reads the whole file, and
+        # the quick version's own duration settles the video meanwhile.
+        measure_played_duration(backend, source, info)
         note_frame_spacing(source, info, known=job.source_info.get(FASTEST_RATE_KEY))
         planned = plan_ladder(info)
         audio = plan_audio(info)
@@ -648,7 +647,7 @@ def detect_field_order(backend, source, info, known=None):
     return stream["field_order"]
 
 
-def _record_probe(job, video, info, source=None, played_duration=None):
+def _record_probe(job, video, info, source=None):
     video.apply_probe(info)
     fields = ["duration", "width", "height", "video_codec", "audio_codec", "container", "probe_data"]
     type(video).objects.filter(pk=video.pk).update(**{name: getattr(video, name) for name in fields})
@@ -665,7 +664,6 @@ def _record_probe(job, video, info, source=None, played_duration=None):
         "audio_channels": info.audio_channels,
         "web_playable": not refusal,
         "fast_path_refusal": refusal,
-        "played_duration": played_duration,
         FASTEST_RATE_KEY: source_video_stream(info).get(FASTEST_RATE_KEY),
         "interlaced": is_interlaced(info),
         "field_order": source_video_stream(info).get("field_order", ""),
