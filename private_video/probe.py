@@ -284,10 +284,15 @@ def probe(path, timeout=60, *, url=False):
         raw=data,
     )
     start = _float(fmt.get("start_time"))
-    if "matroska" in info.format_name and info.duration and start and 0.5 < start < info.duration:
+    names = info.format_name.split(",")
+    if ("matroska" in names or "mov" in names) and info.duration and start and 0.5 < start < info.duration:
         # Matroska's segment duration, as ffmpeg writes it, is where the
         # last frame ends, counted from 0 whatever the first timestamp: a
-        # 2 s clip whose timestamps start at 1 h "lasts" 3602 s.
+        # 2 s clip whose timestamps start at 1 h "lasts" 3602 s. So is an
+        # MP4's or MOV's (its movie duration counts an edit list's opening
+        # gap): a broadcast recording copied with its own clock (-copyts)
+        # starts at hours. ffmpeg plays every source from its first
+        # timestamp, so the renditions last the difference.
         info.duration -= start
     streams = data.get("streams") or []
     video = main_video_stream(streams)

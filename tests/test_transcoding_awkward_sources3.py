@@ -162,3 +162,32 @@ def test_sound_before_the_picture_leaves_the_video_as_long_as_it_plays(media_dir
     played = float(ffprobe_json(video.renditions.get(name="mp4-144p").file.path)["format"]["duration"])
     assert played == pytest.approx(3.0, abs=0.1)
     assert video.duration == pytest.approx(played, abs=0.1)
+
+
+# ---- MP4 whose timestamps start at hours ---------------------------------------------------
+
+@pytest.mark.parametrize("how", ["offset", "copied clock"])
+def test_an_mp4_whose_timestamps_start_late_lasts_as_long_as_it_plays(media_dir, how):
+    """An MP4's duration counts from 0 whatever its first timestamp: a 2 s
+    broadcast recording copied with its clock (4557 s) "lasted" 4559 s (a
+    storyboard of 100 cues of 45 s, most ending before they start), one
+    starting at 100000 s was refused as far too small for 27 hours."""
+    source = media_dir / f"late-{how.replace(' ', '-')}.mp4"
+    picture = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
+               "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2", *H264, *AAC]
+    if how == "offset":
+        ffmpeg(*picture, "-output_ts_offset", "100000", source)
+    else:
+        recording = media_dir / "late-recording.ts"
+        ffmpeg(*picture, "-output_ts_offset", "4557", recording)
+        ffmpeg("-copyts", "-i", recording, "-c", "copy", source)
+    assert float(ffprobe_json(source)["format"]["start_time"]) > 4000
+    assert probe(source).duration == pytest.approx(2.0, abs=0.1)
+    video = make_video(source, title="Late clock")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    video.refresh_from_db()
+    assert video.duration == pytest.approx(2.0, abs=0.1)
+    cues = storyboard_cues(video)
+    assert cues[0][0] == 0 and cues[-1][1] == pytest.approx(video.duration, abs=0.05), cues
+    assert all(end > start for start, end in cues), cues
