@@ -277,3 +277,28 @@ def test_a_private_collections_document_is_not_served_straight_from_media(stack)
 
     image = default_storage.save("original_images/review10.png", ContentFile(b"\x89PNG not really"))
     assert anonymous.get(stack.url("/media/" + image), timeout=30).status_code == 200
+
+
+# ---- JSON nested deeper than Python's recursion limit -------------------------------------------
+
+
+def test_a_deeply_nested_beacon_is_a_400_not_a_500(sample_video):
+    """The beacon's body is read with json.loads before anything else (the
+    CSRF token is inside it), catching ValueError only; JSON nested a few
+    thousand deep (well inside the 16 KiB limit) raises RecursionError
+    instead: any anonymous visitor, from any site, made the beacon a 500,
+    a traceback per request."""
+    video = make_video(sample_video, title="Open video")
+    page = make_video_page(video, title="Open page")
+    url = reverse("media_access:watch_beacon", args=[page.pk, video.pk])
+    for body in ("[" * 5000, '{"a":' * 3000):
+        response = Client(raise_request_exception=False).post(url, body, content_type="application/json")
+        assert response.status_code in (400, 403), response.status_code
+
+
+def test_a_deeply_nested_s3_request_is_a_400_not_a_500(editor, library, bucket):  # noqa: F811
+    """The same in the S3 upload endpoints' JSON bodies (_payload)."""
+    client = Client(raise_request_exception=False)
+    client.force_login(editor)
+    response = client.post(reverse("private_video:s3_create"), "[" * 5000, content_type="application/json")
+    assert response.status_code == 400, response.status_code

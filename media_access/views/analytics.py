@@ -132,7 +132,8 @@ def watch_beacon(request, page_id, video_id):
         return private(HttpResponse(f"{_('The beacon is too large.')}\n", status=413, content_type=PLAIN_TEXT))
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # RecursionError: JSON nested deeper than Python's recursion limit.
         data = None
     refusal = _csrf_refusal(request, data.get("csrf") if isinstance(data, dict) else None)
     if refusal is not None:

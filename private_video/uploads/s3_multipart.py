@@ -169,7 +169,7 @@ def _payload(request):
     if request.content_type == "application/json":
         try:
             data = json.loads(request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's recursion limit
             raise _Refusal(_("The request body is not valid JSON.")) from None
         if not isinstance(data, dict):
             raise _Refusal(_("The request body must be a JSON object."))
