@@ -248,7 +248,7 @@ def if_range_matches(header, etag, last_modified):
         return header == etag
     try:
         parsed = email.utils.parsedate_to_datetime(header)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a year past any calendar
         return False
     return http_date(parsed.timestamp()) == last_modified
 

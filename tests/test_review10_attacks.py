@@ -302,3 +302,14 @@ def test_a_deeply_nested_s3_request_is_a_400_not_a_500(editor, library, bucket):
     client.force_login(editor)
     response = client.post(reverse("private_video:s3_create"), "[" * 5000, content_type="application/json")
     assert response.status_code == 400, response.status_code
+
+
+@override_settings(MEDIA_ACCESS_SERVE_MODE="django")
+def test_an_if_range_date_past_any_calendar_is_the_whole_file_not_a_500(granted_watch):
+    """if_range_matches caught TypeError and ValueError from the date parser;
+    a year of eleven digits raises OverflowError: a 500 for the viewer. An
+    If-Range that is no date of this file's means "send it all" (RFC 9110)."""
+    client, url, data = granted_watch
+    response = client.get(url, HTTP_RANGE="bytes=0-9", HTTP_IF_RANGE="Mon, 01 Jan 99999999999 00:00:00 GMT")
+    assert response.status_code == 200, response.status_code
+    assert _body(response) == data
