@@ -84,14 +84,23 @@ class IndexPage(Page):
         return context
 
     def listed_children(self, request):
-        """The live children this visitor may open: a page Wagtail's privacy
-        (sign-in, groups, a password) keeps from them is not listed, nor its
-        title shown, and neither is one past its expiry."""
+        """The live children this visitor may open, or open by signing in: a
+        page whose privacy asks for a group the visitor is not in, or a
+        password they have not given, is not listed (nor its title shown),
+        and neither is one past its expiry. A sign-in-only page is listed
+        to anonymous visitors, as an invitation to sign in."""
         now = timezone.now()
+        signed_in = request.user.is_authenticated
+
+        def lets_in(restriction):
+            return restriction.accept_request(request) or (
+                restriction.restriction_type == restriction.LOGIN and not signed_in
+            )
+
         return [
             child for child in self.get_children().live().specific()
             if (child.expire_at is None or child.expire_at > now)
-            and all(restriction.accept_request(request) for restriction in child.get_view_restrictions())
+            and all(lets_in(restriction) for restriction in child.get_view_restrictions())
         ]
 
     class Meta:

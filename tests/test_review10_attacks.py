@@ -193,10 +193,11 @@ def test_an_s3_upload_title_keeps_no_control_characters(editor, library, bucket)
 
 def test_the_index_page_does_not_list_the_titles_of_pages_the_visitor_may_not_open(sample_video):
     """The demo's IndexPage listed every live child, private ones included:
-    an anonymous visitor read "Board: the acquisition of Example Corp" off
-    the home page, a page Wagtail's privacy (sign-in, groups or a password)
-    keeps from them; the same for a child of a private section. A child is
-    listed only to a visitor its privacy lets in."""
+    any visitor read "Board: the acquisition of Example Corp" off the home
+    page, a page Wagtail's privacy keeps to one group, and the title of a
+    password-protected page. A child is listed only to a visitor its privacy
+    lets in; a sign-in-only page stays listed to anonymous visitors (the
+    demo invites them to sign in: test_make_run.py)."""
     from wagtail.models import PageViewRestriction
 
     from tests.helpers import home_page
@@ -210,9 +211,11 @@ def test_the_index_page_does_not_list_the_titles_of_pages_the_visitor_may_not_op
     restriction.groups.add(board)
     secret = make_video_page(video, title="Password: salary bands 2027")
     PageViewRestriction.objects.create(page=secret, restriction_type=PageViewRestriction.PASSWORD, password="pw")
+    members = make_video_page(video, title="Members: the summer party")
+    PageViewRestriction.objects.create(page=members, restriction_type=PageViewRestriction.LOGIN)
     home = home_page()
     anonymous = Client().get(home.url).content.decode()
-    assert "Open day" in anonymous
+    assert "Open day" in anonymous and "summer party" in anonymous
     assert "acquisition" not in anonymous and "salary bands" not in anonymous
     stranger = Client()
     stranger.force_login(make_user("nosy"))
