@@ -191,3 +191,55 @@ def test_an_mp4_whose_timestamps_start_late_lasts_as_long_as_it_plays(media_dir,
     cues = storyboard_cues(video)
     assert cues[0][0] == 0 and cues[-1][1] == pytest.approx(video.duration, abs=0.05), cues
     assert all(end > start for start, end in cues), cues
+
+
+# ---- a camera's mono tracks ------------------------------------------------------------------
+
+def channel_volumes(path):
+    """The mean volume (dB) of each channel of ``path``'s first audio stream."""
+    volumes = []
+    for channel in ("FL", "FR"):
+        out = subprocess.run(
+            ["ffmpeg", "-nostdin", "-i", str(path), "-map", "0:a:0", "-af", f"pan=mono|c0={channel},volumedetect",
+             "-f", "null", "-"], capture_output=True, text=True, timeout=60,
+        ).stderr
+        volumes.append(float(next(line for line in out.splitlines() if "mean_volume" in line).split(":")[1].split()[0]))
+    return volumes
+
+
+def test_two_untitled_mono_tracks_are_one_stereo_sound(media_dir):
+    """Professional cameras and recorders write each channel as a track of
+    its own (PCM, mono, no name, no language): left and right became two
+    alternatives, "Audio 1" and "Audio 2", and viewers heard the left one
+    only, in the middle. They are one stereo sound."""
+    source = media_dir / "camera.mov"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2",
+           "-f", "lavfi", "-i", "anullsrc=channel_layout=mono:sample_rate=48000",
+           "-map", "0:v", "-map", "1:a", "-map", "2:a", "-t", "2", *H264, "-c:a", "pcm_s24le", source)
+    assert [s.get("channels") for s in ffprobe_json(source)["streams"]] == [None, 1, 1]
+    video = make_video(source, title="Camera")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    assert not video.renditions.filter(name__startswith="hls-audio2").exists()
+    master = Path(video.renditions.get(name="hls-master").file.path).read_text()
+    assert master.count("TYPE=AUDIO") == 1, master
+    for name in ("hls-audio1-media", "mp4-144p"):
+        left, right = channel_volumes(video.renditions.get(name=name).file.path)
+        assert left > -40 and right < -80, (name, left, right)  # the tone on the left only, as recorded
+
+
+def test_mono_tracks_with_their_own_languages_stay_alternatives():
+    from private_video.probe import MediaInfo
+    from transcoding.profiles import plan_audio
+
+    def info(*languages):
+        streams = [{"codec_type": "video"}] + [
+            {"codec_type": "audio", "codec_name": "pcm_s24le", "channels": 1, "sample_rate": "48000",
+             "tags": {"language": language} if language else {}} for language in languages
+        ]
+        return MediaInfo(format_name="mov", duration=1, size=1, bit_rate=1, raw={"streams": streams})
+
+    assert [(t.index, t.merge, t.channels) for t in plan_audio(info(None, None))] == [(0, (1,), 2)]
+    assert [(t.index, t.merge) for t in plan_audio(info("eng", "eng", "eng"))] == [(0, (1,)), (2, ())]
+    assert [(t.index, t.merge) for t in plan_audio(info("eng", "fra"))] == [(0, ()), (1, ())]

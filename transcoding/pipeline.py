@@ -352,6 +352,7 @@ def fast_path_refusal(info, source=None):
         (info.pix_fmt in ("yuv420p", "yuvj420p"), f"pixel format {info.pix_fmt}"),
         (info.profile in ("Constrained Baseline", "Baseline", "Main", "High"), f"profile {info.profile}"),
         (all(track.codec == "aac" for track in plan_audio(info)), "sound is not AAC"),
+        (not any(track.merge for track in plan_audio(info)), "mono tracks to join as stereo"),
         (min(width, height) <= int(setting("FAST_PATH_MAX_SHORT_SIDE"))
          and max(width, height) <= 2 * int(setting("FAST_PATH_MAX_SHORT_SIDE")), f"{width}x{height}"),
         (level is None or level <= int(setting("FAST_PATH_MAX_LEVEL")), f"level {level}"),

@@ -294,22 +294,54 @@ class AudioTrack:
     codec: str
     channels: int | None
     default: bool
+    # Further audio streams (their a:<index>) joined to this one as its
+    # channels, in order: a camera's left and right mono tracks.
+    merge: tuple = ()
 
     @property
     def label(self):
         return f"audio{self.index + 1}"
 
 
+def _tags(stream):
+    return {key.lower(): value for key, value in (stream.get("tags") or {}).items()}
+
+
+def _mono_pair(streams):
+    """The positions of the first two of ``streams`` (the source's audio
+    streams) when they are a left and a right channel written as tracks of
+    their own, as professional cameras and recorders do: every stream with
+    sound is mono, none has a name, all have one language (or none), and
+    the first two share codec and sample rate. None otherwise: named or
+    differently tagged tracks are alternatives (languages, commentary)."""
+    sound = [(index, stream) for index, stream in enumerate(streams) if not is_empty_stream(stream)]
+    if len(sound) < 2 or any(stream.get("channels") != 1 for _, stream in sound):
+        return None
+    tags = [_tags(stream) for _, stream in sound]
+    if any(tag.get("title") or _track_title(tag.get("handler_name")) for tag in tags):
+        return None
+    if len({language_tag(tag.get("language")) for tag in tags}) != 1:
+        return None
+    (left_index, left), (right_index, right) = sound[:2]
+    if (left.get("codec_name"), left.get("sample_rate")) != (right.get("codec_name"), right.get("sample_rate")):
+        return None
+    return left_index, right_index
+
+
 def plan_audio(info):
-    """Every audio stream of the source, in order; the first is the default."""
+    """Every audio stream of the source, in order; the first is the default.
+    A camera's left and right mono tracks (``_mono_pair``) are one stereo track."""
     streams = [s for s in info.raw.get("streams", []) if s.get("codec_type") == "audio"]
     # An upload is hostile input: a hundred audio streams are not a hundred encodes.
     streams = streams[: int(setting("MAX_AUDIO_TRACKS"))]
+    pair = _mono_pair(streams)
     tracks, names = [], set()
     for index, stream in enumerate(streams):
         if is_empty_stream(stream):
             continue  # a track with no sound in it: an HLS rendition of nothing never plays
-        tags = {key.lower(): value for key, value in (stream.get("tags") or {}).items()}
+        if pair and index == pair[1]:
+            continue  # the right channel of the first track
+        tags = _tags(stream)
         language = language_tag(tags.get("language"))
         name = _playlist_text(tags.get("title") or _track_title(tags.get("handler_name")))
         name = name or language_name(language) or (language or f"Audio {index + 1}")
@@ -317,9 +349,10 @@ def plan_audio(info):
         while name in names:
             name, count = f"{base} ({count})", count + 1
         names.add(name)
+        merge = (pair[1],) if pair and index == pair[0] else ()
         tracks.append(AudioTrack(
             index=index, language=language, name=name, codec=stream.get("codec_name", ""),
-            channels=stream.get("channels"), default=not tracks,
+            channels=2 if merge else stream.get("channels"), default=not tracks, merge=merge,
         ))
     return tracks
 

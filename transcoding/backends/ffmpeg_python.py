@@ -161,8 +161,15 @@ class FFmpegPythonBackend(TranscoderBackend):
                 options = {"c:a": "copy", **_aac_in_mp4([track])}
             else:
                 options = {"c:a": "aac", "b:a": f"{audio_kbps()}k", "ac": 2}
+            sound = source_input[f"a:{track.index}"]
+            if track.merge:
+                # A camera's mono tracks: the first is the left channel, the next the right.
+                sound = ffmpeg.filter(
+                    [sound, *(source_input[f"a:{index}"] for index in track.merge)], "amerge",
+                    inputs=1 + len(track.merge),
+                )
             outputs.append(ffmpeg.output(
-                source_input[f"a:{track.index}"], str(outdir / hls_playlist_name(track.label)),
+                sound, str(outdir / hls_playlist_name(track.label)),
                 vn=None, dn=None, sn=None, map_metadata=-1, **options, **_hls_options(),
             ))
         return outputs
