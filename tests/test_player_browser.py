@@ -6,10 +6,14 @@ viewer without access sees.
 Screenshots for the README: `UPDATE_SCREENSHOTS=1 pytest tests/test_player_browser.py`
 copies them into docs/screenshots/."""
 
+import json
 import os
 import shutil
 import threading
 import time
+import urllib.error
+import urllib.request
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Group
@@ -250,7 +254,9 @@ def test_viewer_without_access_sees_a_message_not_a_player(stack, tmp_path, outp
         page.goto(page_url)
         message = page.locator(".video-player__message")
         assert "Sign in" in message.inner_text()
-        assert message.locator("a").get_attribute("href").startswith("/login/?next=")
+        href = message.locator("a").get_attribute("href")
+        # The page renders this message itself for a signed-out visitor, with a way back to the page.
+        assert href.startswith("/login/?") and parse_qs(urlsplit(href).query) == {"next": [page_obj.url]}, href
         sign_in(page, stack, cookie)
         page.goto(page_url)
         assert "do not have access" in message.inner_text()
@@ -262,6 +268,35 @@ def test_viewer_without_access_sees_a_message_not_a_player(stack, tmp_path, outp
         page.locator(".video-player").screenshot(path=str(output_dir / "player-unauthorised.png"))
     assert not network.files(containing="/stream/")
     keep_screenshot(output_dir / "player-unauthorised.png", "player-unauthorised.png")
+
+
+def test_a_session_gone_before_the_player_asks_gets_a_sign_in_link_back_to_the_page(stack, tmp_path, output_dir):
+    """The page is rendered for a member, but the playback JSON is the real
+    answer to someone signed out (as when the session ends in between): the
+    player builds the sign-in link itself, since the JSON names no page."""
+    clip = make_test_video(tmp_path / "clip.mp4", duration=1, width=320, height=180)
+    page_obj = make_video_page(make_video(clip, title="Members clip"), title="Members page")
+    members = Group.objects.create(name="Members")
+    ViewerGrant.objects.create(page=page_obj, group=members)
+    member = make_user("member")
+    member.groups.add(members)
+    try:
+        urllib.request.urlopen(stack.url(f"/playback/{page_obj.pk}/{page_obj.video.pk}/"))
+        raise AssertionError("the playback JSON answered a signed-out request")
+    except urllib.error.HTTPError as error:
+        status, signed_out = error.code, error.read()
+    assert status == 403 and json.loads(signed_out)["reason"] == "login_required", signed_out
+    cookie, path = session_cookie(member), page_obj.url
+    with chromium_page(output_dir, viewport=(640, 480)) as page:
+        sign_in(page, stack, cookie)
+        page.route("**/playback/**", lambda route: route.fulfill(
+            status=403, content_type="application/json", body=signed_out))
+        page.goto(stack.url(path))
+        message = page.locator(".video-player__message")
+        message.wait_for(state="visible", timeout=20_000)
+        assert "Sign in" in message.inner_text()
+        href = message.locator("a").get_attribute("href")
+        assert href.startswith("/login/?") and parse_qs(urlsplit(href).query) == {"next": [path]}, href
 
 
 def test_native_hls_plays_and_continues_across_token_refreshes(short_token_stack, tmp_path, output_dir):
