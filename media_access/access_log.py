@@ -104,6 +104,15 @@ def log_served(sender, request, page, video, rendition, decision, **kwargs):
     record_playback(request, page, video, rendition, decision)
 
 
+def delete_expired(now=None, days=None):
+    """Delete playback-log entries that started more than the retention
+    period (``PLAYBACK_LOG_RETENTION_DAYS``) ago; returns how many."""
+    days = setting("PLAYBACK_LOG_RETENTION_DAYS") if days is None else days
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    deleted, _ = PlaybackLogEntry.objects.filter(started_at__lt=cutoff).delete()
+    return deleted
+
+
 def forget_recent():
     """Tests: start from an empty in-memory window."""
     with _recent_lock:

@@ -33,6 +33,8 @@ DEFAULTS = {
     "VIEWER_COOKIE": "pv_viewer",
     # A session's playback of a video on a page is logged once in this many seconds.
     "LOG_WINDOW": 30 * 60,
+    # Days a playback-log entry is kept (delete_playback_log).
+    "PLAYBACK_LOG_RETENTION_DAYS": 365,
     # Days a viewing's watch analytics are kept after its last beacon (delete_watch_analytics).
     "ANALYTICS_RETENTION_DAYS": 365,
     # New viewings (player sessions) one viewer may start of one video an hour; more are merged into the latest.

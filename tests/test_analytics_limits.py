@@ -221,3 +221,38 @@ def test_one_anonymous_browser_is_still_one_playback_session(sample_video):
     for _ in range(3):
         assert client.get(url).status_code == 200
     assert PlaybackLogEntry.objects.filter(video=video, allowed=True).count() == 1
+
+
+def test_playback_log_entries_past_their_retention_are_deleted(world, settings):
+    """The playback log is kept PLAYBACK_LOG_RETENTION_DAYS (365), like the
+    watch analytics: by the command the housekeeping timer runs, or the task."""
+    import io
+
+    from django.core.management import call_command
+
+    from media_access.tasks import delete_playback_log_task
+
+    page, video, _ = world
+    now = timezone.now()
+    ages = {"old": 366, "recent": 364, "month": 31, "today": 0}
+    rows = {name: PlaybackLogEntry.objects.create(
+        session=name, page=page, video=video, allowed=True, started_at=now - timedelta(days=days))
+        for name, days in ages.items()}
+    out = io.StringIO()
+    call_command("delete_playback_log", stdout=out)
+    assert "Deleted 1 playback-log entry older than 365 day(s)." in out.getvalue()
+    assert set(PlaybackLogEntry.objects.values_list("session", flat=True)) == {"recent", "month", "today"}
+
+    settings.MEDIA_ACCESS_PLAYBACK_LOG_RETENTION_DAYS = 30
+    delete_playback_log_task.enqueue()  # the immediate backend in the tests
+    assert list(PlaybackLogEntry.objects.values_list("session", flat=True)) == ["today"]
+    assert PlaybackLogEntry.objects.get().pk == rows["today"].pk
+
+
+@pytest.mark.parametrize("value", [0, -5, "a year", True])
+def test_a_bad_playback_log_retention_is_a_system_check_error(settings, value):
+    from media_access.checks import check_settings
+
+    settings.MEDIA_ACCESS_PLAYBACK_LOG_RETENTION_DAYS = value
+    errors = [e for e in check_settings() if "PLAYBACK_LOG_RETENTION_DAYS" in e.msg]
+    assert [e.id for e in errors] == ["private_video_access.E006"]

@@ -82,10 +82,15 @@ def test_a_timer_expires_unfinished_uploads_and_old_analytics_every_hour():
     unit = read_unit(REPO / "deploy" / "systemd" / target)
     service = unit["Service"]
     assert service["Type"] == "oneshot"
-    commands = [shlex.split(service[key])[:3] for key in ("ExecStart", "ExecStartPost")]
+    # systemd runs every ExecStartPost= line in turn (the parser above keeps only the last).
+    lines = (REPO / "deploy" / "systemd" / target).read_text().splitlines()
+    commands = [shlex.split(line.split("=", 1)[1])[:3] for line in lines
+                if line.startswith(("ExecStart=", "ExecStartPost="))]
+    python = "/srv/privatevideo/.venv/bin/python"
     assert commands == [
-        ["/srv/privatevideo/.venv/bin/python", "manage.py", "expire_uploads"],
-        ["/srv/privatevideo/.venv/bin/python", "manage.py", "delete_watch_analytics"],
+        [python, "manage.py", "expire_uploads"],
+        [python, "manage.py", "delete_watch_analytics"],
+        [python, "manage.py", "delete_playback_log"],
     ]
-    assert {"expire_uploads", "delete_watch_analytics"} <= set(get_commands())
+    assert {"expire_uploads", "delete_watch_analytics", "delete_playback_log"} <= set(get_commands())
     assert "Install" not in unit  # started by the timer only
