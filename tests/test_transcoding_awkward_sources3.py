@@ -243,3 +243,19 @@ def test_mono_tracks_with_their_own_languages_stay_alternatives():
     assert [(t.index, t.merge, t.channels) for t in plan_audio(info(None, None))] == [(0, (1,), 2)]
     assert [(t.index, t.merge) for t in plan_audio(info("eng", "eng", "eng"))] == [(0, (1,)), (2, ())]
     assert [(t.index, t.merge) for t in plan_audio(info("eng", "fra"))] == [(0, ()), (1, ())]
+
+
+def test_an_interlaced_source_keeps_its_frame_rate_whatever_its_packets_say():
+    """Field pictures may come as a packet each, 20 ms apart at 25i: the
+    fastest-parts rule must not double a steady broadcast to 50."""
+    from private_video.probe import MediaInfo
+    from transcoding.profiles import FASTEST_RATE_KEY, output_frame_rate
+
+    def info(field_order):
+        stream = {"index": 0, "codec_type": "video", "r_frame_rate": "50/1", "avg_frame_rate": "25/1",
+                  "field_order": field_order, FASTEST_RATE_KEY: "50/1"}
+        return MediaInfo(format_name="mpegts", duration=1, size=1, bit_rate=1, frame_rate=25.0, video_index=0,
+                         raw={"streams": [stream]})
+
+    assert output_frame_rate(info("tt")) == 25
+    assert output_frame_rate(info("progressive")) == 50

@@ -419,7 +419,7 @@ def output_frame_rate(info):
     by ``pipeline.note_frame_spacing``), not at its average: 10 fps here and
     30 fps there averages ~20, which drops every third frame of the 30 fps
     parts (judder); at 30 the 10 fps parts repeat their frames, which costs
-    x264 next to nothing.
+    x264 next to nothing. Interlaced sources keep their frame rate.
 
     The average, unless the stream's base rate is a little above it (within
     5 %): the average of a fragmented MP4 (a browser's or OBS's recording)
@@ -433,7 +433,9 @@ def output_frame_rate(info):
     if base and base <= 60 and rate < base <= rate * 1.05:
         rate = base
     fastest = parse_rate(stream.get(FASTEST_RATE_KEY))
-    if fastest and fastest > rate * 1.05:
+    # Not for interlaced pictures: broadcast is steady, and a demuxer that
+    # hands out each field as a packet (H.264 field pictures) would double it.
+    if fastest and fastest > rate * 1.05 and not is_interlaced(info):
         rate = fastest
     if rate > 60:
         rate = rate / math.ceil(rate / 60 - 1e-9)
