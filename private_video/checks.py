@@ -6,6 +6,7 @@ Ids are ``private_video.<E|W>0xx``; none of them raises, whatever the settings.
 - E002  the private storage is public (under MEDIA_ROOT/STATIC_ROOT, or it has a URL)
 - E003  ffprobe is not on PATH (uploads cannot be validated)
 - E004  PRIVATE_VIDEO_MODEL names no usable video model
+- E005  the upload staging folder is public (under MEDIA_ROOT/STATIC_ROOT)
 - W001  a page type holds videos without VideoChoicePageForm (its videos are not served)
 - W002  the private bucket's CORS rule does not let the admin's browser PUT upload parts
         (only when the private storage is S3: it reads GetBucketCors; docs/s3.md)
@@ -117,6 +118,32 @@ def check_private_storage(app_configs, **kwargs):
         f"on a private bucket; both refuse url(). {INSTALL_HINT}.",
         id=ID.format("E002"),
     )]
+
+
+@register(Tags.files)
+def check_upload_staging(app_configs, **kwargs):
+    """E005: resumable uploads are received where the web server publishes
+    files (half an upload, then the whole one, until it is moved into storage)."""
+    from .uploads.staging import staging_path
+
+    try:
+        folder = staging_path().resolve()
+    except Exception:  # noqa: BLE001 - a setting that is no path: reported, not raised
+        return [Error(
+            "PRIVATE_VIDEO_UPLOAD_STAGING_DIR is not a folder path.",
+            hint="A private folder outside MEDIA_ROOT and STATIC_ROOT, or None (docs/settings.md).",
+            id=ID.format("E005"),
+        )]
+    for name, root in _public_roots():
+        if folder == root or folder.is_relative_to(root):
+            return [Error(
+                f"The upload staging folder {folder} is inside {name} ({root}), which the web server publishes: "
+                "uploads would be readable there before they are checked and stored.",
+                hint="Set PRIVATE_VIDEO_UPLOAD_STAGING_DIR to a private folder outside MEDIA_ROOT and STATIC_ROOT "
+                "(or leave it None: beside the private storage's folder).",
+                id=ID.format("E005"),
+            )]
+    return []
 
 
 @register()

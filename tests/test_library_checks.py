@@ -1,4 +1,4 @@
-"""The video library's system checks (private_video.E001-E004): a
+"""The video library's system checks (private_video.E001-E005): a
 misconfigured site gets a message with an id and a hint, never a traceback."""
 
 import os
@@ -76,6 +76,33 @@ def test_manage_check_with_a_model_that_is_no_video_model_prints_e004_not_a_trac
     assert result.returncode == 1, output
     assert "Traceback" not in output, output
     assert "(private_video.E004) PRIVATE_VIDEO_MODEL refers to 'auth.User'" in output, output
+
+
+# --- E005: an upload staging folder the web server publishes --------------------------------
+
+
+def test_the_default_staging_folder_passes(settings):
+    settings.PRIVATE_VIDEO_UPLOAD_STAGING_DIR = None
+    assert checks.check_upload_staging(None) == []
+
+
+@pytest.mark.parametrize("root_setting", ["MEDIA_ROOT", "STATIC_ROOT"])
+@pytest.mark.parametrize("inside", ["", "uploads/staging"])
+def test_a_staging_folder_in_a_public_root_is_e005_and_nothing_is_made(settings, tmp_path, root_setting, inside):
+    public = tmp_path / "public"
+    setattr(settings, root_setting, str(public))
+    settings.PRIVATE_VIDEO_UPLOAD_STAGING_DIR = str(public / inside) if inside else str(public)
+    errors = checks.check_upload_staging(None)
+    assert ids(errors) == ["private_video.E005"]
+    assert f"inside {root_setting}" in errors[0].msg and "PRIVATE_VIDEO_UPLOAD_STAGING_DIR" in errors[0].hint
+    assert not public.exists()  # the check only looks
+    assert "private_video.E005" in ids(run_checks())
+
+
+def test_a_private_staging_folder_beside_a_public_root_passes(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.PRIVATE_VIDEO_UPLOAD_STAGING_DIR = str(tmp_path / "media-staging")
+    assert checks.check_upload_staging(None) == []
 
 
 # --- E002: a private storage that is public --------------------------------------------

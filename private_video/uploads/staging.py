@@ -27,23 +27,26 @@ FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 
 
-def staging_dir():
-    """The staging folder (created on first use): ``PRIVATE_VIDEO_UPLOAD_STAGING_DIR``,
+def staging_path():
+    """Where the staging folder is (nothing made): ``PRIVATE_VIDEO_UPLOAD_STAGING_DIR``,
     else ``upload-staging`` beside a local private storage's folder (the same
     file system, so a finished upload is renamed into storage, not copied),
     else a folder in the system temp directory."""
     configured = setting("UPLOAD_STAGING_DIR")
     if configured:
-        folder = Path(configured)
-    else:
-        try:
-            storage = configured_private_storage()
-        except Exception:  # noqa: BLE001 - no private storage: the check private_video.E001 says so
-            storage = None
-        if isinstance(storage, FileSystemStorage):
-            folder = Path(storage.location).resolve().parent / "upload-staging"
-        else:
-            folder = Path(tempfile.gettempdir()) / "private-video-upload-staging"
+        return Path(configured)
+    try:
+        storage = configured_private_storage()
+    except Exception:  # noqa: BLE001 - no private storage: the check private_video.E001 says so
+        storage = None
+    if isinstance(storage, FileSystemStorage):
+        return Path(storage.location).resolve().parent / "upload-staging"
+    return Path(tempfile.gettempdir()) / "private-video-upload-staging"
+
+
+def staging_dir():
+    """The staging folder (``staging_path()``), created on first use."""
+    folder = staging_path()
     if not folder.is_dir():
         folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     # Private whatever made it (a folder made by hand, a lax umask).
