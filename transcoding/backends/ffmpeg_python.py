@@ -1,10 +1,11 @@
 """The default transcoder backend: ffmpeg graphs built with ffmpeg-python."""
 
+import math
 import os
 
 import ffmpeg
 
-from private_video.probe import input_options
+from private_video.probe import input_options, stream_seconds
 
 from ..conf import setting
 from ..profiles import (
@@ -132,6 +133,43 @@ def picture_filters(video, info):
     return video
 
 
+def _merged_end(info, indexes):
+    """Where the latest of the source's audio streams ``indexes`` (their
+    a:<index>) ends, on the clock ffmpeg plays the file by (from its first
+    timestamp), at most the file's duration; None when nothing says."""
+    if info is None:
+        return None
+    sound = [s for s in info.raw.get("streams", []) if s.get("codec_type") == "audio"]
+    begin = _seconds((info.raw.get("format") or {}).get("start_time")) or 0.0
+    ends = []
+    for index in indexes:
+        stream = sound[index] if index < len(sound) else {}
+        length = stream_seconds(stream)
+        if length is not None:
+            # A Matroska DURATION tag counts the start already: overshooting
+            # is silence, cut at the file's end below.
+            ends.append(max(0.0, (_seconds(stream.get("start_time")) or begin) - begin) + length)
+    end = max(ends, default=None)
+    if info.duration and (end is None or end > info.duration):
+        end = info.duration
+    return end if end and end > 0 else None
+
+
+def _seconds(value):
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def _on_the_clock(sound, until):
+    """A mono input of amerge from the file's time 0 (silence before its
+    first sample, any gap filled) to ``until`` seconds (silence after its last)."""
+    sound = sound.filter("aresample", **{"async": 1, "first_pts": 0}).filter("aformat", channel_layouts="mono")
+    return sound.filter("apad", whole_dur=f"{until:.6f}") if until else sound
+
+
 def _aac_in_mp4(tracks):
     """Copied AAC from MPEG-TS (or any ADTS stream) must lose its ADTS
     headers to go into MP4: the filter passes other AAC through as it is."""
@@ -153,7 +191,7 @@ class FFmpegPythonBackend(TranscoderBackend):
         outputs += self._audio_outputs(source_input, audio, outdir, copy=True)
         return _compile(outputs)
 
-    def _audio_outputs(self, source_input, audio, outdir, *, copy=False):
+    def _audio_outputs(self, source_input, audio, outdir, *, copy=False, info=None):
         """Each audio track once, as an audio-only HLS rendition."""
         outputs = []
         for track in audio:
@@ -164,9 +202,15 @@ class FFmpegPythonBackend(TranscoderBackend):
             sound = source_input[f"a:{track.index}"]
             if track.merge:
                 # A camera's mono tracks: the first is the left channel, the next the right.
+                # amerge pairs samples as they come and stops at the shortest
+                # input: a track that starts late was moved to the start, and
+                # the other's sound after a shorter track ends was lost. Each
+                # is put on the file's clock (silence before a late start)
+                # and padded with silence to the longest one's end.
+                until = _merged_end(info, (track.index, *track.merge))
                 sound = ffmpeg.filter(
-                    [sound, *(source_input[f"a:{index}"] for index in track.merge)], "amerge",
-                    inputs=1 + len(track.merge),
+                    [_on_the_clock(source_input[f"a:{index}"], until) for index in (track.index, *track.merge)],
+                    "amerge", inputs=1 + len(track.merge),
                 )
             outputs.append(ffmpeg.output(
                 sound, str(outdir / hls_playlist_name(track.label)),
@@ -220,7 +264,7 @@ class FFmpegPythonBackend(TranscoderBackend):
             outputs.append(ffmpeg.output(
                 scaled, str(outdir / hls_playlist_name(rung.label)), an=None, **options, **_hls_options()
             ))
-        outputs += self._audio_outputs(source_input, audio, outdir)
+        outputs += self._audio_outputs(source_input, audio, outdir, info=info)
         if storyboard:
             tiles = (
                 branches.stream(len(planned))

@@ -1,0 +1,64 @@
+"""Hostile review 11: inputs crafted against the day's changes (mono tracks
+joined as stereo, frame spacing, joined MPEG-TS, grants naming nobody, the
+sign-in link). Media is made here with ffmpeg's lavfi sources, tiny and short."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import make_video
+from tests.test_transcoding_bad_media import assert_ready, transcode
+from transcoding.testmedia import ffprobe_json
+
+FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+H264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "50"]
+
+
+def ffmpeg(*args):
+    subprocess.run([*FFMPEG, *map(str, args)], check=True, capture_output=True, timeout=60)
+
+
+def channel_rms(path, *, start=None, end=None):
+    """The RMS level (dB) of the left and right channels of ``path``'s first
+    audio stream between ``start`` and ``end`` seconds."""
+    trim = ":".join(part for part in (f"start={start}" if start is not None else "",
+                                      f"end={end}" if end is not None else "") if part)
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-i", str(path), "-map", "0:a:0",
+         "-af", f"atrim={trim},astats=measure_overall=none:measure_perchannel=RMS_level", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=60,
+    ).stderr
+    levels = [line.rsplit(":", 1)[1].strip() for line in out.splitlines() if "RMS level dB" in line]
+    return [float("-inf") if level in ("-inf", "-nan", "nan") else float(level) for level in levels]
+
+
+# ---- a camera's mono tracks: one shorter, one starting late ------------------------------------
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_mono_tracks_of_different_lengths_and_starts_keep_all_their_sound(media_dir):
+    """Uploader: a recorder's left track lasts the whole 4 s; its right
+    track starts at 2 s and lasts 1 s. amerge stopped at the shorter input
+    and paired samples as they came: the sound lasted 1 s (3 s of the left
+    channel lost) and the right channel played 2 s early."""
+    source = media_dir / "recorder.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4",
+           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=4",
+           "-itsoffset", "2", "-f", "lavfi", "-i", "sine=frequency=880:sample_rate=48000:duration=1",
+           "-map", "0:v", "-map", "1:a", "-map", "2:a", *H264, "-c:a", "pcm_s16le", "-ac", "1", source)
+    streams = ffprobe_json(source)["streams"]
+    assert [s.get("channels") for s in streams] == [None, 1, 1]
+    video = make_video(source, title="Recorder")
+    job = transcode(video)
+    assert_ready(job, ["144p", "90p"])
+    assert not video.renditions.filter(name__startswith="hls-audio2").exists()
+    for name in ("hls-audio1-media", "mp4-144p"):
+        path = video.renditions.get(name=name).file.path
+        sound = next(s for s in ffprobe_json(path, "-show_streams")["streams"] if s["codec_type"] == "audio")
+        assert sound["channels"] == 2, (name, sound)
+        left, right = channel_rms(path, start=0.2, end=1.8)
+        assert left > -40 and right < -80, (name, "before the right track starts", left, right)
+        left, right = channel_rms(path, start=2.2, end=2.8)
+        assert left > -40 and right > -40, (name, "both tracks", left, right)
+        left, right = channel_rms(path, start=3.3, end=3.9)
+        assert left > -40 and right < -80, (name, "after the right track ends", left, right)
