@@ -62,3 +62,24 @@ def test_mono_tracks_of_different_lengths_and_starts_keep_all_their_sound(media_
         assert left > -40 and right > -40, (name, "both tracks", left, right)
         left, right = channel_rms(path, start=3.3, end=3.9)
         assert left > -40 and right < -80, (name, "after the right track ends", left, right)
+
+
+# ---- nginx: Wagtail's documents under WAGTAILDOCS_SERVE_METHOD = "redirect" -----------------------
+
+@pytest.mark.parametrize("method, folders", [(None, ["documents"]), ("serve_view", ["documents"]),
+                                             ("redirect", []), ("direct", [])])
+def test_documents_a_site_redirects_to_are_still_published(settings, method, folders):
+    """Visitor of a site that set WAGTAILDOCS_SERVE_METHOD = "redirect":
+    Wagtail's view checks the collection's privacy, then redirects to the
+    file's own URL, /media/documents/<name>. The bundled config answered
+    that URL with a 404 unless the method was "direct": every document of
+    such a site was a 404 after its privacy check passed. Under "redirect"
+    (as under "direct") the file's URL is public by Wagtail's design."""
+    from media_access.nginx import nginx_context, private_media_folders
+
+    if method is None:
+        del settings.WAGTAILDOCS_SERVE_METHOD
+    else:
+        settings.WAGTAILDOCS_SERVE_METHOD = method
+    assert private_media_folders() == folders
+    assert nginx_context()["private_media_folders"] == folders

@@ -114,11 +114,14 @@ _MEDIA_FOLDER = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
 def private_media_folders():
     """The folders under MEDIA_ROOT that nginx must not publish at /media/:
     Wagtail's documents, which its own view (/documents/<id>/<name>) hands
-    out after their collection's privacy, unless the site serves them
-    directly (``WAGTAILDOCS_SERVE_METHOD = "direct"``: no privacy anyway)."""
+    out after their collection's privacy, unless the site hands out the
+    file's own URL: ``WAGTAILDOCS_SERVE_METHOD = "direct"`` (no privacy
+    anyway) or ``"redirect"`` (the view checks the privacy, then redirects
+    to /media/documents/<name>, which must answer)."""
     from django.apps import apps
 
-    if not apps.is_installed("wagtail.documents") or getattr(settings, "WAGTAILDOCS_SERVE_METHOD", None) == "direct":
+    method = getattr(settings, "WAGTAILDOCS_SERVE_METHOD", None)
+    if not apps.is_installed("wagtail.documents") or method in ("direct", "redirect"):
         return []
     from wagtail.documents import get_document_model
 
