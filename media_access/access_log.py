@@ -108,7 +108,10 @@ def delete_expired(now=None, days=None):
     """Delete playback-log entries that started more than the retention
     period (``PLAYBACK_LOG_RETENTION_DAYS``) ago; returns how many."""
     days = setting("PLAYBACK_LOG_RETENTION_DAYS") if days is None else days
-    cutoff = (now or timezone.now()) - timedelta(days=days)
+    try:
+        cutoff = (now or timezone.now()) - timedelta(days=days)
+    except OverflowError:  # a retention before year 1 ("keep for ever"): nothing is that old
+        return 0
     deleted, _ = PlaybackLogEntry.objects.filter(started_at__lt=cutoff).delete()
     return deleted
 

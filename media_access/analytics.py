@@ -201,7 +201,10 @@ def record(*, video, page, user, viewer, session, ranges, duration, now=None):
 def delete_expired(now=None, days=None):
     """Delete viewings last updated more than the retention period ago; returns how many."""
     days = setting("ANALYTICS_RETENTION_DAYS") if days is None else days
-    cutoff = (now or timezone.now()) - timedelta(days=days)
+    try:
+        cutoff = (now or timezone.now()) - timedelta(days=days)
+    except OverflowError:  # a retention before year 1 ("keep for ever"): nothing is that old
+        return 0
     deleted, _ = Viewing.objects.filter(updated_at__lt=cutoff).delete()
     return deleted
 

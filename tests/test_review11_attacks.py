@@ -83,3 +83,32 @@ def test_documents_a_site_redirects_to_are_still_published(settings, method, fol
         settings.WAGTAILDOCS_SERVE_METHOD = method
     assert private_media_folders() == folders
     assert nginx_context()["private_media_folders"] == folders
+
+
+# ---- retention: "keep for ever" ------------------------------------------------------------------
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("command", ["delete_playback_log", "delete_watch_analytics"])
+@pytest.mark.parametrize("days", [10**6, 999_999_999, 10**12])
+def test_a_retention_of_thousands_of_years_deletes_nothing_not_a_traceback(settings, command, days):
+    """Ops: MEDIA_ACCESS_PLAYBACK_LOG_RETENTION_DAYS = 1_000_000 ("keep for
+    ever") passes the check (at least 1, no most), but now minus that many
+    days is before year 1: the housekeeping timer's command and the task
+    raised OverflowError every day. Nothing is that old: nothing is deleted."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from media_access.tasks import delete_playback_log_task, delete_watch_analytics_task
+
+    out = StringIO()
+    call_command(command, days=days, stdout=out)
+    assert out.getvalue().startswith("Deleted 0 "), out.getvalue()
+    settings.MEDIA_ACCESS_PLAYBACK_LOG_RETENTION_DAYS = days
+    settings.MEDIA_ACCESS_ANALYTICS_RETENTION_DAYS = days
+    assert call_command("check", "--fail-level", "ERROR") is None
+    out = StringIO()
+    call_command(command, stdout=out)
+    assert out.getvalue().startswith("Deleted 0 "), out.getvalue()
+    task = delete_playback_log_task if command == "delete_playback_log" else delete_watch_analytics_task
+    assert task.call() == 0
