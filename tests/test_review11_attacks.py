@@ -112,3 +112,31 @@ def test_a_retention_of_thousands_of_years_deletes_nothing_not_a_traceback(setti
     assert out.getvalue().startswith("Deleted 0 "), out.getvalue()
     task = delete_playback_log_task if command == "delete_playback_log" else delete_watch_analytics_task
     assert task.call() == 0
+
+
+# ---- frame spacing of MPEG-TS joined byte for byte ----------------------------------------------
+
+@pytest.mark.parametrize("offset", ["1.02", "0.5"])
+def test_a_joined_mpeg_ts_whose_clocks_overlap_keeps_its_frame_rate(tmp_path, offset):
+    """Uploader: two 25 fps MPEG-TS recordings put end to end byte for byte
+    (a camera's files one after the other), the second's clock starting
+    inside the first's, half a frame off its grid. The frame-spacing read
+    sorted the timestamps of both parts together: 50 a second, so the
+    "fastest parts" were 50 fps and the ladder encoded every frame twice
+    (twice the frames, twice the CPU). ffmpeg plays the parts one after
+    the other, each at 25 fps."""
+    from private_video.probe import probe
+    from transcoding.pipeline import note_frame_spacing
+    from transcoding.profiles import output_frame_rate
+
+    parts = []
+    for index, start in enumerate(("0", offset)):
+        part = tmp_path / f"part{index}.ts"
+        ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=3", *H264, "-bf", "2",
+               "-output_ts_offset", start, part)
+        parts.append(part.read_bytes())
+    source = tmp_path / "joined.ts"
+    source.write_bytes(b"".join(parts))
+    info = probe(source)
+    assert note_frame_spacing(source, info) in ("", "25/1")
+    assert output_frame_rate(info) == 25

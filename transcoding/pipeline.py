@@ -506,9 +506,21 @@ def note_frame_spacing(source, info, known=None):
     stream = source_video_stream(info)
     if known is None:
         packets = opening_packets(source, stream=info.video_selector, count=_FRAME_SPACING_PACKETS,
-                                  fields="pts_time") or []
-        times = []
+                                  fields="pts_time,dts_time") or []
+        times, decoded = [], None
         for packet in packets:
+            if info.demuxer in _JOINABLE_DEMUXERS:
+                # Parts joined byte for byte: where the decode clock goes back,
+                # the next part starts. Its times, sorted in among the first
+                # part's, would read as frames twice as close (ffmpeg plays
+                # the parts one after the other).
+                try:
+                    dts = float(packet["dts_time"])
+                except (KeyError, TypeError, ValueError):
+                    dts = None
+                if dts is not None and decoded is not None and dts < decoded:
+                    break
+                decoded = dts if dts is not None else decoded
             try:
                 times.append(float(packet["pts_time"]))
             except (KeyError, TypeError, ValueError):
