@@ -6,6 +6,7 @@ local files, under kernel resource limits.
 """
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -479,11 +480,17 @@ def check_plausible_size(info, size):
     any sound track adds 300 B/s or more. A frame takes at least one byte in
     every codec and container, so more frames than bytes is refused too."""
     floor = float(setting("MIN_BYTES_PER_SECOND"))
-    if info.duration and size < info.duration * floor:
+    # The longest of the file's duration and its tracks' own: an MP4's
+    # movie header may say 1 s while its track (which ffmpeg plays) lasts hours.
+    claimed = max([info.duration or 0.0] + [
+        seconds for s in info.raw.get("streams") or [] if s.get("codec_type") in ("video", "audio")
+        and (seconds := _float(s.get("duration"))) is not None and math.isfinite(seconds)
+    ])
+    if claimed and size < claimed * floor:
         raise ProbeError(_(
             "The file is %(size)s but claims to last %(duration)s: too small for a "
             "real video that long. It is damaged or made to look longer than it is."
-        ) % {"size": filesizeformat(size), "duration": _clock(info.duration)})
+        ) % {"size": filesizeformat(size), "duration": _clock(claimed)})
     frames = max((_int(s.get("nb_frames")) or 0 for s in info.raw.get("streams") or []
                   if s.get("codec_type") == "video"), default=0)
     if frames > size:

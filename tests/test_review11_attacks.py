@@ -140,3 +140,39 @@ def test_a_joined_mpeg_ts_whose_clocks_overlap_keeps_its_frame_rate(tmp_path, of
     info = probe(source)
     assert note_frame_spacing(source, info) in ("", "25/1")
     assert output_frame_rate(info) == 25
+
+
+# ---- an MP4 whose movie header claims less than its tracks last ---------------------------------
+
+def _set_movie_duration(path, seconds):
+    """Overwrite the duration in ``path``'s movie header (mvhd, version 0)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.index(b"mvhd")
+    assert data[at + 4] == 0, "version 0 mvhd"
+    timescale_at = at + 4 + 4 + 4 + 4  # version and flags, creation time, modification time
+    timescale = struct.unpack(">I", data[timescale_at:timescale_at + 4])[0]
+    data[timescale_at + 4:timescale_at + 8] = struct.pack(">I", int(timescale * seconds))
+    path.write_bytes(bytes(data))
+
+
+def test_a_tiny_mp4_whose_header_claims_one_second_but_plays_an_hour_is_refused(tmp_path):
+    """Uploader: a 3 KB MP4 of two frames an hour apart (refused as far too
+    small for an hour), its movie header's duration rewritten to 1 s. ffprobe
+    takes the file's duration from that header while the track still lasts
+    3601 s: the refusal passed, and the ladder (which plays the track) made
+    an hour of video; the job then settled the video at 3601 s. The claimed
+    duration is the longest of the header's and the tracks' own."""
+    from private_video.probe import ProbeError, probe_video
+
+    source = tmp_path / "gap.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=1:duration=2", "-vf", "setpts=N*3600/TB",
+           "-fps_mode", "passthrough", "-c:v", "libx264", "-video_track_timescale", "1000", source)
+    with pytest.raises(ProbeError, match="too small"):
+        probe_video(source)
+    _set_movie_duration(source, 1)
+    assert float(ffprobe_json(source)["format"]["duration"]) == 1.0
+    assert float(ffprobe_json(source)["streams"][0]["duration"]) > 3600
+    with pytest.raises(ProbeError, match="too small"):
+        probe_video(source)
