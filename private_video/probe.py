@@ -466,6 +466,16 @@ def _clock(seconds):
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def longest_plausible_seconds(size):
+    """The longest a file of ``size`` bytes may play by ``check_plausible_size``'s
+    floor, or None (no size, no floor). The transcoder stops ffmpeg past it:
+    a header can be forged to claim less than the file plays."""
+    floor = float(setting("MIN_BYTES_PER_SECOND"))
+    if not size or floor <= 0:
+        return None
+    return size / floor
+
+
 def check_plausible_size(info, size):
     """Refuse a file far too small for the duration or frame count it claims
     (a few KB saying it lasts hours): the ladder would make hours of video

@@ -176,3 +176,44 @@ def test_a_tiny_mp4_whose_header_claims_one_second_but_plays_an_hour_is_refused(
     assert float(ffprobe_json(source)["streams"][0]["duration"]) > 3600
     with pytest.raises(ProbeError, match="too small"):
         probe_video(source)
+
+
+def _set_track_duration(path, seconds):
+    """Overwrite the duration in ``path``'s first media header (mdhd, version 0)."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at = data.index(b"mdhd")
+    assert data[at + 4] == 0, "version 0 mdhd"
+    timescale_at = at + 4 + 4 + 4 + 4  # version and flags, creation time, modification time
+    timescale = struct.unpack(">I", data[timescale_at:timescale_at + 4])[0]
+    data[timescale_at + 4:timescale_at + 8] = struct.pack(">I", int(timescale * seconds))
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_file_whose_every_header_claims_one_second_is_stopped_where_its_size_runs_out(tmp_path, settings):
+    """Uploader: two frames an hour apart with the movie's and the track's
+    durations both rewritten to 1 s: every duration ffprobe shows says 1 s, so
+    the size check passes, and ffmpeg (which follows the timestamps) would
+    encode an hour. The transcoder stops ffmpeg once its output passes what a
+    file of that size may play (PRIVATE_VIDEO_MIN_BYTES_PER_SECOND, raised
+    here so the test stops after seconds, not minutes): a readable failed job,
+    the original kept, no rendition."""
+    from private_video.probe import probe_video
+    from tests.test_transcoding_bad_media import assert_failed, store_unchecked
+
+    source = tmp_path / "forged.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=1:duration=2", "-vf", "setpts=N*3600/TB",
+           "-fps_mode", "passthrough", "-c:v", "libx264", "-video_track_timescale", "1000", source)
+    _set_movie_duration(source, 1)
+    _set_track_duration(source, 1)
+    shown = ffprobe_json(source)
+    assert float(shown["format"]["duration"]) <= 1.0 and float(shown["streams"][0]["duration"]) <= 1.0, shown
+    size = source.stat().st_size
+    settings.PRIVATE_VIDEO_MIN_BYTES_PER_SECOND = size // 4  # this file may play 4 s
+    probe_video(source)  # the forgery passes every check that reads headers
+    video = store_unchecked("forged.mp4", source.read_bytes())
+    job = transcode(video)
+    assert_failed(job, "longer than a file of its size can")
+    assert "plays past 14 s" in job.error, job.error

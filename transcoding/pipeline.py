@@ -24,8 +24,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from private_video.probe import (
-    ProbeError, keyframe_gap, opening_packets, parse_rate, probe, probe_video, starts_with_discarded_packets,
-    stream_seconds,
+    ProbeError, keyframe_gap, longest_plausible_seconds, opening_packets, parse_rate, probe, probe_video,
+    starts_with_discarded_packets, stream_seconds,
 )
 from private_video.storage import private_storage
 
@@ -618,11 +618,21 @@ def playable_first(job, reporter):
         time.sleep(0.2)
 
 
+# Seconds of output past a source's longest plausible length before ffmpeg
+# is stopped (a held last picture, rounding).
+_PLAUSIBLE_SLACK = 10
+
+
 def _run(cmd, info, reporter):
+    """Run ``cmd`` in an ffmpeg slot. With the source's ``info``: its progress
+    is reported, and the output may not run past what a file of the source's
+    size may play (``longest_plausible_seconds``), whatever its headers say."""
     duration = info.duration if info else None
     wait = reporter.heartbeat if reporter else None
+    longest = longest_plausible_seconds(info.size) if info else None
     with ffmpeg_slot(wait_callback=wait):
-        return run_ffmpeg(cmd, duration=duration, on_progress=reporter.progress if reporter else None)
+        return run_ffmpeg(cmd, duration=duration, on_progress=reporter.progress if reporter else None,
+                          max_seconds=longest + _PLAUSIBLE_SLACK if longest else None)
 
 
 def detect_field_order(backend, source, info, known=None):

@@ -84,11 +84,14 @@ def _read_stderr(pipe, tail):
     pipe.close()
 
 
-def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_timeout=None, on_block=None):
+def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_timeout=None, on_block=None,
+               max_seconds=None):
     """Run ``cmd`` (which writes ``-progress pipe:1``). ``on_progress(fraction,
     speed)`` gets 0..1 as the output time advances; ``on_block(block)`` each
-    progress report as ffmpeg wrote it (a dict: ``out_time_us``…). Raises
-    FFmpegError with the stderr tail on failure, timeout or stall."""
+    progress report as ffmpeg wrote it (a dict: ``out_time_us``…). With
+    ``max_seconds``, ffmpeg is stopped once its output passes that time.
+    Raises FFmpegError with the stderr tail on failure, timeout, stall or
+    an output past ``max_seconds``."""
     timeout = timeout or setting("FFMPEG_TIMEOUT")
     stall_timeout = stall_timeout or setting("FFMPEG_STALL_TIMEOUT")
     tail = collections.deque(maxlen=int(setting("STDERR_TAIL_LINES")))
@@ -134,6 +137,12 @@ def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_time
                 on_progress(_fraction(block, duration), _speed(block))
             if on_block:
                 on_block(block)
+            if max_seconds is not None and _out_seconds(block) > max_seconds:
+                killed_because.append(
+                    f"the file plays past {max_seconds:.0f} s, longer than a file of its size can: it is "
+                    "damaged or made to look shorter than it plays")
+                process.kill()
+                break
             block = {}
         process.wait(timeout=30)
     except BaseException:
@@ -152,6 +161,13 @@ def run_ffmpeg(cmd, *, duration=None, on_progress=None, timeout=None, stall_time
         last = tail[-1] if tail else f"exit status {process.returncode}"
         raise FFmpegError(f"ffmpeg failed: {last}", stderr_tail)
     return stderr_tail
+
+
+def _out_seconds(block):
+    try:
+        return int(block.get("out_time_us", "")) / 1_000_000
+    except ValueError:  # "N/A" before the first frame
+        return 0.0
 
 
 def _fraction(block, duration):
