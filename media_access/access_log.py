@@ -23,6 +23,7 @@ from django.utils.crypto import salted_hmac
 
 from .conf import setting
 from .models import PlaybackLogEntry
+from .retention import delete_older
 from .tokens import cookie_viewer
 
 logger = logging.getLogger(__name__)
@@ -108,12 +109,7 @@ def delete_expired(now=None, days=None):
     """Delete playback-log entries that started more than the retention
     period (``PLAYBACK_LOG_RETENTION_DAYS``) ago; returns how many."""
     days = setting("PLAYBACK_LOG_RETENTION_DAYS") if days is None else days
-    try:
-        cutoff = (now or timezone.now()) - timedelta(days=days)
-    except OverflowError:  # a retention before year 1 ("keep for ever"): nothing is that old
-        return 0
-    deleted, _ = PlaybackLogEntry.objects.filter(started_at__lt=cutoff).delete()
-    return deleted
+    return delete_older(PlaybackLogEntry.objects.all(), "started_at", days, now)
 
 
 def forget_recent():

@@ -39,6 +39,7 @@ from django.utils.crypto import salted_hmac
 
 from .conf import setting
 from .models import Viewing
+from .retention import delete_older
 from .tokens import cookie_viewer
 
 # A completed viewing: at least this share of the video's seconds played.
@@ -201,12 +202,7 @@ def record(*, video, page, user, viewer, session, ranges, duration, now=None):
 def delete_expired(now=None, days=None):
     """Delete viewings last updated more than the retention period ago; returns how many."""
     days = setting("ANALYTICS_RETENTION_DAYS") if days is None else days
-    try:
-        cutoff = (now or timezone.now()) - timedelta(days=days)
-    except OverflowError:  # a retention before year 1 ("keep for ever"): nothing is that old
-        return 0
-    deleted, _ = Viewing.objects.filter(updated_at__lt=cutoff).delete()
-    return deleted
+    return delete_older(Viewing.objects.all(), "updated_at", days, now)
 
 
 # ---- reading ----------------------------------------------------------------------

@@ -144,13 +144,14 @@ def test_a_joined_mpeg_ts_whose_clocks_overlap_keeps_its_frame_rate(tmp_path, of
 
 # ---- an MP4 whose movie header claims less than its tracks last ---------------------------------
 
-def _set_movie_duration(path, seconds):
-    """Overwrite the duration in ``path``'s movie header (mvhd, version 0)."""
+def _set_movie_duration(path, seconds, box=b"mvhd"):
+    """Overwrite the duration in ``path``'s first ``box`` (version 0): the
+    movie header (mvhd) or a track's media header (mdhd), which share the layout."""
     import struct
 
     data = bytearray(path.read_bytes())
-    at = data.index(b"mvhd")
-    assert data[at + 4] == 0, "version 0 mvhd"
+    at = data.index(box)
+    assert data[at + 4] == 0, f"version 0 {box.decode()}"
     timescale_at = at + 4 + 4 + 4 + 4  # version and flags, creation time, modification time
     timescale = struct.unpack(">I", data[timescale_at:timescale_at + 4])[0]
     data[timescale_at + 4:timescale_at + 8] = struct.pack(">I", int(timescale * seconds))
@@ -178,19 +179,6 @@ def test_a_tiny_mp4_whose_header_claims_one_second_but_plays_an_hour_is_refused(
         probe_video(source)
 
 
-def _set_track_duration(path, seconds):
-    """Overwrite the duration in ``path``'s first media header (mdhd, version 0)."""
-    import struct
-
-    data = bytearray(path.read_bytes())
-    at = data.index(b"mdhd")
-    assert data[at + 4] == 0, "version 0 mdhd"
-    timescale_at = at + 4 + 4 + 4 + 4  # version and flags, creation time, modification time
-    timescale = struct.unpack(">I", data[timescale_at:timescale_at + 4])[0]
-    data[timescale_at + 4:timescale_at + 8] = struct.pack(">I", int(timescale * seconds))
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_file_whose_every_header_claims_one_second_is_stopped_where_its_size_runs_out(tmp_path, settings):
     """Uploader: two frames an hour apart with the movie's and the track's
@@ -207,7 +195,7 @@ def test_a_file_whose_every_header_claims_one_second_is_stopped_where_its_size_r
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=1:duration=2", "-vf", "setpts=N*3600/TB",
            "-fps_mode", "passthrough", "-c:v", "libx264", "-video_track_timescale", "1000", source)
     _set_movie_duration(source, 1)
-    _set_track_duration(source, 1)
+    _set_movie_duration(source, 1, box=b"mdhd")
     shown = ffprobe_json(source)
     assert float(shown["format"]["duration"]) <= 1.0 and float(shown["streams"][0]["duration"]) <= 1.0, shown
     size = source.stat().st_size
