@@ -18,10 +18,9 @@ OUTPUT_DIR = REPO / "test-output"
 # (marked integration or browser), --layer=other everything else: the
 # Django-level tests, the standalone ones (they start their own site), and
 # the stack tests whose stack is their own and whose time goes on a clock
-# (RQ workers killed and replaced), so that the two processes take about as
-# long. The short-token tests (tokens that must run out) went back to the
-# stack layer when the other one grew longer (docs/testing.md).
-CLOCK_BOUND_STACKS = {"rq_stack"}
+# (tokens that must run out, RQ workers killed and replaced), so that the
+# two processes take about as long.
+CLOCK_BOUND_STACKS = {"short_token_stack", "rq_stack"}
 
 
 def pytest_addoption(parser):
