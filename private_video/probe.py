@@ -213,6 +213,12 @@ def _float(value):
         return None
 
 
+def finite_float(value):
+    """A number ffprobe wrote ("12.5", "N/A", "inf"), or None unless it is a finite one."""
+    number = _float(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
 def _refusal(stderr):
     """A sentence for a file the whitelists refused, from ffprobe's log, or None."""
     match = re.search(r"^\[([\w-]+) @ 0x[0-9a-f]+\] Format not on whitelist", stderr, re.MULTILINE)
@@ -494,7 +500,7 @@ def check_plausible_size(info, size):
     # movie header may say 1 s while its track (which ffmpeg plays) lasts hours.
     claimed = max([info.duration or 0.0] + [
         seconds for s in info.raw.get("streams") or [] if s.get("codec_type") in ("video", "audio")
-        and (seconds := _float(s.get("duration"))) is not None and math.isfinite(seconds)
+        and (seconds := finite_float(s.get("duration"))) is not None
     ])
     if claimed and size < claimed * floor:
         raise ProbeError(_(

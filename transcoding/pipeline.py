@@ -24,8 +24,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from private_video.probe import (
-    ProbeError, keyframe_gap, longest_plausible_seconds, opening_packets, parse_rate, probe, probe_video,
-    starts_with_discarded_packets, stream_seconds,
+    ProbeError, finite_float, keyframe_gap, longest_plausible_seconds, opening_packets, parse_rate, probe,
+    probe_video, starts_with_discarded_packets, stream_seconds,
 )
 from private_video.storage import private_storage
 
@@ -347,12 +347,13 @@ def fast_path_refusal(info, source=None):
     width, height = info.width or 0, info.height or 0
     level = video_level(info)
     max_kbps = int(setting("FAST_PATH_MAX_KBPS"))
+    audio = plan_audio(info)
     checks = (
         (info.video_codec == "h264", "not H.264"),
         (info.pix_fmt in ("yuv420p", "yuvj420p"), f"pixel format {info.pix_fmt}"),
         (info.profile in ("Constrained Baseline", "Baseline", "Main", "High"), f"profile {info.profile}"),
-        (all(track.codec == "aac" for track in plan_audio(info)), "sound is not AAC"),
-        (not any(track.merge for track in plan_audio(info)), "mono tracks to join as stereo"),
+        (all(track.codec == "aac" for track in audio), "sound is not AAC"),
+        (not any(track.merge for track in audio), "mono tracks to join as stereo"),
         (min(width, height) <= int(setting("FAST_PATH_MAX_SHORT_SIDE"))
          and max(width, height) <= 2 * int(setting("FAST_PATH_MAX_SHORT_SIDE")), f"{width}x{height}"),
         (level is None or level <= int(setting("FAST_PATH_MAX_LEVEL")), f"level {level}"),
@@ -476,8 +477,7 @@ def measure_played_duration(backend, source, info):
         return None
     reports = []
     try:
-        with ffmpeg_slot():
-            run_ffmpeg(backend.timeline_command(source, info), on_block=reports.append)
+        _run(backend.timeline_command(source, info), None, None, on_block=reports.append)
         # The last packet's decode time: the picture ends a frame later.
         played = int(reports[-1]["out_time_us"]) / 1_000_000 + 1 / (info.frame_rate or 25)
     except (FFmpegError, IndexError, KeyError, ValueError):
@@ -514,17 +514,13 @@ def note_frame_spacing(source, info, known=None):
                 # the next part starts. Its times, sorted in among the first
                 # part's, would read as frames twice as close (ffmpeg plays
                 # the parts one after the other).
-                try:
-                    dts = float(packet["dts_time"])
-                except (KeyError, TypeError, ValueError):
-                    dts = None
+                dts = finite_float(packet.get("dts_time"))
                 if dts is not None and decoded is not None and dts < decoded:
                     break
                 decoded = dts if dts is not None else decoded
-            try:
-                times.append(float(packet["pts_time"]))
-            except (KeyError, TypeError, ValueError):
-                continue
+            pts = finite_float(packet.get("pts_time"))
+            if pts is not None:
+                times.append(pts)
         rate = fastest_frame_rate(times, parse_rate(stream.get("r_frame_rate")))
         known = f"{rate.numerator}/{rate.denominator}" if rate else ""
     stream[FASTEST_RATE_KEY] = known
@@ -623,16 +619,17 @@ def playable_first(job, reporter):
 _PLAUSIBLE_SLACK = 10
 
 
-def _run(cmd, info, reporter):
+def _run(cmd, info, reporter, on_block=None):
     """Run ``cmd`` in an ffmpeg slot. With the source's ``info``: its progress
     is reported, and the output may not run past what a file of the source's
-    size may play (``longest_plausible_seconds``), whatever its headers say."""
+    size may play (``longest_plausible_seconds``), whatever its headers say.
+    ``on_block``: as ``run_ffmpeg``'s."""
     duration = info.duration if info else None
     wait = reporter.heartbeat if reporter else None
     longest = longest_plausible_seconds(info.size) if info else None
     with ffmpeg_slot(wait_callback=wait):
         return run_ffmpeg(cmd, duration=duration, on_progress=reporter.progress if reporter else None,
-                          max_seconds=longest + _PLAUSIBLE_SLACK if longest else None)
+                          max_seconds=longest + _PLAUSIBLE_SLACK if longest else None, on_block=on_block)
 
 
 def detect_field_order(backend, source, info, known=None):

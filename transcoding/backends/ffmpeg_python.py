@@ -1,11 +1,10 @@
 """The default transcoder backend: ffmpeg graphs built with ffmpeg-python."""
 
-import math
 import os
 
 import ffmpeg
 
-from private_video.probe import input_options, stream_seconds
+from private_video.probe import finite_float, input_options, stream_seconds
 
 from ..conf import setting
 from ..profiles import (
@@ -140,7 +139,7 @@ def _merged_end(info, indexes):
     if info is None:
         return None
     sound = [s for s in info.raw.get("streams", []) if s.get("codec_type") == "audio"]
-    begin = _seconds((info.raw.get("format") or {}).get("start_time")) or 0.0
+    begin = finite_float((info.raw.get("format") or {}).get("start_time")) or 0.0
     ends = []
     for index in indexes:
         stream = sound[index] if index < len(sound) else {}
@@ -148,19 +147,11 @@ def _merged_end(info, indexes):
         if length is not None:
             # A Matroska DURATION tag counts the start already: overshooting
             # is silence, cut at the file's end below.
-            ends.append(max(0.0, (_seconds(stream.get("start_time")) or begin) - begin) + length)
+            ends.append(max(0.0, (finite_float(stream.get("start_time")) or begin) - begin) + length)
     end = max(ends, default=None)
     if info.duration and (end is None or end > info.duration):
         end = info.duration
     return end if end and end > 0 else None
-
-
-def _seconds(value):
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return None
-    return seconds if math.isfinite(seconds) else None
 
 
 def _on_the_clock(sound, until):

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class RetentionCommand(BaseCommand):
-    setting = ""  # e.g. "ANALYTICS_RETENTION_DAYS", for --help
+    setting_name = ""  # e.g. "ANALYTICS_RETENTION_DAYS", for --help
 
     def default_days(self):
         """The setting's value (read by name where it is named)."""
@@ -21,7 +21,7 @@ class RetentionCommand(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--days", type=int, default=None,
-            help=f"Keep this many days instead of MEDIA_ACCESS_{self.setting}.",
+            help=f"Keep this many days instead of MEDIA_ACCESS_{self.setting_name}.",
         )
 
     def handle(self, *args, days=None, **options):

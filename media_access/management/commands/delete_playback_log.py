@@ -8,7 +8,7 @@ class Command(RetentionCommand):
         "Delete playback-log entries that started more than MEDIA_ACCESS_PLAYBACK_LOG_RETENTION_DAYS "
         "days ago. Run it daily."
     )
-    setting = "PLAYBACK_LOG_RETENTION_DAYS"
+    setting_name = "PLAYBACK_LOG_RETENTION_DAYS"
 
     def default_days(self):
         return setting("PLAYBACK_LOG_RETENTION_DAYS")

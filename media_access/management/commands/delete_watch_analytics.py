@@ -8,7 +8,7 @@ class Command(RetentionCommand):
         "Delete watch analytics (viewings) last updated more than MEDIA_ACCESS_ANALYTICS_RETENTION_DAYS "
         "days ago. Run it daily."
     )
-    setting = "ANALYTICS_RETENTION_DAYS"
+    setting_name = "ANALYTICS_RETENTION_DAYS"
 
     def default_days(self):
         return setting("ANALYTICS_RETENTION_DAYS")
