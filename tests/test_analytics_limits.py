@@ -249,6 +249,49 @@ def test_playback_log_entries_past_their_retention_are_deleted(world, settings):
     assert PlaybackLogEntry.objects.get().pk == rows["today"].pk
 
 
+def test_housekeeping_runs_every_step_when_the_first_fails_and_fails_at_the_end(world, settings, tmp_path):
+    """The hourly unit runs `video_housekeeping`: an unusable upload staging
+    folder (here a file where the folder should be) breaks expire_uploads,
+    and the retentions still run; the command then fails, naming the step."""
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    from private_video.uploads.models import Upload
+
+    page, video, viewer = world
+    now = timezone.now()
+    old = PlaybackLogEntry.objects.create(session="old", page=page, video=video, allowed=True,
+                                          started_at=now - timedelta(days=400))
+    kept = PlaybackLogEntry.objects.create(session="new", page=page, video=video, allowed=True, started_at=now)
+    Viewing.objects.create(video=video, page=page, user=viewer, viewer="v1", session="s1", duration=10,
+                           updated_at=now - timedelta(days=400))
+    stale = Upload.objects.create(user=viewer, collection=video.collection, filename="a.mp4", length=10,
+                                  backend=Upload.Backend.TUS, expires_at=now - timedelta(hours=1))
+    not_a_folder = tmp_path / "staging"
+    not_a_folder.write_text("a file where the staging folder should be")
+    settings.PRIVATE_VIDEO_UPLOAD_STAGING_DIR = str(not_a_folder)
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError, match=r"1 of 3 housekeeping steps failed: expire_uploads\."):
+        call_command("video_housekeeping", stdout=out, stderr=err)
+    assert "expire_uploads failed: FileExistsError" in err.getvalue()
+    # The steps after it ran.
+    assert "Deleted 1 viewing(s) older than 365 day(s)." in out.getvalue()
+    assert "Deleted 1 playback-log entry older than 365 day(s)." in out.getvalue()
+    assert list(PlaybackLogEntry.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert not PlaybackLogEntry.objects.filter(pk=old.pk).exists()
+    assert not Viewing.objects.exists()
+    assert Upload.objects.filter(pk=stale.pk).exists()  # left for the next run, nothing lost
+
+    # With the folder back, the same command succeeds and expires the upload.
+    settings.PRIVATE_VIDEO_UPLOAD_STAGING_DIR = str(tmp_path / "staging-ok")
+    out = io.StringIO()
+    call_command("video_housekeeping", stdout=out)
+    assert "1 expired upload(s) removed." in out.getvalue()
+    assert not Upload.objects.exists()
+
+
 @pytest.mark.parametrize("value", [0, -5, "a year", True])
 def test_a_bad_playback_log_retention_is_a_system_check_error(settings, value):
     from media_access.checks import check_settings
