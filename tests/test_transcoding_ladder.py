@@ -3,6 +3,7 @@ keyframe alignment, playlists, fast path, progress."""
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -319,8 +320,35 @@ def test_codecs_attribute_names_a_real_level(stream, codec, monkeypatch):
     class Probed:
         raw = {"streams": [stream]}
 
-    monkeypatch.setattr(pipeline, "probe", lambda path: Probed)
+    monkeypatch.setattr(pipeline, "_probe_output", lambda path: Probed)
     assert pipeline._codecs("any.mp4") == codec
+
+
+def test_each_written_output_is_probed_once_until_it_changes(sample_video, tmp_path, monkeypatch):
+    """The MP4's duration and codecs and an audio track's channels come from one
+    ffprobe run per file (each costs ~0.1 s to start); a file written again is read again."""
+    calls = []
+    real = pipeline.probe
+
+    def counting(path):
+        calls.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(pipeline, "probe", counting)
+    pipeline._probe_output_cached.cache_clear()
+    path = tmp_path / "mp4-180p.mp4"
+    shutil.copyfile(sample_video, path)
+    first = pipeline._codecs(path)
+    assert first.startswith("avc1.") and first.endswith(",mp4a.40.2")
+    assert pipeline._probe_output(path).duration == pytest.approx(4, abs=0.1)
+    assert pipeline._codecs(path) == first
+    assert calls == [str(path)]
+    # Written again (another size): read again, and what it is now is what counts.
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(sample_video), "-map", "0:a",
+                    "-c", "copy", str(tmp_path / "audio.mp4")], check=True, timeout=60)
+    shutil.copyfile(tmp_path / "audio.mp4", path)
+    assert pipeline._codecs(path) == "mp4a.40.2"
+    assert calls == [str(path)] * 2
 
 
 def starts(path):

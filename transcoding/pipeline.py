@@ -2,6 +2,7 @@
 poster and storyboard → publish. Runs inside a task worker only."""
 
 import errno
+import functools
 import logging
 import math
 import os
@@ -725,10 +726,24 @@ def _avc_level(stream):
     return _AVC_LEVELS[-1][0]
 
 
+def _probe_output(path):
+    """``probe(path)`` of a file this job wrote, read once: the codecs, the
+    MP4's duration and an audio track's channels all come from the same
+    ffprobe run (each run costs ~0.1 s to start). Keyed by the file's
+    identity, size and modification time, so a file written again is read again."""
+    stat = os.stat(path)
+    return _probe_output_cached(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _probe_output_cached(path, inode, size, mtime_ns):
+    return probe(path)
+
+
 def _codecs(path, has_audio=None):
     """RFC 6381 codecs of an H.264 and/or AAC file, for the master playlist."""
     codecs = []
-    for stream in probe(path).raw["streams"]:
+    for stream in _probe_output(path).raw["streams"]:
         if stream.get("codec_type") == "video":
             codecs.append("avc1.%s%02x" % (_AVC_PROFILE_IDC.get(stream.get("profile"), "6400"), _avc_level(stream)))
         elif stream.get("codec_type") == "audio":
@@ -824,7 +839,7 @@ def _progressive(backend, folder, label, audio):
 
 def _mp4_output(folder, label, info, size):
     path = folder / backends.mp4_name(label)
-    duration = probe(path).duration or info.duration
+    duration = _probe_output(path).duration or info.duration
     return Output(
         f"mp4-{label}", path, "video/mp4", kind=Kind.MP4, width=size[0], height=size[1],
         bitrate=int(path.stat().st_size * 8 / duration) if duration else None,
@@ -849,7 +864,7 @@ def _audio_renditions(folder, audio, info):
     renditions = []
     for track in audio:
         _, media, playlist = _rung_outputs(folder, track.label, info, size=(None, None), audio=True)
-        stream = next(s for s in probe(media.path).raw["streams"] if s.get("codec_type") == "audio")
+        stream = next(s for s in _probe_output(media.path).raw["streams"] if s.get("codec_type") == "audio")
         renditions.append(AudioRendition(track, media, playlist, stream.get("channels")))
     return renditions
 
