@@ -32,8 +32,8 @@ run: setup prepare
 # lint-imports first: a layer imported the wrong way fails the run before any test.
 # The whole suite is two pytest processes side by side (docs/testing.md, "How long
 # it takes"): the tests on the shared stacks, which spend much of their time waiting
-# on servers or a browser, and the rest (Django-level tests, the tests marked
-# standalone, which start their own site, and the few whose own stack waits on a
+# on servers or a browser, with the two marked standalone (make run, a fresh
+# install), and the rest (Django-level tests and the few whose own stack waits on a
 # clock); tests/conftest.py's --layer draws the line. Each has its own data folder
 # and test database and prints its own report when it ends. With PYTEST_ARGS, one
 # process runs what they select.

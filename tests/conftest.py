@@ -14,12 +14,12 @@ OUTPUT_DIR = REPO / "test-output"
 
 
 # make test runs the suite as two pytest processes side by side (docs/testing.md,
-# "How long it takes"): --layer=stack runs the tests on the shared stacks
-# (marked integration or browser), --layer=other everything else: the
-# Django-level tests, the standalone ones (they start their own site), and
-# the stack tests whose stack is their own and whose time goes on a clock
-# (tokens that must run out, RQ workers killed and replaced), so that the
-# two processes take about as long.
+# "How long it takes"): --layer=stack runs the tests marked integration or
+# browser (the shared stacks, and the standalone ones that start their own
+# site: make run, a fresh install), --layer=other everything else: the
+# Django-level tests, and the stack tests whose stack is their own and whose
+# time goes on a clock (tokens that must run out, RQ workers killed and
+# replaced), so that the two processes take about as long.
 CLOCK_BOUND_STACKS = {"short_token_stack", "rq_stack"}
 
 
@@ -29,9 +29,7 @@ def pytest_addoption(parser):
 
 def in_stack_layer(item):
     on_a_stack = item.get_closest_marker("integration") or item.get_closest_marker("browser")
-    return bool(on_a_stack) and not item.get_closest_marker("standalone") and not (
-        CLOCK_BOUND_STACKS & set(item.fixturenames)
-    )
+    return bool(on_a_stack) and not (CLOCK_BOUND_STACKS & set(item.fixturenames))
 
 
 def pytest_collection_modifyitems(config, items):
