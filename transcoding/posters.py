@@ -12,9 +12,9 @@ import ffmpeg
 from django.utils.translation import gettext as _
 
 from private_video.captions import PosterError
-from private_video.probe import ProbeError, input_options, probe_video
+from private_video.probe import ProbeError, probe_video
 
-from .backends.ffmpeg_python import _compile, jpeg_scale, picture_filters
+from .backends.ffmpeg_python import _compile, decoded_input, jpeg_scale, picture_filters
 from .conf import temp_dir
 from .pipeline import check_source_size, local_source
 from .profiles import display_dimensions, even
@@ -37,7 +37,7 @@ def frame_command(source, info, output, seconds):
     # time, not the keyframe before it.
     frame = (
         picture_filters(
-            ffmpeg.input(str(source), ss=f"{seconds:.3f}", **input_options(info.demuxer))[info.video_selector], info
+            decoded_input(source, info, ss=f"{seconds:.3f}")[info.video_selector], info
         )
     )
     frame = jpeg_scale(frame, info, *size).filter("setsar", "1")

@@ -211,6 +211,29 @@ def is_interlaced(info):
     return source_video_stream(info).get("field_order") in INTERLACED_FIELD_ORDERS
 
 
+# ffmpeg's pixel formats that carry transparency: ProRes 4444, PNG, QuickTime
+# Animation, FFV1 or Ut Video exports of titles and overlays.
+_ALPHA_PIXEL_FORMATS = re.compile(r"^(yuva|gbrap|ya\d|rgba|bgra|argb|abgr|ayuv)")
+# Decoders that read a WebM picture's transparency: ffmpeg's own VP8 and VP9
+# decoders drop it (it is a second picture in each block's additions).
+_ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+
+
+def has_alpha(info):
+    """Whether the picture is partly transparent: its pixel format has an
+    alpha plane, or it is WebM VP8/VP9 stored with one (``alpha_decoder``)."""
+    return bool(_ALPHA_PIXEL_FORMATS.match(info.pix_fmt or "")) or alpha_decoder(info) is not None
+
+
+def alpha_decoder(info):
+    """The decoder that keeps the transparency of a VP8 or VP9 picture
+    written with an alpha channel (WebM's ALPHA_MODE 1), or None."""
+    stream = source_video_stream(info)
+    if str(_tags(stream).get("alpha_mode", "")).strip() != "1":
+        return None
+    return _ALPHA_DECODERS.get(stream.get("codec_name"))
+
+
 def hdr_transfer(info):
     """The source's HDR transfer function, or None for SDR."""
     transfer = source_video_stream(info).get("color_transfer")

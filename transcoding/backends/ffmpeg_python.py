@@ -1,6 +1,9 @@
 """The default transcoder backend: ffmpeg graphs built with ffmpeg-python."""
 
+import functools
+import logging
 import os
+import subprocess
 
 import ffmpeg
 
@@ -8,7 +11,9 @@ from private_video.probe import finite_float, input_options, stream_seconds
 
 from ..conf import setting
 from ..profiles import (
+    alpha_decoder,
     audio_kbps,
+    has_alpha,
     hdr_transfer,
     is_interlaced,
     keyframe_seconds,
@@ -23,6 +28,8 @@ from . import (
     hls_playlist_name,
     mp4_name,
 )
+
+logger = logging.getLogger(__name__)
 
 _GLOBAL_ARGS = ("-nostdin", "-hide_banner", "-loglevel", "error", "-nostats", "-progress", "pipe:1")
 
@@ -93,6 +100,32 @@ def jpeg_scale(video, info, width, height):
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _available_decoders():
+    """The names of the decoders this ffmpeg was built with (asked once)."""
+    try:
+        listing = subprocess.run(
+            ["ffmpeg", "-hide_banner", "-decoders"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    return frozenset(line.split()[1] for line in listing.splitlines() if len(line.split()) > 1)
+
+
+def decoded_input(source, info, **options):
+    """ffmpeg's input for a source whose pictures are decoded: the upload's
+    whitelists and demuxer, and for WebM VP8/VP9 with transparency the
+    libvpx decoder, which reads it (``profiles.alpha_decoder``)."""
+    decoder = alpha_decoder(info)
+    if decoder:
+        if decoder in _available_decoders():
+            options[f"c:{info.video_selector}"] = decoder
+        else:
+            logger.warning("ffmpeg has no %s decoder: the picture's transparency is not read", decoder)
+    return ffmpeg.input(str(source), **options, **input_options(info.demuxer))
+
+
 def picture_filters(video, info):
     """Progressive SDR from any source: interlaced pictures are deinterlaced
     (bwdif, one frame per frame), HDR (PQ or HLG) is tone-mapped to BT.709.
@@ -102,6 +135,13 @@ def picture_filters(video, info):
         # BT.601 whatever out_color_matrix asks, and the rungs are tagged
         # BT.709 (a red came out with green 14 levels high).
         video = video.filter("format", "rgb24")
+    if has_alpha(info):
+        # Transparency (a title or an overlay exported with alpha) is shown
+        # over black, as on the player's black background: each pixel times
+        # its opacity. Dropping the alpha plane instead showed whatever
+        # colour the transparent parts hold (white, garbage) and
+        # half-transparent parts at full strength.
+        video = video.filter("premultiply", inplace=1)
     if is_interlaced(info):
         video = video.filter("bwdif", mode="send_frame", parity="auto", deint="all")
     transfer = hdr_transfer(info)
@@ -213,7 +253,7 @@ class FFmpegPythonBackend(TranscoderBackend):
         preset = preset or setting("X264_PRESET")
         rate = output_frame_rate(info)
         gop = max(1, round(rate * keyframe_seconds()))
-        source_input = ffmpeg.input(str(source), **input_options(info.demuxer))
+        source_input = decoded_input(source, info)
         # Decode once, deinterlace and tone-map once, make the rate constant
         # once (VFR phone video), then split: every rung sees the same
         # frames, so keyframes line up.
@@ -305,7 +345,7 @@ class FFmpegPythonBackend(TranscoderBackend):
         seeking = {"ss": f"{seek:.3f}"} if seek else {}
         frame = (
             picture_filters(
-                ffmpeg.input(str(source), **seeking, **input_options(info.demuxer))[info.video_selector], info
+                decoded_input(source, info, **seeking)[info.video_selector], info
             )
             # The most representative of the next frames, not the first one
             # after the seek, which may be a fade or a black frame.

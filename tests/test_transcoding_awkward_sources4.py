@@ -1,0 +1,75 @@
+"""Media sweep 4: awkward sources the earlier sweeps did not try (pictures
+with transparency, sound at unusual sample rates). Each clip is made here
+with ffmpeg's lavfi sources (nothing is downloaded), tiny and short, and
+each ends as the pictures and sound a viewer expects."""
+
+import subprocess
+
+import pytest
+
+from tests.helpers import make_video
+from tests.test_transcoding_awkward_sources import assert_close, mean_rgb
+from tests.test_transcoding_bad_media import assert_ready, transcode
+from transcoding.testmedia import ffprobe_json
+
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+
+FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+H264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", "50"]
+
+
+def ffmpeg(*args):
+    subprocess.run([*FFMPEG, *map(str, args)], check=True, capture_output=True, timeout=60)
+
+
+def has_decoder(name):
+    listing = subprocess.run(["ffmpeg", "-hide_banner", "-decoders"], capture_output=True, text=True).stdout
+    return any(line.split()[1:2] == [name] for line in listing.splitlines())
+
+
+# ---- transparency: shown over black ----------------------------------------------------------
+
+RED = "0xC81E1E"
+# Four 32x72 bands: opaque red, opaque grey, red at half opacity, and a
+# fully transparent band whose hidden colour is white.
+BANDS = ";".join(
+    f"color=c={colour}:s=32x72:r=25:d=1,format=rgba[b{index}]"
+    for index, colour in enumerate([f"{RED}@1.0", "0x808080@1.0", f"{RED}@0.5", "white@0.0"])
+) + ";[b0][b1][b2][b3]hstack=4"
+# What each band looks like over black.
+OVER_BLACK = [(200, 30, 30), (128, 128, 128), (100, 15, 15), (0, 0, 0)]
+ALPHA_SOURCES = {
+    "prores-4444.mov": ["-pix_fmt", "yuva444p10le", "-c:v", "prores_ks", "-profile:v", "4444"],
+    "vp9-alpha.webm": ["-pix_fmt", "yuva420p", "-c:v", "libvpx-vp9", "-deadline", "realtime"],
+}
+
+
+def band_colours(path, width, height, *, left=0):
+    """The mean colour of the middle of each of the four bands of the
+    picture at ``left`` (a storyboard tile) that is ``width`` wide."""
+    side = max(2, width // 16)
+    return [mean_rgb(path, crop=f"{side}:{side}:{left + (2 * band + 1) * width // 8 - side // 2}:"
+                                  f"{height // 2 - side // 2}") for band in range(4)]
+
+
+@pytest.mark.parametrize("name", ALPHA_SOURCES)
+def test_a_transparent_picture_is_shown_over_black(media_dir, name):
+    """A title exported with transparency (ProRes 4444, WebM VP9 with alpha):
+    the alpha plane was dropped (ffmpeg's VP9 decoder never reads it), so
+    the transparent band showed its hidden white (255, 255, 255) and the
+    half-transparent one full red (198, 29, 30), in the rungs, the poster and
+    the storyboard alike. Over black, as on the player's background."""
+    if name.endswith(".webm") and not has_decoder("libvpx-vp9"):
+        pytest.skip("this ffmpeg has no libvpx-vp9 decoder")
+    source = media_dir / name
+    ffmpeg("-f", "lavfi", "-i", BANDS, *ALPHA_SOURCES[name], source)
+    video = make_video(source, title="Transparent")
+    job = transcode(video)
+    assert_ready(job, ["72p"])
+    files = {r.name: r.file.path for r in video.renditions.all()}
+    for picture in ("hls-72p-media", "poster"):
+        for seen, expected in zip(band_colours(files[picture], 128, 72), OVER_BLACK):
+            assert_close(seen, expected, within=8)
+    # Tiles of 160x90.
+    for seen, expected in zip(band_colours(files["storyboard"], 160, 90), OVER_BLACK):
+        assert_close(seen, expected, within=8)
