@@ -73,3 +73,39 @@ def test_a_transparent_picture_is_shown_over_black(media_dir, name):
     # Tiles of 160x90.
     for seen, expected in zip(band_colours(files["storyboard"], 160, 90), OVER_BLACK):
         assert_close(seen, expected, within=8)
+
+
+# ---- sound at unusual sample rates: 44.1 or 48 kHz AAC -----------------------------------------
+
+def sound_level(path):
+    """The mean volume (dB) of ``path``'s first audio stream."""
+    out = subprocess.run(
+        ["ffmpeg", "-nostdin", "-i", str(path), "-map", "0:a:0", "-af", "volumedetect", "-f", "null", "-"],
+        capture_output=True, text=True, timeout=60,
+    ).stderr
+    return float(next(line for line in out.splitlines() if "mean_volume" in line).split(":")[1].split()[0])
+
+
+@pytest.mark.parametrize("rate, codec, expected", [
+    (96000, "flac", 48000),  # a field recorder's
+    (8000, "pcm_s16le", 48000),  # a voice memo's
+    (44100, "pcm_s16le", 44100),
+], ids=["96k", "8k", "44.1k"])
+def test_sound_is_aac_at_a_rate_every_browser_plays(media_dir, rate, codec, expected):
+    """96 kHz sound was encoded as 96 kHz AAC, which Windows' AAC decoder
+    (Firefox) does not play at all; 8 kHz sound as 8 kHz AAC, whose 128 ms
+    frames made the sound track last 2.13 s against a 2 s picture. Both
+    become 48 kHz; 44.1 kHz stays as it is."""
+    source = media_dir / f"tone-{rate}.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x72:rate=25:duration=2",
+           "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate={rate}:duration=2", *H264, "-c:a", codec, source)
+    video = make_video(source, title="Tone")
+    job = transcode(video)
+    assert_ready(job, ["72p"])
+    for name in ("hls-audio1-media", "mp4-72p"):
+        path = video.renditions.get(name=name).file.path
+        data = ffprobe_json(path)
+        sound = next(s for s in data["streams"] if s["codec_type"] == "audio")
+        assert (sound["codec_name"], int(sound["sample_rate"]), sound["channels"]) == ("aac", expected, 2), name
+        assert float(sound["duration"]) == pytest.approx(2.0, abs=0.05), (name, sound["duration"])
+        assert sound_level(path) > -30, name  # the tone (-24 dB), not silence

@@ -395,6 +395,28 @@ def picture_shortfall(info):
     return shortfall if shortfall >= 0.5 else 0
 
 
+# The sample rates the AAC renditions keep: the two every browser's decoder
+# plays and HLS authoring asks for. Windows' AAC decoder (Firefox, Edge's
+# fallback) plays nothing above 48 kHz, so a recorder's 96 or 192 kHz sound
+# was silent or refused there; below 44.1 kHz (phones' voice memos at 8 kHz,
+# old cameras at 11.025 or 32 kHz) an AAC frame lasts up to 128 ms, and the
+# sound track ran that much past the picture and started that much late in
+# players that skip no priming. Any other rate is resampled to 48 kHz.
+AUDIO_SAMPLE_RATES = (44100, 48000)
+
+
+def audio_sample_rate(info, track):
+    """The sample rate ``track``'s AAC rendition is made at: the source's own
+    when it is one of ``AUDIO_SAMPLE_RATES``, else 48 kHz."""
+    streams = [s for s in info.raw.get("streams", []) if s.get("codec_type") == "audio"]
+    stream = streams[track.index] if track.index < len(streams) else {}
+    try:
+        rate = int(stream.get("sample_rate") or 0)
+    except (TypeError, ValueError):
+        rate = 0
+    return rate if rate in AUDIO_SAMPLE_RATES else 48000
+
+
 def audio_kbps():
     """The one audio rendition is made at the ladder's highest audio rate."""
     return max(rung.audio_kbps for rung in get_ladder())

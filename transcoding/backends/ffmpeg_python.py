@@ -13,6 +13,7 @@ from ..conf import setting
 from ..profiles import (
     alpha_decoder,
     audio_kbps,
+    audio_sample_rate,
     has_alpha,
     hdr_transfer,
     is_interlaced,
@@ -230,6 +231,8 @@ class FFmpegPythonBackend(TranscoderBackend):
                 options = {"c:a": "copy", **_aac_in_mp4([track])}
             else:
                 options = {"c:a": "aac", "b:a": f"{audio_kbps()}k", "ac": 2}
+                if info is not None:
+                    options["ar"] = audio_sample_rate(info, track)
             sound = source_input[f"a:{track.index}"]
             if track.merge:
                 # A camera's mono tracks: the first is the left channel, the next the right.
