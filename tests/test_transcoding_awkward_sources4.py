@@ -109,3 +109,39 @@ def test_sound_is_aac_at_a_rate_every_browser_plays(media_dir, rate, codec, expe
         assert (sound["codec_name"], int(sound["sample_rate"]), sound["channels"]) == ("aac", expected, 2), name
         assert float(sound["duration"]) == pytest.approx(2.0, abs=0.05), (name, sound["duration"])
         assert sound_level(path) > -30, name  # the tone (-24 dB), not silence
+
+
+# ---- BT.601, full-range and grey pictures: black, grey and white stay so -------------------------
+
+# Three 64x72 bands: black, mid-grey, white.
+GREYS = ";".join(f"color=c={colour}:s=64x72:r=25:d=1[g{index}]"
+                 for index, colour in enumerate(["black", "0x808080", "white"])) + ";[g0][g1][g2]hstack=3"
+GREY_SOURCES = {
+    # A phone's or an MJPEG camera's full range ("JPEG range"), untagged, so BT.601.
+    "full-range.mp4": ["-vf", "scale=out_range=full:out_color_matrix=bt601,format=yuvj420p", *H264[:4]],
+    # A monochrome master.
+    "grey.mkv": ["-vf", "format=gray", "-c:v", "ffv1"],
+}
+
+
+@pytest.mark.parametrize("name", GREY_SOURCES)
+def test_black_grey_and_white_stay_neutral_through_the_matrix_conversion(media_dir, name):
+    """The rungs are BT.709; a BT.601 source's YUV was converted by swscale
+    through a coarse RGB step: mid-grey (128, 128, 128) became
+    (124, 126, 126) and white (251, 253, 250), and a grey source's picture
+    turned green ((77, 79, 76) for (80, 80, 80)). Full range becomes
+    limited range on the way, with black still black and white white."""
+    source = media_dir / name
+    ffmpeg("-f", "lavfi", "-i", GREYS, *GREY_SOURCES[name], source)
+    video = make_video(source, title="Greys")
+    job = transcode(video)
+    assert_ready(job, ["72p"])
+    rung = video.renditions.get(name="hls-72p-media").file.path
+    stream = next(s for s in ffprobe_json(rung)["streams"] if s["codec_type"] == "video")
+    assert (stream["pix_fmt"], stream.get("color_range"), stream.get("color_space")) == ("yuv420p", "tv", "bt709")
+    files = {r.name: r.file.path for r in video.renditions.all()}
+    for name, width, height in (("hls-72p-media", 192, 72), ("poster", 192, 72), ("storyboard", 160, 60)):
+        seen = [mean_rgb(files[name], crop=f"8:8:{(2 * band + 1) * width // 6 - 4}:{height // 2 - 4}")
+                for band in range(3)]
+        for colour, expected in zip(seen, [(0, 0, 0), (128, 128, 128), (255, 255, 255)]):
+            assert_close(colour, expected, within=2)

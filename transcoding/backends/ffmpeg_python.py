@@ -3,6 +3,7 @@
 import functools
 import logging
 import os
+import re
 import subprocess
 
 import ffmpeg
@@ -79,6 +80,13 @@ _SWS_MATRICES = {
 }
 
 
+# swscale's matrix names → zscale's, for ``to_bt709``.
+_ZSCALE_FROM_SWS = {"bt601": "470bg", "fcc": "fcc", "bt2020": "2020_ncl"}
+# Pixel formats without YUV: RGB (no matrix yet), grey (no colour, so the
+# same in every matrix) and palettes.
+_NOT_YUV = re.compile(r"^(rgb|bgr|gbr|argb|abgr|0rgb|0bgr|x2rgb|x2bgr|gray|ya\d|pal8|monow|monob)")
+
+
 def source_matrix(info):
     """The YUV matrix of the pictures entering the scaler, as swscale names
     it: BT.709 after tone mapping; else the source's tag; untagged video is
@@ -89,6 +97,23 @@ def source_matrix(info):
     if matrix in _SWS_MATRICES:
         return _SWS_MATRICES[matrix]
     return "bt709" if min(info.width or 0, info.height or 0) >= 720 else "bt601"
+
+
+def to_bt709(video, info):
+    """``video`` and the matrix its pictures are in afterwards: YUV in
+    another matrix is converted to BT.709 here, once for every rung, by
+    zscale. swscale converts between YUV matrices through a coarse RGB step:
+    a BT.601 mid-grey (128, 128, 128) came out as (124, 126, 126), white as
+    (251, 253, 250) and a grey source's picture turned green. Grey needs no
+    conversion (it has no colour); RGB is converted by the rungs' scale."""
+    matrix = source_matrix(info)
+    if matrix == "bt709":
+        return video, matrix
+    if _NOT_YUV.match(info.pix_fmt or ""):
+        return video, ("bt709" if info.pix_fmt.startswith(("gray", "ya")) else matrix)
+    if matrix not in _ZSCALE_FROM_SWS:
+        return video, matrix
+    return video.filter("zscale", min=_ZSCALE_FROM_SWS[matrix], m="709"), "bt709"
 
 
 def jpeg_scale(video, info, width, height):
@@ -268,8 +293,13 @@ class FFmpegPythonBackend(TranscoderBackend):
             # an HLS player waits for video that never comes.
             video = video.filter("tpad", stop_mode="clone", stop_duration=f"{hold:.3f}")
         video = video.filter("fps", fps=f"{rate.numerator}/{rate.denominator}")
-        branches = video.filter_multi_output("split", len(planned) + (1 if storyboard else 0))
-        matrix = source_matrix(info)
+        if storyboard:
+            # The storyboard's JPEGs are converted from the source's matrix
+            # straight to JPEG's; the rungs share one conversion to BT.709.
+            halves = video.filter_multi_output("split", 2)
+            video, board = halves.stream(0), halves.stream(1)
+        video, matrix = to_bt709(video, info)
+        branches = video.filter_multi_output("split", len(planned))
         outputs = []
         for index, rung in enumerate(planned):
             scaled = (
@@ -301,7 +331,7 @@ class FFmpegPythonBackend(TranscoderBackend):
         outputs += self._audio_outputs(source_input, audio, outdir, info=info)
         if storyboard:
             tiles = (
-                branches.stream(len(planned))
+                board
                 # start_time and eof_action: a clip shorter than one interval
                 # (even a single frame) still gives its first tile.
                 .filter("fps", fps=f"1/{storyboard.interval:g}", start_time=0, eof_action="pass")
