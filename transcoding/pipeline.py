@@ -35,6 +35,7 @@ from .backends import POSTER_NAME, STORYBOARD_FRAMES, STORYBOARD_NAME, Storyboar
 from .conf import setting, temp_dir
 from .models import Rendition, TranscodeJob
 from .profiles import (
+    AUDIO_SAMPLE_RATES,
     FASTEST_RATE_KEY,
     display_aspect,
     display_dimensions,
@@ -49,6 +50,7 @@ from .profiles import (
     plan_audio,
     plan_ladder,
     progressive_rung,
+    source_sample_rate,
     source_video_stream,
     video_level,
 )
@@ -355,6 +357,9 @@ def fast_path_refusal(info, source=None):
         (info.profile in ("Constrained Baseline", "Baseline", "Main", "High"), f"profile {info.profile}"),
         (all(track.codec == "aac" for track in audio), "sound is not AAC"),
         (not any(track.merge for track in audio), "mono tracks to join as stereo"),
+        # 96 kHz AAC does not play on Windows' decoder (``AUDIO_SAMPLE_RATES``).
+        (all(source_sample_rate(info, track) in (None, *AUDIO_SAMPLE_RATES) for track in audio),
+         "sound at an unusual sample rate"),
         (min(width, height) <= int(setting("FAST_PATH_MAX_SHORT_SIDE"))
          and max(width, height) <= 2 * int(setting("FAST_PATH_MAX_SHORT_SIDE")), f"{width}x{height}"),
         (level is None or level <= int(setting("FAST_PATH_MAX_LEVEL")), f"level {level}"),

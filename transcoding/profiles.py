@@ -405,15 +405,20 @@ def picture_shortfall(info):
 AUDIO_SAMPLE_RATES = (44100, 48000)
 
 
-def audio_sample_rate(info, track):
-    """The sample rate ``track``'s AAC rendition is made at: the source's own
-    when it is one of ``AUDIO_SAMPLE_RATES``, else 48 kHz."""
+def source_sample_rate(info, track):
+    """The sample rate of ``track``'s source stream, or None when not known."""
     streams = [s for s in info.raw.get("streams", []) if s.get("codec_type") == "audio"]
     stream = streams[track.index] if track.index < len(streams) else {}
     try:
-        rate = int(stream.get("sample_rate") or 0)
+        return int(stream.get("sample_rate") or 0) or None
     except (TypeError, ValueError):
-        rate = 0
+        return None
+
+
+def audio_sample_rate(info, track):
+    """The sample rate ``track``'s AAC rendition is made at: the source's own
+    when it is one of ``AUDIO_SAMPLE_RATES``, else 48 kHz."""
+    rate = source_sample_rate(info, track)
     return rate if rate in AUDIO_SAMPLE_RATES else 48000
 
 
