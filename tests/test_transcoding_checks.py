@@ -53,6 +53,71 @@ def test_no_ffmpeg_on_path_is_E003(tmp_path, monkeypatch):
     assert "private_video_transcoding.E003" not in messages()
 
 
+# ---- E006 / W002: an ffmpeg built without what the renditions need ----------
+
+
+def fake_ffmpeg(folder, listing):
+    """An ``ffmpeg`` on PATH that lists only ``listing``'s names (for -encoders,
+    -decoders and -filters alike), as a build without them would."""
+    folder.mkdir(exist_ok=True)
+    lines = "\n".join(f" V..... {name}  {name}" for name in listing)
+    script = folder / "ffmpeg"
+    script.write_text(f"#!/bin/sh\n/bin/cat <<'EOF'\n{lines}\nEOF\n")
+    script.chmod(0o755)
+    return folder
+
+
+def test_an_ffmpeg_without_libx264_is_E006_and_without_zscale_W002(tmp_path, monkeypatch):
+    from transcoding.backends.ffmpeg_python import ffmpeg_has
+
+    ffmpeg_has.cache_clear()
+    found = messages()
+    assert "private_video_transcoding.E006" not in found and "private_video_transcoding.W002" not in found
+
+    monkeypatch.setenv("PATH", str(fake_ffmpeg(tmp_path / "bare", ["aac", "scale", "h264"])))
+    ffmpeg_has.cache_clear()
+    found = messages()
+    assert found["private_video_transcoding.E006"].is_serious()
+    assert "libx264" in found["private_video_transcoding.E006"].msg
+    assert "aac" not in found["private_video_transcoding.E006"].msg
+    assert not found["private_video_transcoding.W002"].is_serious()
+    assert "zscale" in found["private_video_transcoding.W002"].msg
+
+    monkeypatch.setenv("PATH", str(fake_ffmpeg(tmp_path / "full", ["aac", "libx264", "zscale"])))
+    ffmpeg_has.cache_clear()
+    found = messages()
+    assert "private_video_transcoding.E006" not in found and "private_video_transcoding.W002" not in found
+    ffmpeg_has.cache_clear()
+
+
+def test_without_zscale_an_sd_source_is_converted_by_the_scaler_as_before(tmp_path, monkeypatch):
+    """SD (BT.601) pictures go to BT.709 through zscale, once for every rung;
+    an ffmpeg without it still transcodes them (W002 says they are tinted)."""
+    import ffmpeg
+
+    from transcoding.backends.ffmpeg_python import ffmpeg_has, to_bt709
+
+    class Info:
+        pix_fmt = "yuv420p"
+        width, height = 640, 360
+        hdr = None
+
+    def graph():
+        video, matrix = to_bt709(ffmpeg.input("in.mp4").video, info)
+        return matrix, " ".join(video.output("out.mp4").get_args())
+
+    info = Info()
+    ffmpeg_has.cache_clear()
+    monkeypatch.setattr("transcoding.backends.ffmpeg_python.source_matrix", lambda info: "bt601")
+    matrix, args = graph()
+    assert matrix == "bt709" and "zscale=m=709:min=470bg" in args
+    monkeypatch.setenv("PATH", str(fake_ffmpeg(tmp_path / "bare", ["aac", "libx264", "scale"])))
+    ffmpeg_has.cache_clear()
+    matrix, args = graph()
+    assert matrix == "bt601" and "zscale" not in args
+    ffmpeg_has.cache_clear()
+
+
 # ---- E004: invalid ladder ------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """System checks for what would otherwise fail at run time, in a worker,
 long after deployment: a task alias the jobs cannot be sent to, a task
-backend that cannot keep quick versions ahead of ladders, no ffmpeg, a ladder
-that is not one, and a grace period shorter than a player may still use a
-replaced file. Ids are ``private_video_transcoding.<E|W>0xx``."""
+backend that cannot keep quick versions ahead of ladders, no ffmpeg (or one
+built without libx264 or zscale), a ladder that is not one, and a grace period
+shorter than a player may still use a replaced file. Ids are ``private_video_transcoding.<E|W>0xx``."""
 
 import shutil
 
@@ -53,6 +53,33 @@ def check_ffmpeg(app_configs, **kwargs):
         "transcoding worker, and make sure it is on the PATH of the worker's process.",
         id=ID.format("E003"),
     )]
+
+
+@register()
+def check_ffmpeg_build(app_configs, **kwargs):
+    """What the renditions are made with: libx264 and the aac encoder (without
+    them every job fails), zscale (libzimg: HDR sources fail without it, and
+    SD sources come out slightly tinted)."""
+    if not shutil.which("ffmpeg"):
+        return []  # E003
+    from .backends.ffmpeg_python import ffmpeg_has
+
+    messages = []
+    missing = [name for name in ("libx264", "aac") if name not in ffmpeg_has("encoders")]
+    if missing:
+        messages.append(Error(
+            f"ffmpeg on PATH has no {' or '.join(missing)} encoder: no video can be transcoded.",
+            hint="Install an ffmpeg built with libx264 (Debian/Ubuntu's ffmpeg package is).",
+            id=ID.format("E006"),
+        ))
+    if "zscale" not in ffmpeg_has("filters"):
+        messages.append(Warning(
+            "ffmpeg on PATH has no zscale filter (libzimg): HDR sources cannot be tone-mapped and fail, "
+            "and SD (BT.601) sources come out slightly tinted.",
+            hint="Install an ffmpeg built with --enable-libzimg (Debian/Ubuntu's ffmpeg package is).",
+            id=ID.format("W002"),
+        ))
+    return messages
 
 
 @register()

@@ -111,7 +111,9 @@ def to_bt709(video, info):
         return video, matrix
     if _NOT_YUV.match(info.pix_fmt or ""):
         return video, ("bt709" if info.pix_fmt.startswith(("gray", "ya")) else matrix)
-    if matrix not in _ZSCALE_FROM_SWS:
+    if matrix not in _ZSCALE_FROM_SWS or "zscale" not in ffmpeg_has("filters"):
+        # An ffmpeg built without libzimg (check W002): the rungs' scale
+        # converts, slightly tinted, as before.
         return video, matrix
     return video.filter("zscale", min=_ZSCALE_FROM_SWS[matrix], m="709"), "bt709"
 
@@ -127,11 +129,13 @@ def jpeg_scale(video, info, width, height):
 
 
 @functools.lru_cache(maxsize=None)
-def _available_decoders():
-    """The names of the decoders this ffmpeg was built with (asked once)."""
+def ffmpeg_has(kind):
+    """The names ffmpeg on PATH lists with ``-<kind>`` ("decoders", "encoders",
+    "filters"): what this build can do, asked once per process. Empty when
+    ffmpeg cannot be run (check E003 says so)."""
     try:
         listing = subprocess.run(
-            ["ffmpeg", "-hide_banner", "-decoders"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            ["ffmpeg", "-hide_banner", f"-{kind}"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
             timeout=30,
         ).stdout
     except (OSError, subprocess.SubprocessError):
@@ -145,7 +149,7 @@ def decoded_input(source, info, **options):
     libvpx decoder, which reads it (``profiles.alpha_decoder``)."""
     decoder = alpha_decoder(info)
     if decoder:
-        if decoder in _available_decoders():
+        if decoder in ffmpeg_has("decoders"):
             options[f"c:{info.video_selector}"] = decoder
         else:
             logger.warning("ffmpeg has no %s decoder: the picture's transparency is not read", decoder)
